@@ -1,0 +1,32 @@
+# bioprune: `make demo` and `make test` each build .venv from scratch when needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_OUT ?= demo-out
+
+.PHONY: env demo test lint bench clean
+
+env: $(VENV)/.installed
+
+# The environment is pinned (requirements/env.txt: torch==2.13.0, the CPU wheel on
+# this machine); the package itself only asks for ranges so GPU users get CUDA builds.
+$(VENV)/.installed: pyproject.toml requirements/env.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements/env.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: env
+	DEMO_OUT=$(DEMO_OUT) BIOPRUNE=$(BIN)/bioprune bash scripts/demo.sh
+
+test: env
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+lint: env
+	$(BIN)/ruff check src tests benchmarks scripts
+
+bench: env
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT)

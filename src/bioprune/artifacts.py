@@ -1,0 +1,159 @@
+"""File names, metadata keys and the few helpers every stage uses to write outputs.
+
+Stages talk only through files; every output carries the metadata (config,
+seeds, input checksums, version) that made it. Names live here, in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_dir",
+    "atomic_write_text",
+    "file_checksum",
+    "model_checksum",
+    "provenance",
+    "write_json",
+]
+
+# ---- corpus directory (bioprune prepare) ----------------------------------
+CORPUS_SEQUENCES = "sequences.parquet"
+CORPUS_TOKENS = "tokens.npy"
+CORPUS_OFFSETS = "offsets.npy"
+CORPUS_MANIFEST = "manifest.json"
+
+# ---- model directory (bioprune init / pretrain / adapt) -------------------
+MODEL_ALPHABET = "bioprune_alphabet.json"
+MODEL_TRAINING = "training.json"
+MODEL_SUBSET = "subset_indices.npy"  # adapt: the exact subset trained on
+
+# ---- selection directory (bioprune select) --------------------------------
+SELECTION_IDS = "ids.txt"
+SELECTION_TABLE = "selection.parquet"
+SELECTION_FASTA = "coreset.fasta"
+SELECTION_META = "selection.json"
+
+#: Name of the config file every CLI stage writes next to its output.
+RUN_CONFIG = "bioprune_config.json"
+
+
+def bioprune_version() -> str:
+    from bioprune import __version__
+
+    return __version__
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Version and timestamp block for an output's metadata, plus ``extra``."""
+    return {
+        "bioprune_version": bioprune_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def file_checksum(path: str | Path, algorithm: str = "blake2b", chunk: int = 1 << 22) -> str:
+    """Hex digest of a file, streamed in chunks (never the whole file in memory)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return f"{algorithm}:{h.hexdigest()}"
+
+
+def model_checksum(model_dir: str | Path) -> str:
+    """Checksum of a HF model directory's weights (``*.safetensors`` / ``*.bin``) and config."""
+    model_dir = Path(model_dir)
+    files = sorted(
+        p
+        for p in model_dir.iterdir()
+        if p.suffix in {".safetensors", ".bin"} or p.name == "config.json"
+    )
+    if not files:
+        raise FileNotFoundError(f"{model_dir} holds no model weights")
+    h = hashlib.blake2b()
+    for p in files:
+        h.update(p.name.encode())
+        h.update(file_checksum(p).encode())
+    return f"blake2b:{h.hexdigest()}"
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file so that readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__} to JSON")
+
+
+def check_output_dir(path: str | Path, overwrite: bool) -> Path:
+    """Refuse an existing output unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+    return path
+
+
+@contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary name, then move it into place.
+
+    An interrupted run leaves only a hidden ``.NAME.tmp-*`` directory beside
+    the target, never a directory that looks complete. On success an existing
+    target is replaced only when ``overwrite`` is true.
+
+    >>> with atomic_dir("out/corpus") as tmp:          # doctest: +SKIP
+    ...     (tmp / "manifest.json").write_text("{}")
+    """
+    path = check_output_dir(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,1 @@
+"""The ``bioprune`` command line: one module per command, parsing and dispatch only."""

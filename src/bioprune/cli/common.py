@@ -1,0 +1,63 @@
+"""Shared CLI plumbing: one error style, a rich console, budget parsing."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+#: Exceptions that are the user's to fix: printed as one line, exit status 2.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError)
+
+
+def run_app(app: typer.Typer) -> None:
+    try:
+        app(standalone_mode=False)
+    except USER_ERRORS as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+def parse_budget(text: str, n: int, what: str = "budget") -> int:
+    """``"1000"`` -> 1000; ``"0.1"`` or ``"10%"`` -> a fraction of ``n`` (floor).
+
+    A value with a decimal point or a percent sign is a fraction; an integer is a count.
+    """
+    t = text.strip()
+    try:
+        if t.endswith("%"):
+            frac = float(t[:-1]) / 100.0
+        elif any(c in t for c in ".eE"):
+            frac = float(t)
+        else:
+            count = int(t)
+            if count < 0:
+                raise ValueError
+            return count
+    except ValueError:
+        raise ValueError(
+            f"{what} {text!r} is neither a count (e.g. 1000) nor a fraction (e.g. 0.1 or 10%)"
+        ) from None
+    if not 0.0 <= frac <= 1.0:
+        raise ValueError(f"{what} fraction {text!r} must lie between 0 and 1")
+    return int(frac * n)

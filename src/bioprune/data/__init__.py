@@ -1,0 +1,1 @@
+"""Alphabets, sequence readers, the corpus store, masking and batching."""

@@ -1,0 +1,301 @@
+"""Reading a prepared corpus directory (written by ``bioprune prepare``).
+
+Layout of ``CORPUS_DIR``::
+
+    sequences.parquet   index (int64, 0.. in input order), id, description,
+                        sequence (normalised), length
+    tokens.npy          uint8, every example's residue token ids concatenated
+                        (no <cls>/<eos>; framing is added at batch time)
+    offsets.npy         int64, n + 1 entries; example i is tokens[offsets[i]:offsets[i+1]]
+    manifest.json       alphabet, counts, skip/crop/replacement counts, sources,
+                        checksum, seed, bioprune version
+
+``tokens.npy`` and ``offsets.npy`` are memory-mapped, so later stages never
+read the corpus into RAM: a stage touching example ``i`` reads only its bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from bioprune import artifacts
+from bioprune.data.alphabet import Alphabet, get_alphabet
+
+__all__ = ["Corpus", "CorpusWriter", "write_corpus"]
+
+
+class Corpus:
+    """A prepared corpus, memory-mapped.
+
+    Examples
+    --------
+    >>> corpus = Corpus("corpus/")                     # doctest: +SKIP
+    >>> corpus.alphabet.name, len(corpus)              # doctest: +SKIP
+    ('rna', 12000)
+    >>> corpus.framed(0)[:3]                           # doctest: +SKIP
+    array([0, 6, 4])
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        manifest_path = self.path / artifacts.CORPUS_MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not a bioprune corpus (no {artifacts.CORPUS_MANIFEST}); "
+                "create one with `bioprune prepare`"
+            )
+        self.manifest: dict = json.loads(manifest_path.read_text())
+        self.alphabet: Alphabet = get_alphabet(self.manifest["alphabet"])
+        self.tokens: np.ndarray = np.load(self.path / artifacts.CORPUS_TOKENS, mmap_mode="r")
+        self.offsets: np.ndarray = np.load(self.path / artifacts.CORPUS_OFFSETS, mmap_mode="r")
+        n = int(self.manifest["num_sequences"])
+        if len(self.offsets) != n + 1 or int(self.offsets[-1]) != len(self.tokens):
+            raise ValueError(
+                f"{self.path}: token store does not match manifest.json "
+                f"({n} sequences; offsets has {len(self.offsets)} entries, "
+                f"{len(self.tokens)} tokens) — the corpus is damaged; prepare it again"
+            )
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __repr__(self) -> str:
+        return f"Corpus({str(self.path)!r}, alphabet={self.alphabet.name}, n={len(self)})"
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Residue counts (int64, without <cls>/<eos>)."""
+        return np.diff(np.asarray(self.offsets)).astype(np.int64)
+
+    @property
+    def checksum(self) -> str:
+        """Content checksum of the token store, recorded by ``prepare``."""
+        return str(self.manifest["checksum"])
+
+    @property
+    def max_length(self) -> int:
+        """Longest sequence in residues."""
+        return int(self.lengths.max()) if len(self) else 0
+
+    def residues(self, index: int) -> np.ndarray:
+        """Residue ids (uint8 view into the memory map) of example ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"example index {index} outside corpus of {len(self)}")
+        return self.tokens[int(self.offsets[index]) : int(self.offsets[index + 1])]
+
+    def framed(self, index: int) -> np.ndarray:
+        """``<cls> residues <eos>`` (int64) of example ``index``."""
+        return self.alphabet.frame(self.residues(index))
+
+    @property
+    def sequences_path(self) -> Path:
+        return self.path / artifacts.CORPUS_SEQUENCES
+
+    def read_columns(self, columns: list[str]):
+        """Columns of ``sequences.parquet`` as a ``pyarrow.Table`` (row i = example i)."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.sequences_path, columns=columns)
+
+    def ids(self) -> np.ndarray:
+        """Every example's id as a NumPy object array (row i = example i)."""
+        return self.read_columns(["id"]).column("id").to_numpy(zero_copy_only=False)
+
+    def indices_of(self, ids) -> np.ndarray:
+        """Corpus indices of the given ids, in their order; unknown ids are an error."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        all_ids = self.read_columns(["id"]).column("id")
+        wanted = pa.array(list(ids), type=pa.string())
+        pos = pc.index_in(wanted, value_set=all_ids).to_numpy(zero_copy_only=False)
+        missing = np.flatnonzero(np.isnan(pos.astype(float)))
+        if missing.size:
+            examples = ", ".join(repr(wanted[int(i)].as_py()) for i in missing[:5])
+            raise KeyError(
+                f"{missing.size} id(s) not found in corpus {self.path}: {examples}"
+            )
+        return pos.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+
+_NPY_HEADER_BYTES = 128  # fixed, so the header can be rewritten in place with the final shape
+
+
+def _npy_header(dtype: np.dtype, count: int) -> bytes:
+    """A version-1.0 ``.npy`` header of exactly ``_NPY_HEADER_BYTES`` bytes."""
+    body = f"{{'descr': '{np.dtype(dtype).str}', 'fortran_order': False, 'shape': ({count},), }}"
+    prefix = b"\x93NUMPY\x01\x00"
+    room = _NPY_HEADER_BYTES - len(prefix) - 2
+    text = body.ljust(room - 1) + "\n"
+    if len(text) != room:
+        raise ValueError("npy header overflow")
+    return prefix + room.to_bytes(2, "little") + text.encode("latin-1")
+
+
+class _NpyAppender:
+    """Append a 1-D array to a ``.npy`` file in chunks; the header is fixed on close."""
+
+    def __init__(self, path: Path, dtype):
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype)
+        self.count = 0
+        self.fh = open(self.path, "wb")
+        self.fh.write(_npy_header(self.dtype, 0))
+
+    def append(self, values: np.ndarray) -> None:
+        arr = np.ascontiguousarray(values, dtype=self.dtype)
+        self.fh.write(arr.tobytes())
+        self.count += len(arr)
+
+    def close(self) -> None:
+        self.fh.seek(0)
+        self.fh.write(_npy_header(self.dtype, self.count))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+
+
+class CorpusWriter:
+    """Stream examples into a corpus directory's files (memory independent of corpus size).
+
+    The caller owns the directory's atomicity (write into a temporary directory
+    from :func:`bioprune.artifacts.atomic_dir`) and the manifest's policy counts;
+    :meth:`close` returns the store's part of the manifest (counts and checksum).
+
+    >>> with atomic_dir("corpus") as tmp:                       # doctest: +SKIP
+    ...     w = CorpusWriter(tmp, get_alphabet("rna"))
+    ...     w.add("seq1", "a tRNA", "ACGU", rna.encode("ACGU"))
+    ...     info = w.close()
+    """
+
+    ROWS_PER_GROUP = 65_536
+
+    def __init__(self, directory: str | Path, alphabet: Alphabet):
+        import hashlib
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.directory = Path(directory)
+        self.alphabet = alphabet
+        self._pa = pa
+        self.schema = pa.schema(
+            [
+                ("index", pa.int64()),
+                ("id", pa.string()),
+                ("description", pa.string()),
+                ("sequence", pa.string()),
+                ("length", pa.int64()),
+            ]
+        )
+        self._parquet = pq.ParquetWriter(
+            self.directory / artifacts.CORPUS_SEQUENCES, self.schema, compression="zstd"
+        )
+        self._tokens = _NpyAppender(self.directory / artifacts.CORPUS_TOKENS, np.uint8)
+        self._offsets = _NpyAppender(self.directory / artifacts.CORPUS_OFFSETS, np.int64)
+        self._offsets.append(np.zeros(1, dtype=np.int64))
+        self._hash = hashlib.blake2b()
+        self._rows: dict[str, list] = {k: [] for k in ("id", "description", "sequence")}
+        self._pending_tokens: list[np.ndarray] = []
+        self._pending_lengths: list[int] = []
+        self.num_sequences = 0
+        self.num_tokens = 0
+
+    def add(self, id: str, description: str, sequence: str, residue_ids: np.ndarray) -> int:
+        """Append one example; returns its corpus index."""
+        if len(residue_ids) != len(sequence):
+            raise ValueError(f"record {id!r}: {len(sequence)} residues but {len(residue_ids)} ids")
+        self._rows["id"].append(id)
+        self._rows["description"].append(description)
+        self._rows["sequence"].append(sequence)
+        self._pending_tokens.append(residue_ids)
+        self._pending_lengths.append(len(residue_ids))
+        self.num_sequences += 1
+        if len(self._pending_lengths) >= self.ROWS_PER_GROUP:
+            self._flush()
+        return self.num_sequences - 1
+
+    def _flush(self) -> None:
+        n = len(self._pending_lengths)
+        if not n:
+            return
+        pa = self._pa
+        lengths = np.asarray(self._pending_lengths, dtype=np.int64)
+        tokens = (
+            np.concatenate(self._pending_tokens).astype(np.uint8, copy=False)
+            if lengths.sum()
+            else np.zeros(0, np.uint8)
+        )
+        first = self.num_sequences - n
+        offsets = self.num_tokens + np.cumsum(lengths)
+        self._tokens.append(tokens)
+        self._offsets.append(offsets)
+        self._hash.update(tokens.tobytes())
+        self._hash.update(lengths.tobytes())
+        self.num_tokens += int(lengths.sum())
+        table = pa.table(
+            {
+                "index": pa.array(np.arange(first, first + n, dtype=np.int64)),
+                "id": pa.array(self._rows["id"], pa.string()),
+                "description": pa.array(self._rows["description"], pa.string()),
+                "sequence": pa.array(self._rows["sequence"], pa.string()),
+                "length": pa.array(lengths),
+            },
+            schema=self.schema,
+        )
+        self._parquet.write_table(table)
+        for v in self._rows.values():
+            v.clear()
+        self._pending_tokens.clear()
+        self._pending_lengths.clear()
+
+    def close(self) -> dict:
+        """Flush, finalise the files; returns ``alphabet``, counts and ``checksum``."""
+        self._flush()
+        self._parquet.close()
+        self._tokens.close()
+        self._offsets.close()
+        return {
+            "alphabet": self.alphabet.name,
+            "num_sequences": self.num_sequences,
+            "num_tokens": self.num_tokens,
+            "checksum": f"blake2b:{self._hash.hexdigest()}",
+        }
+
+
+def write_corpus(
+    path: str | Path,
+    records,
+    alphabet: str | Alphabet,
+    *,
+    overwrite: bool = False,
+    extra_manifest: dict | None = None,
+) -> Corpus:
+    """Write already-normalised ``(id, description, sequence)`` records as a corpus.
+
+    A small convenience for tests and scripts that build corpora in code;
+    ``bioprune prepare`` is the way to ingest files (it validates and counts).
+    """
+    a = get_alphabet(alphabet) if isinstance(alphabet, str) else alphabet
+    with artifacts.atomic_dir(path, overwrite=overwrite) as tmp:
+        writer = CorpusWriter(tmp, a)
+        for rid, desc, seq in records:
+            writer.add(rid, desc, seq, a.encode(seq))
+        manifest = {
+            "format": "bioprune-corpus",
+            "format_version": 1,
+            **writer.close(),
+            **(extra_manifest or {}),
+            **artifacts.provenance(),
+        }
+        artifacts.write_json(tmp / artifacts.CORPUS_MANIFEST, manifest)
+    return Corpus(path)

@@ -1,0 +1,1 @@
+"""Model presets (HF ``EsmForMaskedLM``) and model loading."""

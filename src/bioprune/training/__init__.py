@@ -1,0 +1,1 @@
+"""bioprune.training."""
