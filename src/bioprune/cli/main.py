@@ -1,13 +1,15 @@
 """Entry point of the ``bioprune`` command.
 
 Each command lives in its own module ``bioprune.cli.<name>`` exposing
-``register(app)``. Heavy libraries (torch, transformers) are imported inside
+``register(app)``; every such module in this package is registered, in the
+pipeline order of ``COMMAND_ORDER`` (others after, alphabetically). Heavy libraries (torch, transformers) are imported inside
 the command bodies, so ``bioprune --help`` starts fast.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 import typer
 
@@ -23,13 +25,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-#: Command modules, in pipeline order (their order in --help).
-COMMANDS = [
-    "init",
-]
+#: Pipeline order of the commands in --help.
+COMMAND_ORDER = [
+    "prepare", "info", "init", "adapt", "fisher", "score", "select", "inspect",
+    "pretrain", "evaluate", "report", "run",
+]  # fmt: skip
 
-for _name in COMMANDS:
-    importlib.import_module(f"bioprune.cli.{_name}").register(app)
+
+def _command_modules() -> list[str]:
+    import bioprune.cli as pkg
+
+    names = [m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in {"main", "common"}]
+    rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+for _name in _command_modules():
+    _module = importlib.import_module(f"bioprune.cli.{_name}")
+    if hasattr(_module, "register"):
+        _module.register(app)
 
 
 @app.callback()
