@@ -11,8 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def random_sequences(n: int, alphabet: str = "rna", *, seed: int = 0, min_len: int = 5,
-                     max_len: int = 60) -> list[tuple[str, str, str]]:
+def random_sequences(
+    n: int, alphabet: str = "rna", *, seed: int = 0, min_len: int = 5, max_len: int = 60
+) -> list[tuple[str, str, str]]:
     """``n`` random ``(id, description, sequence)`` records over the canonical residues."""
     from bioprune.data.alphabet import get_alphabet
 

@@ -11,12 +11,18 @@ from bioprune.cli.common import console
 
 def init(
     preset: str = typer.Option(
-        ..., "--preset", help="tiny (<=1M, CPU demo), small (~10M), esm2-8m, esm2-35m, rnafm (~99M)."
+        ...,
+        "--preset",
+        help="tiny (<=1M, CPU demo), small (~10M), esm2-8m, esm2-35m, rnafm (~99M).",
     ),
-    alphabet: str = typer.Option(..., "--alphabet", help="rna (RNA-FM's 25 tokens) or protein (ESM-2's 33)."),
+    alphabet: str = typer.Option(
+        ..., "--alphabet", help="rna (RNA-FM's 25 tokens) or protein (ESM-2's 33)."
+    ),
     out: Path = typer.Option(..., "--out", help="Model directory to write (HF format)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation."),
-    dropout: float = typer.Option(0.0, "--dropout", help="Hidden and attention dropout (default 0, as ESM-2)."),
+    dropout: float = typer.Option(
+        0.0, "--dropout", help="Hidden and attention dropout (default 0, as ESM-2)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
     """Write a randomly initialised model (EsmForMaskedLM) that

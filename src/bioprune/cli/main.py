@@ -2,8 +2,9 @@
 
 Each command lives in its own module ``bioprune.cli.<name>`` exposing
 ``register(app)``; every such module in this package is registered, in the
-pipeline order of ``COMMAND_ORDER`` (others after, alphabetically). Heavy libraries (torch, transformers) are imported inside
-the command bodies, so ``bioprune --help`` starts fast.
+pipeline order of ``COMMAND_ORDER`` (others after, alphabetically). Heavy
+libraries (torch, transformers) are imported inside the command bodies, so
+``bioprune --help`` starts fast.
 """
 
 from __future__ import annotations

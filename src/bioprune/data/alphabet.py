@@ -199,6 +199,4 @@ def get_alphabet(name: str) -> Alphabet:
     try:
         return ALPHABETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown alphabet {name!r}; choose one of {sorted(ALPHABETS)}"
-        ) from None
+        raise ValueError(f"unknown alphabet {name!r}; choose one of {sorted(ALPHABETS)}") from None

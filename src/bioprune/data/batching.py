@@ -112,7 +112,7 @@ def collate_masked(
     input_ids = np.full((b, width), alphabet.pad_id, dtype=np.int64)
     labels = np.full((b, width), IGNORE_INDEX, dtype=np.int64)
     attention = np.zeros((b, width), dtype=np.int64)
-    for row, (f, d) in enumerate(zip(framed, draws)):
+    for row, (f, d) in enumerate(zip(framed, draws, strict=True)):
         x, y = apply_mask(f, d)
         input_ids[row, : len(f)] = x
         labels[row, : len(f)] = y
