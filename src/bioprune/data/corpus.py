@@ -201,7 +201,10 @@ class CorpusWriter:
         self._tokens = _NpyAppender(self.directory / artifacts.CORPUS_TOKENS, np.uint8)
         self._offsets = _NpyAppender(self.directory / artifacts.CORPUS_OFFSETS, np.int64)
         self._offsets.append(np.zeros(1, dtype=np.int64))
-        self._hash = hashlib.blake2b()
+        # Two streams, combined on close, so the checksum depends on content only
+        # (not on where flushes happened).
+        self._hash_tokens = hashlib.blake2b()
+        self._hash_lengths = hashlib.blake2b()
         self._rows: dict[str, list] = {k: [] for k in ("id", "description", "sequence")}
         self._pending_tokens: list[np.ndarray] = []
         self._pending_lengths: list[int] = []
@@ -237,8 +240,8 @@ class CorpusWriter:
         offsets = self.num_tokens + np.cumsum(lengths)
         self._tokens.append(tokens)
         self._offsets.append(offsets)
-        self._hash.update(tokens.tobytes())
-        self._hash.update(lengths.tobytes())
+        self._hash_tokens.update(tokens.tobytes())
+        self._hash_lengths.update(lengths.tobytes())
         self.num_tokens += int(lengths.sum())
         table = pa.table(
             {
@@ -262,11 +265,16 @@ class CorpusWriter:
         self._parquet.close()
         self._tokens.close()
         self._offsets.close()
+        import hashlib
+
+        combined = hashlib.blake2b(self.alphabet.name.encode())
+        combined.update(self._hash_tokens.digest())
+        combined.update(self._hash_lengths.digest())
         return {
             "alphabet": self.alphabet.name,
             "num_sequences": self.num_sequences,
             "num_tokens": self.num_tokens,
-            "checksum": f"blake2b:{self._hash.hexdigest()}",
+            "checksum": f"blake2b:{combined.hexdigest()}",
         }
 
 
