@@ -36,6 +36,9 @@ CORPUS_MANIFEST = "manifest.json"
 MODEL_ALPHABET = "bioprune_alphabet.json"
 MODEL_TRAINING = "training.json"
 MODEL_SUBSET = "subset_indices.npy"  # adapt: the exact subset trained on
+MODEL_VALIDATION = "validation_indices.npy"  # pretrain: the held-out split
+MODEL_CURVE_CSV = "curve.csv"  # pretrain / adapt: training curve
+MODEL_CURVE_PNG = "curve.png"
 
 # ---- selection directory (bioprune select) --------------------------------
 SELECTION_IDS = "ids.txt"
