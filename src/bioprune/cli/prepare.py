@@ -1,0 +1,159 @@
+"""``bioprune prepare``: sequence files -> a corpus directory (parsing and dispatch only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bioprune.cli.common import console
+
+_HELP = """Ingest FASTA / text / CSV / TSV / Parquet files into a corpus directory.
+
+Formats come from the extension (.fa .fasta .fna .fas .ffn .faa: FASTA; .txt
+.seq: one sequence per line; .csv .tsv .parquet: tables; each optionally .gz),
+or from --format. Sequences are upper-cased (RNA: T becomes U) and checked
+against the alphabet. Every record read is written or counted under one
+reason; the counts are printed at the end and stored in manifest.json.
+
+\b
+Checks, in this order:
+  1. ids unique over all records read (else --dedupe-ids)
+  2. empty records skipped (empty_skipped)
+  3. longer than --max-length: --on-long crop|skip
+  4. not in the alphabet: --on-invalid error|skip|replace
+
+The corpus directory holds sequences.parquet (index, id, description,
+sequence, length), tokens.npy + offsets.npy (memory-mapped token store) and
+manifest.json; it is written atomically (an interrupted run leaves nothing
+that looks complete).
+"""
+
+
+def prepare(
+    inputs: list[Path] = typer.Argument(
+        ..., help="Input files, read in this order (the corpus index follows it)."
+    ),
+    alphabet: str = typer.Option(
+        ..., "--alphabet", help="rna (RNA-FM vocabulary) or protein (ESM-2 vocabulary)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Corpus directory to write."),
+    max_length: int = typer.Option(
+        1022,
+        "--max-length",
+        help="Longest sequence kept, in residues (1022 = 1024 tokens with <cls> and <eos>, "
+        "the context of RNA-FM and ESM-2).",
+    ),
+    on_long: str = typer.Option(
+        "crop",
+        "--on-long",
+        help="Records longer than --max-length: 'crop' keeps the first --max-length "
+        "residues (counted as long_cropped); 'skip' drops the record (long_skipped). "
+        "Cropped-off residues are not validated.",
+    ),
+    on_invalid: str = typer.Option(
+        "error",
+        "--on-invalid",
+        help="Characters outside the alphabet (after upper-casing and T->U): 'error' stops "
+        "and names the file, record id, 1-based position and character; 'skip' drops the "
+        "record (invalid_skipped); 'replace' writes the unknown residue, N for RNA or X for "
+        "protein (invalid_replaced_records / invalid_replaced_chars).",
+    ),
+    dedupe_ids: bool = typer.Option(
+        False,
+        "--dedupe-ids",
+        help="Rename a repeated id ID_2, ID_3, ... (counted as ids_deduplicated) instead of "
+        "stopping with an error that names both records.",
+    ),
+    column: str = typer.Option(
+        None, "--column", help="CSV/TSV/Parquet: the column holding the sequences (required)."
+    ),
+    id_column: str = typer.Option(
+        None,
+        "--id-column",
+        help="CSV/TSV/Parquet: the column holding ids; default: the 1-based row number.",
+    ),
+    fmt: str = typer.Option(
+        None,
+        "--format",
+        help="Force the format of every input: fasta, text, csv, tsv or parquet "
+        "(default: from each file's extension).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+    seed: int = typer.Option(
+        0, "--seed", help="Recorded in the manifest for provenance (prepare is not random)."
+    ),
+) -> None:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+
+    from bioprune.data.prepare import COUNT_KEYS, PrepareConfig
+    from bioprune.data.prepare import prepare as run_prepare
+
+    config = PrepareConfig(
+        inputs=inputs,
+        alphabet=alphabet,
+        out=out,
+        max_length=max_length,
+        on_long=on_long,
+        on_invalid=on_invalid,
+        dedupe_ids=dedupe_ids,
+        column=column,
+        id_column=id_column,
+        format=fmt,
+        overwrite=overwrite,
+        seed=seed,
+    )
+    total_bytes = sum(p.stat().st_size for p in config.inputs)
+    progress = Progress(
+        TextColumn("[bold]prepare[/]"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[records]:>12,} records"),
+        TextColumn("{task.fields[rate]:>9,.0f} rec/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task("prepare", total=total_bytes, records=0, rate=0.0)
+        state = {"records": 0}
+
+        def on_batch(nbytes: int, nrecords: int) -> None:
+            state["records"] += nrecords
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            progress.update(
+                task,
+                advance=nbytes,
+                records=state["records"],
+                rate=state["records"] / elapsed,
+            )
+
+        result = run_prepare(config, progress=on_batch)
+        progress.update(task, completed=total_bytes)
+
+    table = Table(title=f"{out}", title_justify="left")
+    table.add_column("count")
+    table.add_column("records", justify="right")
+    for key in COUNT_KEYS:
+        table.add_row(key, f"{result.counts[key]:,}")
+    console.print(table)
+    console.print(
+        f"wrote [bold]{out}[/]: {result.num_sequences:,} {alphabet} sequences, "
+        f"{result.num_tokens:,} residues"
+    )
+
+
+prepare.__doc__ = _HELP
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prepare")(prepare)

@@ -1,0 +1,160 @@
+"""Summary statistics of a prepared corpus (``bioprune info``).
+
+Everything is computed from the memory-mapped token store: lengths from the
+offsets (8 bytes per sequence in RAM), residue composition by ``np.bincount``
+over the tokens in fixed-size chunks, so the tokens are never all in RAM.
+
+Examples
+--------
+>>> stats = corpus_stats(Corpus("corpus/"))          # doctest: +SKIP
+>>> stats["lengths"]["median"], stats["composition"]["A"]["fraction"]  # doctest: +SKIP
+(150.0, 0.251)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bioprune.data.corpus import Corpus
+
+__all__ = ["QUANTILES", "composition_counts", "corpus_stats", "plot_stats"]
+
+#: Length quantiles reported, as (name, q).
+QUANTILES: tuple[tuple[str, float], ...] = (
+    ("min", 0.0),
+    ("p5", 0.05),
+    ("p25", 0.25),
+    ("median", 0.5),
+    ("p75", 0.75),
+    ("p95", 0.95),
+    ("max", 1.0),
+)
+
+#: Tokens per ``np.bincount`` call (64 MiB of uint8).
+CHUNK_TOKENS = 1 << 26
+
+
+def composition_counts(
+    tokens: np.ndarray, vocab_size: int, chunk: int = CHUNK_TOKENS
+) -> np.ndarray:
+    """Occurrences of each token id (int64, shape ``(vocab_size,)``), read in chunks."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(tokens), chunk):
+        part = np.asarray(tokens[start : start + chunk])
+        counts += np.bincount(part, minlength=vocab_size)[:vocab_size]
+    return counts
+
+
+def corpus_stats(corpus: Corpus, chunk: int = CHUNK_TOKENS) -> dict:
+    """Counts, length quantiles and residue composition of ``corpus``.
+
+    Returns
+    -------
+    dict with ``path``, ``alphabet``, ``num_sequences``, ``num_tokens`` (residues,
+    without ``<cls>``/``<eos>``), ``lengths`` (``min``, ``p5``, ``p25``,
+    ``median``, ``p75``, ``p95``, ``max``, ``mean``; residues; quantiles by
+    linear interpolation), ``composition`` (token -> ``count`` and
+    ``fraction`` of all residues; every residue token of the alphabet, plus
+    any other token that occurs), and from the manifest ``max_length``,
+    ``counts`` (prepare's skip/crop/replace counts) and ``sources``.
+    """
+    lengths = corpus.lengths
+    alphabet = corpus.alphabet
+    if len(lengths):
+        qs = np.quantile(lengths, [q for _, q in QUANTILES])
+        length_stats = {name: float(v) for (name, _), v in zip(QUANTILES, qs, strict=True)}
+        length_stats["mean"] = float(lengths.mean())
+    else:
+        length_stats = {name: 0.0 for name, _ in QUANTILES} | {"mean": 0.0}
+    counts = composition_counts(corpus.tokens, len(alphabet), chunk)
+    total = int(counts.sum())
+    residue_ids = set(alphabet.residue_ids.tolist())
+    composition = {
+        alphabet.tokens[i]: {"count": int(c), "fraction": (float(c) / total) if total else 0.0}
+        for i, c in enumerate(counts.tolist())
+        if i in residue_ids or c
+    }
+    manifest = corpus.manifest
+    return {
+        "path": str(corpus.path),
+        "alphabet": alphabet.name,
+        "num_sequences": len(corpus),
+        "num_tokens": int(lengths.sum()),
+        "lengths": length_stats,
+        "composition": composition,
+        "max_length": manifest.get("max_length"),
+        "counts": manifest.get("counts", {}),
+        "sources": manifest.get("sources", []),
+        "checksum": manifest.get("checksum"),
+        "bioprune_version": manifest.get("bioprune_version"),
+        "created": manifest.get("created"),
+    }
+
+
+def _log_scale_needed(hist: np.ndarray) -> bool:
+    """A log y-axis when the tallest bin dwarfs the typical non-empty bin."""
+    nonzero = hist[hist > 0]
+    return len(nonzero) > 1 and nonzero.max() > 20 * np.median(nonzero)
+
+
+def plot_stats(corpus: Corpus, stats: dict, path: str | Path, bins: int = 60) -> Path:
+    """Write a PNG: length histogram (left) and residue composition (right).
+
+    The histogram's y-axis is logarithmic when the distribution is skewed
+    (tallest bin > 20x the median non-empty bin), and the ``max_length`` crop
+    limit is drawn as a dashed line. Written atomically.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    lengths = corpus.lengths
+    fig, (ax_len, ax_comp) = plt.subplots(
+        1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]}
+    )
+    if len(lengths):
+        hist, edges, _ = ax_len.hist(lengths, bins=bins, color="#4C72B0", edgecolor="white")
+        if _log_scale_needed(hist):
+            ax_len.set_yscale("log")
+            ax_len.set_ylabel("sequences (log scale)")
+        else:
+            ax_len.set_ylabel("sequences")
+        limit = stats.get("max_length")
+        if limit and limit <= edges[-1] * 1.05:
+            ax_len.axvline(limit, color="#C44E52", linestyle="--", label=f"max_length {limit}")
+            ax_len.legend(frameon=False, loc="upper right")
+        med = stats["lengths"]["median"]
+        ax_len.axvline(med, color="black", linewidth=1, alpha=0.6)
+        ax_len.text(med, 0.97, f" median {med:g}", transform=ax_len.get_xaxis_transform(),
+                    va="top", fontsize=9)  # fmt: skip
+    ax_len.set_xlabel("length (residues)")
+    ax_len.set_title(f"Length of {stats['num_sequences']:,} sequences")
+
+    comp = stats["composition"]
+    tokens = list(comp)
+    fractions = [comp[t]["fraction"] for t in tokens]
+    ax_comp.bar(range(len(tokens)), fractions, color="#55A868")
+    ax_comp.set_xticks(range(len(tokens)), tokens, fontsize=8 if len(tokens) > 20 else 10)
+    ax_comp.set_ylabel("fraction of residues")
+    ax_comp.set_title(f"Residue composition ({stats['num_tokens']:,} residues)")
+    fig.suptitle(f"{Path(stats['path']).name} ({stats['alphabet']})")
+    fig.tight_layout()
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
