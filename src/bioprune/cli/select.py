@@ -1,0 +1,122 @@
+"""``bioprune select``: choose a coreset from influence scores (method.md section 5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bioprune.cli.common import console
+
+METHODS = ("random", "topk", "bottomk", "cci", "cluster")
+
+
+def select(
+    method: str = typer.Option(
+        ...,
+        "--method",
+        help="random | topk (largest influence) | bottomk (smallest) | cci "
+        "(coverage-centric, Algorithm 1) | cluster (one per sequence-identity cluster).",
+    ),
+    budget: str = typer.Option(
+        ...,
+        "--budget",
+        help="Examples to keep: a count (1000) or a fraction of the corpus (0.1 or 10%). "
+        "Random 10x is --method random with 10 times the budget.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Selection directory to write."),
+    scores: Optional[Path] = typer.Option(
+        None, "--scores", help="Score file from `bioprune score` (needed by topk, bottomk, cci)."
+    ),
+    corpus: Optional[Path] = typer.Option(
+        None,
+        "--corpus",
+        help="Corpus directory; checks the scores belong to it and writes coreset.fasta "
+        "(needed by cluster). Without it the score file's ids are used as they are.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of random, cci and cluster sampling."),
+    beta: float = typer.Option(
+        0.05, "--beta", help="cci: fraction of the hardest (largest-influence) examples dropped."
+    ),
+    strata: int = typer.Option(50, "--strata", help="cci: number of equal-width score bins."),
+    min_seq_id: float = typer.Option(
+        0.3, "--min-seq-id", help="cluster: minimum sequence identity (0..1)."
+    ),
+    coverage: float = typer.Option(
+        0.8, "--coverage", help="cluster: minimum alignment coverage of both sequences (0..1)."
+    ),
+    cluster_tool: str = typer.Option(
+        "mmseqs", "--cluster-tool", help="cluster: mmseqs (MMseqs2) or cd-hit."
+    ),
+    mmseqs_command: str = typer.Option(
+        "easy-linclust",
+        "--mmseqs-command",
+        help="cluster: easy-linclust (linear time) or easy-cluster (more sensitive).",
+    ),
+    threads: int = typer.Option(1, "--threads", help="cluster: threads of the clustering tool."),
+    fasta: bool = typer.Option(
+        True, "--fasta/--no-fasta", help="Write coreset.fasta (needs --corpus)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+) -> None:
+    """Select a coreset: OUT/ids.txt, selection.parquet, coreset.fasta, selection.json."""
+    if method not in METHODS:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    from bioprune.selection.pipeline import select_coreset
+
+    config = {
+        "command": "select",
+        "method": method,
+        "budget": budget,
+        "out": str(out),
+        "scores": str(scores) if scores else None,
+        "corpus": str(corpus) if corpus else None,
+        "seed": seed,
+        "beta": beta,
+        "strata": strata,
+        "min_seq_id": min_seq_id,
+        "coverage": coverage,
+        "cluster_tool": cluster_tool,
+        "mmseqs_command": mmseqs_command,
+        "threads": threads,
+        "fasta": fasta,
+    }
+    meta = select_coreset(
+        method=method,
+        budget=budget,
+        out=out,
+        scores_path=scores,
+        corpus_path=corpus,
+        params={
+            "seed": seed,
+            "beta": beta,
+            "strata": strata,
+            "min_seq_id": min_seq_id,
+            "coverage": coverage,
+            "tool": cluster_tool,
+            "mmseqs_command": mmseqs_command,
+            "threads": threads,
+        },
+        fasta=fasta,
+        overwrite=overwrite,
+        config=config,
+    )
+    b = meta["budget"]
+    line = f"wrote [bold]{out}[/]: {method}, {b['selected']:,} of {b['n']:,} examples"
+    excluded = meta.get("non_finite_scores_excluded")
+    if excluded:
+        line += f"; {excluded:,} NaN score(s) excluded"
+    d = meta["details"]
+    if method == "cci":
+        used = sum(1 for s in d["strata_table"] if s["picks"])
+        line += f"; dropped the {d['dropped_hardest']:,} hardest, picks from {used} strata"
+    if method == "cluster":
+        line += f"; {d['clusters']:,} clusters ({d['tool_version']})"
+    if corpus is None:
+        line += "; no --corpus: ids unchecked, no coreset.fasta"
+    console.print(line, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("select")(select)

@@ -1,0 +1,182 @@
+"""``cci``: coverage-centric influence selection (paper Algorithm 1, method.md section 5).
+
+1. drop the ``floor(n * beta)`` examples with the largest influence (the
+   hardest; ties at the cut: the smaller index is dropped first, as in Top I);
+2. split the remaining score range ``[min, max]`` into ``strata`` equal-width
+   bins with edges ``e_k = min + (max - min) * (k / strata)``, ``k = 0..strata``;
+   bin ``b`` holds the scores in ``[e_b, e_{b+1})``, and the maximum belongs to
+   the last bin (so when every remaining score is equal they all fall in the
+   last bin);
+3. visit the non-empty bins from fewest to most members -- bins of equal size
+   in increasing bin index -- and let each take
+   ``min(size, floor(remaining budget / bins left))`` members, sampled
+   uniformly without replacement; subtract what it took;
+4. the result has exactly ``m`` members whenever ``m <= n - floor(n * beta)``;
+   a larger budget is an error.
+
+Randomness: one ``numpy.random.default_rng(seed)``; each visited bin that
+takes ``t > 0`` members calls ``rng.choice(members, t, replace=False)`` once,
+in visiting order, with ``members`` its positions in ascending order. This
+fixes the random stream, so a slow reference implementation making the same
+calls picks the same set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import ClassVar
+
+import numpy as np
+
+from bioprune.selection.base import Selection, check_budget, check_scores, extreme_k
+
+__all__ = ["CoverageCentric", "hard_cutoff_count", "strata_edges"]
+
+
+def hard_cutoff_count(n: int, beta: float) -> int:
+    """``floor(n * beta)``, the number of hardest examples CCI drops.
+
+    ``beta`` is read as the decimal the user typed (``Fraction(repr(beta))``)
+    so that e.g. ``n = 100, beta = 0.29`` drops 29, not the 28 that binary
+    floating point (``100 * 0.29 = 28.999...``) would give.
+
+    >>> hard_cutoff_count(100, 0.29), hard_cutoff_count(19, 0.05)
+    (29, 0)
+    """
+    return math.floor(Fraction(repr(float(beta))) * int(n))
+
+
+def strata_edges(lo: float, hi: float, strata: int) -> np.ndarray:
+    """``strata + 1`` bin edges ``lo + (hi - lo) * (k / strata)`` (float64); last edge is ``hi``."""
+    edges = lo + (hi - lo) * (np.arange(strata + 1, dtype=np.float64) / strata)
+    edges[0], edges[-1] = lo, hi
+    return edges
+
+
+@dataclass(frozen=True)
+class CoverageCentric:
+    """Coverage-centric influence selection (Algorithm 1).
+
+    Parameters
+    ----------
+    beta
+        Fraction of the hardest (largest-influence) examples dropped first, in [0, 1).
+    strata
+        Number of equal-width score bins, >= 1.
+    seed
+        Seed of the per-bin uniform sampling.
+
+    Examples
+    --------
+    >>> s = CoverageCentric(beta=0.1, strata=2).select(np.arange(10.0), 4)
+    >>> len(s), 9 in s.indices, s.stratum.tolist()
+    (4, False, [0, 0, 1, 1])
+    """
+
+    beta: float = 0.05
+    strata: int = 50
+    seed: int = 0
+
+    name: ClassVar[str] = "cci"
+    uses_scores: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.beta) < 1.0:
+            raise ValueError(f"cci: beta must lie in [0, 1), got {self.beta}")
+        if int(self.strata) != self.strata or self.strata < 1:
+            raise ValueError(f"cci: strata must be a positive integer, got {self.strata}")
+
+    def select(self, scores: np.ndarray, budget: int) -> Selection:
+        """Choose ``budget`` positions of ``scores`` (float64, shape ``(n,)``, all finite)."""
+        scores = check_scores(scores, self.name)
+        n, strata = len(scores), int(self.strata)
+        n_hard = hard_cutoff_count(n, self.beta)
+        pool = n - n_hard
+        budget = check_budget(
+            budget,
+            pool,
+            self.name,
+            f"examples left after dropping the floor(n*beta) = floor({n}*{self.beta}) = "
+            f"{n_hard} hardest",
+        )
+        details: dict = {
+            "n": n,
+            "beta": float(self.beta),
+            "strata": strata,
+            "dropped_hardest": n_hard,
+        }
+        hard = extreme_k(scores, n_hard, largest=True)
+        details["hard_cutoff_score"] = float(scores[hard].min()) if n_hard else None
+        if pool == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return Selection(empty, np.zeros(0, np.int32), details={**details, "strata_table": []})
+
+        keep = np.ones(n, dtype=bool)
+        keep[hard] = False
+        lo = float(np.min(scores, where=keep, initial=np.inf))
+        hi = float(np.max(scores, where=keep, initial=-np.inf))
+        if not math.isfinite(hi - lo):
+            raise ValueError(f"cci: the score range [{lo}, {hi}] is too wide to bin in float64")
+        edges = strata_edges(lo, hi, strata)
+
+        # Bin b holds [e_b, e_{b+1}); searchsorted(side="right") - 1 is the last
+        # edge <= score, and the clip puts the maximum into the last bin.
+        bins = np.searchsorted(edges, scores, side="right") - 1
+        np.clip(bins, 0, strata - 1, out=bins)
+        bins = bins.astype(np.int32)
+        bins[hard] = strata  # a sentinel bin after the real ones
+        del keep
+        counts = np.bincount(bins, minlength=strata + 1)
+        # Grouped by bin, positions ascending within each bin (stable sort).
+        order = np.argsort(bins, kind="stable")
+        del bins
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        counts = counts[:strata]
+
+        nonempty = np.flatnonzero(counts)
+        visit = nonempty[np.lexsort((nonempty, counts[nonempty]))]  # fewest first, then bin index
+        rng = np.random.default_rng(self.seed)
+        remaining = budget
+        picks: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
+        taken = np.zeros(strata, dtype=np.int64)
+        visit_rank = np.full(strata, -1, dtype=np.int64)
+        for j, b in enumerate(visit):  # a loop over strata, never over examples
+            take = min(int(counts[b]), remaining // (len(visit) - j))
+            visit_rank[b] = j
+            if take:
+                members = order[starts[b] : starts[b + 1]]
+                picks.append(rng.choice(members, size=take, replace=False))
+                labels.append(np.full(take, b, dtype=np.int32))
+                taken[b] = take
+                remaining -= take
+        if remaining:  # impossible by the allocation argument in method.md; guard it
+            raise RuntimeError(f"cci: allocation left {remaining} of the budget unassigned")
+
+        chosen = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
+        stratum = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32)
+        by_index = np.argsort(chosen, kind="stable")
+        details.update(
+            score_min=lo,
+            score_max=hi,
+            edges=edges.tolist(),
+            strata_table=[
+                {
+                    "stratum": b,
+                    "lower": float(edges[b]),
+                    "upper": float(edges[b + 1]),
+                    "upper_inclusive": b == strata - 1,
+                    "pool": int(counts[b]),
+                    "picks": int(taken[b]),
+                    "visit_order": int(visit_rank[b]) if counts[b] else None,
+                }
+                for b in range(strata)
+            ],
+        )
+        return Selection(
+            indices=chosen[by_index].astype(np.int64, copy=False),
+            stratum=stratum[by_index],
+            details=details,
+        )

@@ -1,0 +1,242 @@
+"""Reading score files and writing selection directories, without Python loops over examples.
+
+A score file (written by ``bioprune score``) is Parquet with the columns
+
+======== ======== ===================================================
+index    int64    corpus index, 0..n-1 (any order, each exactly once)
+id       string   the example's id in the corpus
+length   integer  residues
+score    float64  self-influence I (larger = more influential); NaN
+                  where the influence engine met a non-finite value
+loss     float    the example's masked-LM loss
+======== ======== ===================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bioprune import artifacts
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "ScoreTable",
+    "arrow_text_bytes",
+    "check_scores_match_corpus",
+    "read_scores",
+    "write_coreset_fasta",
+    "write_ids",
+]
+
+SCORE_COLUMNS = ("index", "id", "length", "score", "loss")
+
+#: Rows handled per step when streaming ids or FASTA text (bounded memory).
+CHUNK_ROWS = 1 << 20
+
+
+def arrow_text_bytes(arr) -> memoryview:
+    """The concatenated bytes of an Arrow string array (no separators added).
+
+    Arrow stores a string array as one data buffer plus offsets, so a column
+    whose every element already ends in ``"\\n"`` *is* the text file; this
+    returns that slice of the buffer without copying.
+    """
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        raise ValueError("cannot write text with missing (null) values")
+    if len(arr) == 0:
+        return memoryview(b"")
+    offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    _, offsets_buf, data_buf = arr.buffers()[:3]
+    offsets = np.frombuffer(offsets_buf, dtype=offset_type)[arr.offset : arr.offset + len(arr) + 1]
+    if data_buf is None:
+        return memoryview(b"")
+    return memoryview(data_buf)[int(offsets[0]) : int(offsets[-1])]
+
+
+@dataclass
+class ScoreTable:
+    """A score file read into memory, rows ordered by corpus index.
+
+    Attributes
+    ----------
+    scores
+        float64, shape ``(n,)``; ``scores[i]`` is example ``i``'s influence (NaN: unscored).
+    ids
+        Arrow string array, shape ``(n,)``; ``ids[i]`` is example ``i``'s id.
+    """
+
+    path: Path
+    scores: np.ndarray
+    ids: object
+    checksum: str
+    metadata: dict
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def read_scores(path: str | Path) -> ScoreTable:
+    """Read and validate a score file (schema, indices 0..n-1 each once).
+
+    Only ``index``, ``id`` and ``score`` are loaded (~30 bytes per example);
+    rows are reordered by ``index`` when the file is not already in order.
+    """
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"score file {path} does not exist; write one with `bioprune score`"
+        )
+    try:
+        schema = pq.read_schema(path)
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"{path} is not a Parquet score file: {exc}") from None
+    missing = [c for c in SCORE_COLUMNS if c not in schema.names]
+    if missing:
+        raise ValueError(
+            f"score file {path} lacks column(s) {', '.join(missing)}; "
+            f"a score file has {', '.join(SCORE_COLUMNS)}"
+        )
+    kinds = {
+        "index": (pa.types.is_integer, "an integer"),
+        "id": (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "a string"),
+        "length": (pa.types.is_integer, "an integer"),
+        "score": (pa.types.is_floating, "a float"),
+        "loss": (pa.types.is_floating, "a float"),
+    }
+    for col, (ok, expected) in kinds.items():
+        if not ok(schema.field(col).type):
+            raise ValueError(
+                f"score file {path}: column {col!r} has type {schema.field(col).type}, "
+                f"expected {expected}"
+            )
+    table = pq.read_table(path, columns=["index", "id", "score"])
+    n = table.num_rows
+    index = table.column("index").to_numpy().astype(np.int64, copy=False)
+    scores = pc.fill_null(table.column("score"), float("nan")).to_numpy().astype(np.float64)
+    ids = table.column("id").combine_chunks()
+    del table
+    if ids.null_count:
+        raise ValueError(f"score file {path}: {ids.null_count} row(s) have no id")
+    if n and not np.array_equal(index, np.arange(n, dtype=np.int64)):
+        order = np.argsort(index, kind="stable")
+        if not np.array_equal(index[order], np.arange(n, dtype=np.int64)):
+            raise ValueError(
+                f"score file {path}: column 'index' must hold 0..{n - 1} exactly once each "
+                f"(found min {index.min()}, max {index.max()}, "
+                f"{n - len(np.unique(index))} duplicate(s))"
+            )
+        scores = scores[order]
+        ids = ids.take(pa.array(order))
+    meta = pq.read_metadata(path).metadata or {}
+    decoded = {}
+    for k, v in meta.items():
+        key = k.decode(errors="replace")
+        if key.startswith("ARROW"):  # Arrow's own schema blob
+            continue
+        text = v.decode(errors="replace")
+        try:
+            decoded[key] = json.loads(text)
+        except ValueError:
+            decoded[key] = text
+    return ScoreTable(path, scores, ids, artifacts.file_checksum(path), decoded)
+
+
+def check_scores_match_corpus(table: ScoreTable, corpus) -> None:
+    """The score file must describe this corpus: same n and, for every index, the same id.
+
+    The corpus ids are streamed one Parquet row group at a time and compared
+    with Arrow kernels, so memory stays at one row group beyond the scores.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    n = len(corpus)
+    if len(table) != n:
+        raise ValueError(
+            f"score file {table.path} has {len(table):,} rows but corpus {corpus.path} has "
+            f"{n:,} sequences; score this corpus with `bioprune score`"
+        )
+    pf = pq.ParquetFile(corpus.sequences_path)
+    start = 0
+    for g in range(pf.num_row_groups):
+        corpus_ids = pf.read_row_group(g, columns=["id"]).column("id").combine_chunks()
+        stop = start + len(corpus_ids)
+        ours = table.ids.slice(start, len(corpus_ids))
+        if not pa.types.is_string(ours.type):
+            ours = ours.cast(pa.string())
+        same = pc.equal(ours, corpus_ids.cast(pa.string())).to_numpy(zero_copy_only=False)
+        if not same.all():
+            i = int(np.flatnonzero(~same)[0])
+            raise ValueError(
+                f"score file {table.path} does not match corpus {corpus.path}: index "
+                f"{start + i} has id {ours[i].as_py()!r} in the scores but "
+                f"{corpus_ids[i].as_py()!r} in the corpus"
+            )
+        start = stop
+
+
+def write_ids(path: Path, ids) -> None:
+    """``ids.txt``: one id per line, in the order given (Arrow string array)."""
+    import pyarrow.compute as pc
+
+    with open(path, "wb") as fh:
+        for s in range(0, len(ids), CHUNK_ROWS):
+            chunk = ids.slice(s, CHUNK_ROWS)
+            fh.write(arrow_text_bytes(pc.binary_join_element_wise(chunk, "\n", "")))
+
+
+def write_coreset_fasta(corpus, indices: np.ndarray, path: Path) -> int:
+    """Write the chosen examples (sorted int64 corpus indices) as FASTA; returns the count.
+
+    Reads ``sequences.parquet`` one row group at a time, and only the groups
+    holding chosen examples; the header is ``>id description`` (``>id`` when
+    the description is empty); one sequence line per record.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(corpus.sequences_path)
+    group_rows = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    bounds = np.concatenate([[0], np.cumsum(group_rows)]).astype(np.int64)
+    cuts = np.searchsorted(indices, bounds)
+    written = 0
+    with open(path, "wb") as fh:
+        for g in range(pf.num_row_groups):
+            local = indices[cuts[g] : cuts[g + 1]] - bounds[g]
+            if not len(local):
+                continue
+            rows = pf.read_row_group(g, columns=["index", "id", "description", "sequence"])
+            rows = rows.take(pa.array(local))
+            if not np.array_equal(rows.column("index").to_numpy(), local + bounds[g]):
+                raise ValueError(
+                    f"{corpus.sequences_path}: rows are not in index order; "
+                    "prepare the corpus again"
+                )
+            ident = rows.column("id").combine_chunks()
+            desc = pc.fill_null(rows.column("description").combine_chunks(), "")
+            header = pc.if_else(
+                pc.equal(pc.utf8_length(desc), 0),
+                ident,
+                pc.binary_join_element_wise(ident, desc, " "),
+            )
+            seq = rows.column("sequence").combine_chunks()
+            fh.write(
+                arrow_text_bytes(pc.binary_join_element_wise(">", header, "\n", seq, "\n", ""))
+            )
+            written += len(local)
+    return written

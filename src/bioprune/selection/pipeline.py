@@ -1,0 +1,173 @@
+"""The ``select`` stage: score file (+ corpus) -> selection directory.
+
+Output directory (written atomically)::
+
+    ids.txt             one chosen id per line, in corpus-index order
+    selection.parquet   index (int64), id, score (float64; NaN when unscored
+                        or no score file), stratum (int32, CCI only, else
+                        null), cluster (int64 representative index, cluster only)
+    coreset.fasta       the chosen sequences (needs the corpus; --no-fasta skips)
+    selection.json      method, parameters, seed, budget asked and met, input
+                        checksums, strategy details, provenance
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bioprune import artifacts
+from bioprune.selection import make_strategy, strategy_parameters
+from bioprune.selection.base import Selection
+
+__all__ = ["select_coreset"]
+
+
+def _score_based(strategy, scores: np.ndarray, budget: int) -> tuple[Selection, int]:
+    """Run a score-based strategy on the finite scores; returns (selection, #excluded)."""
+    finite = np.isfinite(scores)
+    excluded = int(len(scores) - np.count_nonzero(finite))
+    if not excluded:
+        return strategy.select(scores, budget), 0
+    pool = np.flatnonzero(finite)
+    try:
+        sel = strategy.select(scores[pool], budget)
+    except ValueError as exc:
+        raise ValueError(f"{exc} ({excluded:,} example(s) with NaN scores were excluded)") from None
+    sel.indices = pool[sel.indices]
+    return sel, excluded
+
+
+def select_coreset(
+    *,
+    method: str,
+    budget: str,
+    out: str | Path,
+    scores_path: str | Path | None = None,
+    corpus_path: str | Path | None = None,
+    params: dict[str, Any] | None = None,
+    fasta: bool = True,
+    overwrite: bool = False,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Select a coreset and write the selection directory ``out``; returns ``selection.json``.
+
+    Parameters
+    ----------
+    method
+        A name in :data:`bioprune.selection.STRATEGIES`.
+    budget
+        A count (``"1000"``) or a fraction of the n examples (``"0.1"``, ``"10%"``).
+    scores_path
+        Score file; required by ``topk``, ``bottomk`` and ``cci``.
+    corpus_path
+        Corpus directory; required by ``cluster`` and for ``coreset.fasta``.
+        Without it the score file's ids are used unchecked.
+    params
+        Strategy options (``seed``, ``beta``, ``strata``, ``min_seq_id``, ...);
+        the ones the strategy does not take are ignored.
+    fasta
+        Write ``coreset.fasta`` (needs the corpus).
+    config
+        The command's full configuration, recorded in ``selection.json``.
+    """
+    from bioprune.cli.common import parse_budget
+    from bioprune.data.corpus import Corpus
+    from bioprune.selection.io import (
+        check_scores_match_corpus,
+        read_scores,
+        write_coreset_fasta,
+        write_ids,
+    )
+
+    out = artifacts.check_output_dir(out, overwrite)
+    strategy = make_strategy(method, **(params or {}))
+    if strategy.uses_scores and scores_path is None:
+        raise ValueError(f"method {method!r} ranks by influence: pass --scores SCORES.parquet")
+    if method == "cluster" and corpus_path is None:
+        raise ValueError("method 'cluster' clusters the sequences: pass --corpus CORPUS_DIR")
+    if scores_path is None and corpus_path is None:
+        raise ValueError("pass --scores or --corpus (random needs to know how many examples exist)")
+
+    corpus = Corpus(corpus_path) if corpus_path is not None else None
+    table = read_scores(scores_path) if scores_path is not None else None
+    if table is not None and corpus is not None:
+        check_scores_match_corpus(table, corpus)
+    n = len(corpus) if corpus is not None else len(table)
+    count = parse_budget(str(budget), n)
+
+    excluded = 0
+    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
+        if method == "cluster":
+            work = tmp / ".cluster-work"
+            sel = strategy.select(corpus, count, work)
+            shutil.rmtree(work, ignore_errors=True)
+        elif strategy.uses_scores:
+            sel, excluded = _score_based(strategy, table.scores, count)
+        else:
+            sel = strategy.select(n, count)
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        idx = sel.indices
+        take = pa.array(idx, type=pa.int64())
+        if table is not None:
+            ids = table.ids.take(take)
+            chosen_scores = table.scores[idx]
+        else:
+            ids = corpus.read_columns(["id"]).column("id").combine_chunks().take(take)
+            chosen_scores = np.full(len(idx), np.nan)
+        columns = {
+            "index": take,
+            "id": ids.cast(pa.string()),
+            "score": pa.array(chosen_scores, type=pa.float64()),
+            "stratum": (
+                pa.array(sel.stratum, type=pa.int32())
+                if sel.stratum is not None
+                else pa.nulls(len(idx), type=pa.int32())
+            ),
+        }
+        if sel.cluster is not None:
+            columns["cluster"] = pa.array(sel.cluster, type=pa.int64())
+        pq.write_table(pa.table(columns), tmp / artifacts.SELECTION_TABLE, compression="zstd")
+        write_ids(tmp / artifacts.SELECTION_IDS, columns["id"])
+        wrote_fasta = bool(fasta and corpus is not None)
+        if wrote_fasta:
+            write_coreset_fasta(corpus, idx, tmp / artifacts.SELECTION_FASTA)
+
+        parameters = strategy_parameters(strategy)
+        meta: dict[str, Any] = {
+            "format": "bioprune-selection",
+            "format_version": 1,
+            "method": method,
+            "parameters": parameters,
+            "seed": parameters.get("seed"),
+            "budget": {
+                "requested": str(budget),
+                "count": count,
+                "selected": len(idx),
+                "n": n,
+                "fraction_of_n": (len(idx) / n) if n else 0.0,
+            },
+            "non_finite_scores_excluded": excluded if strategy.uses_scores else None,
+            "inputs": {
+                "scores": str(scores_path) if scores_path is not None else None,
+                "scores_checksum": table.checksum if table is not None else None,
+                "corpus": str(corpus_path) if corpus_path is not None else None,
+                "corpus_checksum": corpus.checksum if corpus is not None else None,
+            },
+            "details": sel.details,
+            "outputs": {
+                "ids": artifacts.SELECTION_IDS,
+                "table": artifacts.SELECTION_TABLE,
+                "fasta": artifacts.SELECTION_FASTA if wrote_fasta else None,
+            },
+            "config": config or {},
+            **artifacts.provenance(),
+        }
+        artifacts.write_json(tmp / artifacts.SELECTION_META, meta)
+    return meta
