@@ -100,7 +100,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("srp-euk", "", "eukaryotic SRP RNA", "srp-euk.c.cm", 113, "srp-euk.sto"),
     Family("Plant_SRP", "RF01855", "plant SRP RNA", "Plant_SRP.c.cm", 36, "Plant_SRP.sto"),
     Family("SSU_rRNA_bacteria", "RF00177", "bacterial small subunit rRNA", "bug-i45.cm", 12),
-    Family("28S_rRNA", "RF90006", "large subunit (28S) rRNA", "bug-i43.cm", 4),
+    Family("28S_rRNA", "", "28S LSU rRNA (model RF90006.28S)", "bug-i43.cm", 4),
 )
 
 #: Fraction of family members copied as exact duplicates / near-duplicates.
