@@ -155,6 +155,10 @@ class _IdHashSet:
     array (8 bytes each), so memory stays near 8 bytes per id.
     """
 
+    #: Bounds of the Python-set buffer, in entries.
+    MIN_BUFFER = 1 << 16
+    MAX_BUFFER = 1 << 18
+
     def __init__(self) -> None:
         self._sorted = np.zeros(0, dtype=np.uint64)
         self._recent: set[int] = set()
@@ -190,7 +194,7 @@ class _IdHashSet:
         # The buffer is allowed 1/16 of the array (bounded to [2^16, 2^18] entries):
         # small enough to keep memory near 8 bytes per id, large enough that the
         # merges (each an O(n) copy) total a few seconds at 23.7M ids.
-        if len(self._recent) > min(max(1 << 16, len(self._sorted) // 16), 1 << 18):
+        if len(self._recent) > min(max(self.MIN_BUFFER, len(self._sorted) // 16), self.MAX_BUFFER):
             merged = np.concatenate(
                 [self._sorted, np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))]
             )
