@@ -422,10 +422,9 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
                     else:
                         tokens = tokens.copy()
                         tokens[bad] = encoder.unknown_id
-                        fixed = bytearray(raw)
-                        for b in bad.tolist():
-                            fixed[b] = encoder.unknown_byte
-                        raw = bytes(fixed)
+                        fixed = np.frombuffer(raw, dtype=np.uint8).copy()
+                        fixed[bad] = encoder.unknown_byte
+                        raw = fixed.tobytes()
                         counts["invalid_replaced_chars"] += int(bad.size)
                         counts["invalid_replaced_records"] += len(np.unique(owner))
                 text = raw.decode("latin-1")
