@@ -41,7 +41,7 @@ def info(
     out = Console()  # the tables are this command's result: stdout
     overview = Table(title=f"corpus {corpus_dir}", title_justify="left", show_header=False)
     overview.add_column("key")
-    overview.add_column("value")
+    overview.add_column("value", overflow="fold")
     overview.add_row("alphabet", stats["alphabet"])
     overview.add_row("sequences", f"{stats['num_sequences']:,}")
     overview.add_row("residues", f"{stats['num_tokens']:,}")
@@ -69,7 +69,8 @@ def info(
     comp.add_column("fraction", justify="right")
     for token, c in stats["composition"].items():
         if c["count"]:
-            comp.add_row(token, f"{c['count']:,}", f"{c['fraction']:.4f}")
+            frac = c["fraction"]
+            comp.add_row(token, f"{c['count']:,}", f"{frac:.4f}" if frac >= 1e-4 else f"{frac:.1e}")
     absent = [t for t, c in stats["composition"].items() if not c["count"]]
     if absent:
         comp.caption = f"absent: {' '.join(absent)}"

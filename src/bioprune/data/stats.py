@@ -125,14 +125,12 @@ def plot_stats(corpus: Corpus, stats: dict, path: str | Path, bins: int = 60) ->
             ax_len.set_ylabel("sequences (log scale)")
         else:
             ax_len.set_ylabel("sequences")
+        med = stats["lengths"]["median"]
+        ax_len.axvline(med, color="black", linewidth=1, alpha=0.7, label=f"median {med:g}")
         limit = stats.get("max_length")
         if limit and limit <= edges[-1] * 1.05:
             ax_len.axvline(limit, color="#C44E52", linestyle="--", label=f"max_length {limit}")
-            ax_len.legend(frameon=False, loc="upper right")
-        med = stats["lengths"]["median"]
-        ax_len.axvline(med, color="black", linewidth=1, alpha=0.6)
-        ax_len.text(med, 0.97, f" median {med:g}", transform=ax_len.get_xaxis_transform(),
-                    va="top", fontsize=9)  # fmt: skip
+        ax_len.legend(frameon=False, loc="upper right")
     ax_len.set_xlabel("length (residues)")
     ax_len.set_title(f"Length of {stats['num_sequences']:,} sequences")
 
