@@ -371,3 +371,16 @@ def test_progress_callback_sees_every_record_and_byte(tmp_path, monkeypatch):
     )
     assert sum(n for _, n in calls) == 30
     assert sum(b for b, _ in calls) == f.stat().st_size
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4096])
+def test_first_problem_in_input_order_is_reported_whatever_the_batch(tmp_path, monkeypatch, batch):
+    monkeypatch.setattr(prepare_mod, "BATCH_RECORDS", batch)
+    early_invalid = [("a", "", "AC"), ("b", "", "AZ"), ("a", "", "GG")]
+    f = _fasta(tmp_path / "x.fa", early_invalid)
+    with pytest.raises(ValueError, match=r"record 2 \(id 'b'\): character 'Z'"):
+        _run(tmp_path, [f])
+    early_duplicate = [("a", "", "AC"), ("a", "", "GG"), ("b", "", "AZ")]
+    g = _fasta(tmp_path / "y.fa", early_duplicate)
+    with pytest.raises(ValueError, match="duplicate id 'a'"):
+        _run(tmp_path, [g])

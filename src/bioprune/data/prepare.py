@@ -211,8 +211,16 @@ class _Ids:
         self.seen = _IdHashSet()
         self.next_suffix: dict[str, int] = {}
 
-    def resolve(self, batch: list[Record], file_index: int) -> tuple[list[str], list[bool]]:
-        """Final ids of ``batch`` and whether each was renamed."""
+    def resolve(
+        self, batch: list[Record], file_index: int
+    ) -> tuple[list[str], list[bool], tuple[int, str] | None]:
+        """Final ids of ``batch``, whether each was renamed, and the first duplicate error.
+
+        The error (batch position, message) is returned rather than raised, so
+        that ``prepare`` can report whichever problem comes first in the input
+        (an invalid character in an earlier record of the same batch wins):
+        the error a file gives must not depend on the batch size.
+        """
         ids = [r.id for r in batch]
         h = self.seen.hashes(ids)
         clash = self.seen.contains(h)
@@ -222,7 +230,7 @@ class _Ids:
         renamed = [False] * len(ids)
         if not (clash.any() or within.any()):
             self.seen.add(h)
-            return ids, renamed
+            return ids, renamed, None
         # Rare path: resolve one record at a time, in input order.
         for i, rec in enumerate(batch):
             hi = int(h[i])
@@ -235,14 +243,19 @@ class _Ids:
                     earlier = _locate_first(self.config, rec.id, (file_index, rec.number))
                     if earlier is not None:
                         here = f"record {rec.number} of {self.config.inputs[file_index]}"
-                        raise ValueError(
-                            f"duplicate id {rec.id!r}: {here} repeats {earlier}; ids must be "
-                            "unique (pass --dedupe-ids to rename repeats ID_2, ID_3, ...; "
-                            "with several text/table inputs without --id-column, record "
-                            "numbers repeat across files)"
+                        return (
+                            ids,
+                            renamed,
+                            (
+                                i,
+                                f"duplicate id {rec.id!r}: {here} repeats {earlier}; ids must be "
+                                "unique (pass --dedupe-ids to rename repeats ID_2, ID_3, ...; "
+                                "with several text/table inputs without --id-column, record "
+                                "numbers repeat across files)",
+                            ),
                         )
             self.seen.add(np.array([hi], dtype=np.uint64))
-        return ids, renamed
+        return ids, renamed, None
 
     def _fresh(self, rid: str) -> str:
         k = self.next_suffix.get(rid, 2)
@@ -381,7 +394,7 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
                 n_read = len(batch)
                 counts["read"] += n_read
                 source["records_read"] += n_read
-                final_ids, renamed = ids_policy.resolve(batch, fi)
+                final_ids, renamed, id_error = ids_policy.resolve(batch, fi)
 
                 keep: list[int] = []
                 seqs: list[str] = []
@@ -406,7 +419,9 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
                 bad_records: set[int] = set()
                 if bad.size:
                     owner = np.searchsorted(offsets, bad, side="right") - 1
-                    if config.on_invalid == "error":
+                    if config.on_invalid == "error" and (
+                        id_error is None or keep[int(owner[0])] < id_error[0]
+                    ):
                         k = int(owner[0])
                         rec = batch[keep[k]]
                         pos = int(bad[0] - offsets[k])
@@ -416,6 +431,9 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
                             f"{alphabet.name} alphabet ({alphabet.residues}); pass "
                             "--on-invalid skip or --on-invalid replace to continue"
                         )
+                if id_error is not None:
+                    raise ValueError(id_error[1])
+                if bad.size:
                     if config.on_invalid == "skip":
                         bad_records = set(np.unique(owner).tolist())
                         counts["invalid_skipped"] += len(bad_records)
