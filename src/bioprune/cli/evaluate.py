@@ -1,0 +1,94 @@
+"""``bioprune evaluate``: downstream evaluation of a model on a task (method.md section 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bioprune.cli.common import console
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2"
+        ) from None
+    if not seeds:
+        raise ValueError("--seeds: give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {text!r}: a seed is repeated")
+    return seeds
+
+
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="Model directory (bioprune init/pretrain)."),
+    task: Path = typer.Option(
+        ...,
+        "--task",
+        help="Task directory with train.csv, valid.csv, test.csv [+ task.yaml], or a task YAML.",
+    ),
+    out: Path = typer.Option(..., "--out", help="RESULTS.json to write."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated training seeds."),
+    raw: bool = typer.Option(
+        False, "--raw", help="Evaluate an untrained model of the same architecture (Raw baseline)."
+    ),
+    protocol: str = typer.Option(
+        None,
+        "--protocol",
+        help="finetune-linear, finetune-mlp, frozen-linear or frozen-mlp "
+        "(default: per task kind, see docs/evaluation.md).",
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="Training epochs (overrides task.yaml)."),
+    lr: float = typer.Option(None, "--lr", help="AdamW learning rate (overrides task.yaml)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Examples per batch."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="AdamW weight decay (0.01)."),
+    max_length: int = typer.Option(
+        None, "--max-length", help="Crop sequences to this many residues (default: the model's)."
+    ),
+    device: str = typer.Option(None, "--device", help="torch device (default: cuda if present)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+) -> None:
+    """Train a task head (and maybe the encoder) per seed, pick the best epoch on valid,
+    and write the test metrics per seed, their mean and std to OUT."""
+    from bioprune import artifacts
+    from bioprune.evaluation.downstream import evaluate_model
+
+    seed_list = _parse_seeds(seeds)
+    artifacts.check_output_dir(out, overwrite)
+    results = evaluate_model(
+        model,
+        task,
+        seeds=seed_list,
+        raw=raw,
+        protocol=protocol,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        max_length=max_length,
+        device=device,
+    )
+    artifacts.write_json(out, results)
+    t = results["task"]
+    cropped = sum(s["cropped"] for s in t["splits"].values())
+    console.print(
+        f"[bold]{t['name']}[/] ({t['kind']}, {results['protocol']['name']}, "
+        f"{'raw ' if raw else ''}model {model}), seeds {seed_list}"
+        + (
+            f", {cropped} sequences cropped to {results['protocol']['max_length']}"
+            if cropped
+            else ""
+        )
+    )
+    for name, m in results["metrics"].items():
+        mean = "nan" if m["mean"] is None else f"{m['mean']:.4f}"
+        std = "nan" if m["std"] is None else f"{m['std']:.4f}"
+        console.print(f"  test {name:<16} {mean} ± {std}")
+    console.print(f"wrote [bold]{out}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)

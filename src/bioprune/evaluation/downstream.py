@@ -1,0 +1,541 @@
+"""``bioprune evaluate``: train a task head on a model, pick the best epoch on valid, report test.
+
+Lifecycle per seed (paper appendix B; method.md section 6):
+
+1. set up: the encoder (a fresh copy of the model's, or, with ``raw``, an
+   untrained one of the same architecture initialised with the seed) and a
+   head initialised with the seed;
+2. train with AdamW for ``epochs`` epochs over shuffled batches (the shuffle
+   is seeded too);
+3. after each epoch score the valid split; when its primary metric improves,
+   score the test split: the reported test numbers are those of the best
+   valid epoch.
+
+With a frozen protocol the encoder's outputs are computed once per split and
+cached (once for all seeds, except with ``raw`` where each seed has its own
+encoder), so only the head runs in the training loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bioprune import artifacts
+from bioprune.evaluation import metrics as M
+from bioprune.evaluation.protocols import PRIMARY_METRIC, Protocol, resolve_protocol
+from bioprune.evaluation.tasks import (
+    PAIRWISE_KINDS,
+    SPLITS,
+    TWO_SEQUENCE_KINDS,
+    Split,
+    TaskData,
+    load_task,
+    load_task_spec,
+)
+
+__all__ = ["evaluate_model"]
+
+#: Kinds whose head reads per-residue embeddings (others read the mean-pooled vector).
+RESIDUE_LEVEL = PAIRWISE_KINDS | {"residue_classification"}
+#: Kinds with real-valued targets, standardised with the training split's mean and std.
+REGRESSION_KINDS = frozenset({"regression", "pair_regression", "distance_map"})
+
+
+@dataclass
+class _Standardizer:
+    """Targets are trained as ``(y - mean) / std`` (train split), predictions mapped back."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> _Standardizer:
+        v = values[np.isfinite(values)]
+        std = float(v.std()) if v.size > 1 else 1.0
+        return cls(float(v.mean()) if v.size else 0.0, std if std > 0 else 1.0)
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    task: str | Path,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    raw: bool = False,
+    protocol: str | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    weight_decay: float | None = None,
+    max_length: int | None = None,
+    device: str | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model directory on a downstream task; returns the RESULTS.json dictionary.
+
+    Parameters
+    ----------
+    model_dir : a bioprune model directory (``bioprune init`` / ``pretrain``).
+    task : task directory (train/valid/test.csv [+ task.yaml]) or task YAML.
+    seeds : one training run per seed; metrics are reported per seed, mean and std.
+    raw : evaluate an untrained model of the same architecture (re-initialised
+        from the config with each seed): the paper's Raw baseline.
+    protocol, epochs, lr, batch_size, weight_decay, max_length : override
+        ``task.yaml`` and the per-kind defaults.
+    device : torch device; default CUDA when available, else CPU.
+    """
+    import torch
+
+    from bioprune.models.loading import load_masked_lm
+    from bioprune.models.presets import max_residues
+
+    if not seeds:
+        raise ValueError("give at least one seed")
+    spec = load_task_spec(task)
+    # Deterministic CUDA matmuls need this before the first CUDA call.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    base_model, alphabet = load_masked_lm(model_dir)
+    model_limit = max_residues(base_model.config)
+    requested = max_length if max_length is not None else spec.options.get("max_length")
+    limit = model_limit if requested is None else min(int(requested), model_limit)
+    if limit < 1:
+        raise ValueError(f"max_length must be at least 1, got {requested}")
+    data = load_task(spec, alphabet, limit)
+    proto, sources = resolve_protocol(
+        data.kind,
+        alphabet.name,
+        spec.options,
+        {"protocol": protocol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+         "weight_decay": weight_decay},
+    )  # fmt: skip
+    one_partner = bool(spec.options.get("one_partner_per_base", False))
+    runner = _Runner(
+        data, proto, alphabet, base_model.config.hidden_size, device, one_partner, show_progress
+    )
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        shared_cache = None
+        if proto.frozen and not raw:
+            shared_cache = runner.embed_all(base_model.esm.to(device), "embedding (frozen encoder)")
+        per_seed = []
+        for seed in seeds:
+            if raw:
+                encoder = _raw_encoder(base_model.config, seed)
+            else:
+                encoder = copy.deepcopy(base_model.esm) if not proto.frozen else None
+            per_seed.append(runner.run_seed(seed, encoder, shared_cache))
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+    primary, larger = PRIMARY_METRIC[data.kind]
+    names = list(per_seed[0]["test"])
+    summary = {name: _summarise([r["test"][name] for r in per_seed]) for name in names}
+    return {
+        "task": {
+            "name": spec.name,
+            "kind": data.kind,
+            "path": str(Path(task).resolve()),
+            "task_yaml": str(spec.yaml_path) if spec.yaml_path else None,
+            "classes": data.classes,
+            "splits": {
+                s: {
+                    "path": str(spec.files[s]),
+                    "checksum": artifacts.file_checksum(spec.files[s]),
+                    "examples": len(data.splits[s]),
+                    "cropped": data.splits[s].cropped,
+                }
+                for s in SPLITS
+            },
+        },
+        "model": {
+            "path": str(Path(model_dir).resolve()),
+            "checksum": artifacts.model_checksum(model_dir),
+            "alphabet": alphabet.name,
+            "raw": raw,
+            "parameters": sum(p.numel() for p in base_model.esm.parameters()),
+            "max_residues": model_limit,
+        },
+        "protocol": {
+            **proto.to_dict(),
+            "max_length": limit,
+            "one_partner_per_base": one_partner,
+            "sources": sources,
+            "device": str(device),
+        },
+        "primary_metric": {"name": primary, "larger_is_better": larger, "split": "valid"},
+        "seeds": list(seeds),
+        "metrics": summary,
+        "runs": per_seed,
+        **artifacts.provenance(command="evaluate"),
+    }
+
+
+def _raw_encoder(config, seed: int):
+    """An untrained encoder of the model's architecture, initialised with ``seed``."""
+    import torch
+    from transformers import EsmForMaskedLM
+
+    torch.manual_seed(seed)
+    return EsmForMaskedLM(copy.deepcopy(config)).esm
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _summarise(values: list[float]) -> dict[str, Any]:
+    """Per-seed values, mean and sample std (ddof 1; 0 for one seed) over the finite ones."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    mean = float(np.mean(finite)) if finite else None
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else (0.0 if finite else None)
+    return {"per_seed": [_finite(v) for v in values], "mean": mean, "std": std}
+
+
+class _Runner:
+    """Training and scoring of one task under one protocol (shared by every seed)."""
+
+    def __init__(
+        self, data: TaskData, proto: Protocol, alphabet, hidden: int, device, one_partner, progress
+    ):
+        self.data, self.kind, self.proto, self.hidden = data, data.kind, proto, hidden
+        self.alphabet, self.device = alphabet, device
+        self.one_partner = one_partner
+        self.show_progress = progress
+        train = data.splits["train"]
+        if self.kind == "distance_map":
+            self.scale = _Standardizer.fit(np.concatenate([t.ravel() for t in train.targets]))
+        elif self.kind in REGRESSION_KINDS:
+            self.scale = _Standardizer.fit(np.asarray(train.targets))
+        else:
+            self.scale = _Standardizer()
+
+    # ---- progress ------------------------------------------------------------
+    def _progress(self):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=Console(stderr=True),
+            disable=not self.show_progress,
+            transient=False,
+        )
+
+    # ---- encoder -------------------------------------------------------------
+    def _encode(self, encoder, tokens: list[np.ndarray]):
+        """(B, Lmax, D) residue embeddings (``<cls>``/``<eos>`` dropped) and (B,) lengths."""
+        import torch
+
+        a = self.alphabet
+        lengths = torch.tensor([len(t) for t in tokens], dtype=torch.long)
+        width = int(lengths.max()) + 2
+        ids = torch.full((len(tokens), width), a.pad_id, dtype=torch.long)
+        for b, t in enumerate(tokens):
+            ids[b, : len(t) + 2] = torch.from_numpy(a.frame(t))
+        ids = ids.to(self.device)
+        hidden = encoder(input_ids=ids, attention_mask=(ids != a.pad_id).long()).last_hidden_state
+        return hidden[:, 1 : width - 1], lengths.to(self.device)
+
+    def _features_from_encoder(self, encoder, split: Split, idx: np.ndarray):
+        """Head inputs for examples ``idx``: pooled (B, D or 2D) or ((B, L, D), lengths)."""
+        import torch
+
+        from bioprune.evaluation.heads import mean_pool
+
+        residues, lengths = self._encode(encoder, [split.tokens[i] for i in idx])
+        if self.kind in RESIDUE_LEVEL:
+            return residues, lengths
+        pooled = mean_pool(residues, lengths)
+        if self.kind in TWO_SEQUENCE_KINDS:
+            res_b, len_b = self._encode(encoder, [split.tokens_b[i] for i in idx])
+            pooled = torch.cat([pooled, mean_pool(res_b, len_b)], dim=-1)
+        return pooled, lengths
+
+    def embed_all(self, encoder, description: str) -> dict[str, list]:
+        """Frozen encoder outputs of every example of every split, on the CPU.
+
+        Per example: the pooled vector (D,) / (2D,) or the residue embeddings (L, D).
+        Batches are formed in length order so that little padding is computed.
+        """
+        import torch
+
+        encoder.eval()
+        cache: dict[str, list] = {}
+        bs = self.proto.batch_size
+        total = sum(math.ceil(len(s) / bs) for s in self.data.splits.values())
+        with self._progress() as progress, torch.no_grad():
+            bar = progress.add_task(description, total=total, status="")
+            for name, split in self.data.splits.items():
+                out: list = [None] * len(split)
+                order = np.argsort([len(t) for t in split.tokens], kind="stable")
+                for start in range(0, len(order), bs):
+                    idx = order[start : start + bs]
+                    feats, lengths = self._features_from_encoder(encoder, split, idx)
+                    feats = feats.float().cpu()
+                    for b, i in enumerate(idx):
+                        out[i] = feats[b, : int(lengths[b])] if feats.dim() == 3 else feats[b]
+                    progress.advance(bar)
+                cache[name] = out
+        return cache
+
+    def _features(self, encoder, cache, split: Split, idx: np.ndarray):
+        import torch
+
+        if cache is None:
+            return self._features_from_encoder(encoder, split, idx)
+        items = [cache[split.name][i] for i in idx]
+        if items[0].dim() == 1:
+            return torch.stack(items).to(self.device), None
+        lengths = torch.tensor([len(x) for x in items], dtype=torch.long)
+        padded = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
+        return padded.to(self.device), lengths.to(self.device)
+
+    # ---- heads, targets, losses --------------------------------------------------
+    def _make_head(self, dim: int):
+        from bioprune.evaluation.heads import PairwiseHead, SequenceHead
+
+        mlp = self.proto.mlp_head
+        if self.kind in PAIRWISE_KINDS:
+            return PairwiseHead(dim, mlp)
+        if self.kind in TWO_SEQUENCE_KINDS:
+            dim *= 2
+        classes = self.data.classes
+        out = len(classes) if classes is not None else 1
+        return SequenceHead(dim, out, mlp)
+
+    def _pair_targets(self, split: Split, idx: np.ndarray, width: int):
+        """(B, L, L) targets and the mask of cells that count: ``i < j`` inside each sequence."""
+        import torch
+
+        n = len(idx)
+        target = torch.zeros(n, width, width)
+        mask = torch.zeros(n, width, width, dtype=torch.bool)
+        for b, i in enumerate(idx):
+            length = len(split.tokens[i])
+            mask[b, :length, :length] = torch.ones(length, length, dtype=torch.bool).triu(1)
+            t = split.targets[i]
+            if self.kind == "secondary_structure":
+                for p, q in t:
+                    target[b, p, q] = target[b, q, p] = 1.0
+                continue
+            arr = torch.from_numpy(t)
+            known = torch.isfinite(arr)
+            if self.kind == "contact_map":
+                known &= arr >= 0
+                vals = (arr > 0).float()
+            else:
+                vals = (arr - self.scale.mean) / self.scale.std
+            target[b, :length, :length] = torch.where(known, vals, torch.zeros_like(vals))
+            mask[b, :length, :length] &= known
+        return target.to(self.device), mask.to(self.device)
+
+    def _loss(self, out, split: Split, idx: np.ndarray):
+        import torch
+        import torch.nn.functional as F
+
+        kind, dev = self.kind, self.device
+        if kind in {"classification", "pair_classification"}:
+            return F.cross_entropy(out, torch.from_numpy(split.targets[idx]).to(dev))
+        if kind in {"regression", "pair_regression"}:
+            y = (torch.from_numpy(split.targets[idx]).float() - self.scale.mean) / self.scale.std
+            return F.mse_loss(out.squeeze(-1), y.to(dev))
+        if kind == "multilabel":
+            return F.binary_cross_entropy_with_logits(
+                out, torch.from_numpy(split.targets[idx]).to(dev)
+            )
+        if kind == "residue_classification":
+            y = torch.nn.utils.rnn.pad_sequence(
+                [torch.from_numpy(split.targets[i]) for i in idx],
+                batch_first=True,
+                padding_value=-100,
+            ).to(dev)
+            return F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=-100)
+        target, mask = self._pair_targets(split, idx, out.shape[1])
+        if kind == "distance_map":
+            return F.mse_loss(out[mask], target[mask])
+        return F.binary_cross_entropy_with_logits(out[mask], target[mask])
+
+    # ---- scoring -----------------------------------------------------------------
+    def score(self, encoder, cache, head, split: Split) -> dict[str, float]:
+        """Every metric of the kind on ``split`` (examples in file order)."""
+        import torch
+
+        head.eval()
+        if encoder is not None:
+            encoder.eval()
+        kind, bs = self.kind, self.proto.batch_size
+        outs: list = []
+        with torch.no_grad():
+            for start in range(0, len(split), bs):
+                idx = np.arange(start, min(start + bs, len(split)))
+                feats, _ = self._features(encoder, cache, split, idx)
+                out = head(feats).float()
+                if kind in PAIRWISE_KINDS:
+                    for b, i in enumerate(idx):
+                        n = len(split.tokens[i])
+                        outs.append(out[b, :n, :n].cpu().numpy())
+                elif kind == "residue_classification":
+                    pred = out.argmax(-1).cpu().numpy()
+                    outs.extend(pred[b, : len(split.tokens[i])] for b, i in enumerate(idx))
+                else:
+                    outs.append(out.cpu().numpy())
+        return self._metrics(outs, split)
+
+    def _metrics(self, outs: list, split: Split) -> dict[str, float]:
+        import torch
+
+        kind = self.kind
+        if kind in {"classification", "pair_classification"}:
+            logits = np.concatenate(outs)
+            prob = torch.softmax(torch.from_numpy(logits), -1).numpy()
+            y, pred = split.targets, prob.argmax(1)
+            res = {"accuracy": M.accuracy(y, pred), "macro_f1": M.macro_f1(y, pred)}
+            if kind == "pair_classification":
+                scores = prob[:, 1] if prob.shape[1] == 2 else prob
+                res["auc"] = M.roc_auc(y, scores)
+                res["aupr"] = M.average_precision(y, scores)
+            return res
+        if kind in {"regression", "pair_regression"}:
+            pred = np.concatenate(outs)[:, 0] * self.scale.std + self.scale.mean
+            return _regression_metrics(split.targets, pred)
+        if kind == "multilabel":
+            prob = 1.0 / (1.0 + np.exp(-np.concatenate(outs)))
+            return {"mean_auc": M.mean_auc(split.targets, prob)}
+        if kind == "residue_classification":
+            y, pred = np.concatenate(split.targets), np.concatenate(outs)
+            return {"accuracy": M.accuracy(y, pred), "macro_f1": M.macro_f1(y, pred)}
+        if kind == "secondary_structure":
+            per_seq = []
+            for logit, pairs in zip(outs, split.targets, strict=True):
+                prob = 1.0 / (1.0 + np.exp(-logit))
+                pred = M.decode_pairs(prob, 0.5, self.one_partner)
+                per_seq.append(M.base_pair_scores(pairs, pred, len(prob)))
+            return {k: float(np.mean([s[k] for s in per_seq])) for k in per_seq[0]}
+        if kind == "contact_map":
+            per_seq = [
+                M.contact_precision(1.0 / (1.0 + np.exp(-logit)), truth)
+                for logit, truth in zip(outs, split.targets, strict=True)
+            ]
+            scored = [s for s in per_seq if s is not None]
+            names = [M.contact_metric_name(k) for k in (1, 2, 5, 10)]
+            res = {k: float(np.mean([s[k] for s in scored])) if scored else math.nan for k in names}
+            res["scored_sequences"] = float(len(scored))
+            return res
+        # distance_map: pooled over every known i < j cell of every sequence
+        ys, ps = [], []
+        for value, truth in zip(outs, split.targets, strict=True):
+            iu, ju = np.triu_indices(len(truth), k=1)
+            t = truth[iu, ju]
+            keep = np.isfinite(t)
+            ys.append(t[keep])
+            ps.append(value[iu, ju][keep] * self.scale.std + self.scale.mean)
+        y, p = np.concatenate(ys), np.concatenate(ps)
+        return {"r2": M.r2(y, p), "spearman": M.spearman(y, p), "mae": M.mae(y, p),
+                "mse": M.mse(y, p)}  # fmt: skip
+
+    # ---- one seed ----------------------------------------------------------------
+    def run_seed(self, seed: int, encoder, shared_cache) -> dict[str, Any]:
+        """Train under ``seed``; the test metrics of the best valid epoch."""
+        import torch
+
+        torch.manual_seed(seed)
+        cache = shared_cache
+        if encoder is not None:
+            encoder.to(self.device)
+        if self.proto.frozen and cache is None:
+            cache = self.embed_all(encoder, f"seed {seed}: embedding (raw encoder)")
+        trainable_encoder = None if self.proto.frozen else encoder
+        torch.manual_seed(seed)  # the head's initialisation depends on the seed alone
+        head = self._make_head(self.hidden).to(self.device)
+        params = list(head.parameters())
+        if trainable_encoder is not None:
+            params += [p for p in trainable_encoder.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params, lr=self.proto.lr, weight_decay=self.proto.weight_decay
+        )
+        train, valid, test = (self.data.splits[s] for s in SPLITS)
+        primary, larger = PRIMARY_METRIC[self.kind]
+        rng = np.random.default_rng(seed)
+        bs = self.proto.batch_size
+        steps = math.ceil(len(train) / bs)
+        best: dict[str, Any] | None = None
+        history = []
+        with self._progress() as progress:
+            bar = progress.add_task(f"seed {seed}", total=self.proto.epochs * steps, status="")
+            for epoch in range(1, self.proto.epochs + 1):
+                head.train()
+                if trainable_encoder is not None:
+                    trainable_encoder.train()
+                order = rng.permutation(len(train))
+                total_loss = 0.0
+                for start in range(0, len(order), bs):
+                    idx = order[start : start + bs]
+                    feats, _ = self._features(trainable_encoder, cache, train, idx)
+                    loss = self._loss(head(feats), train, idx)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total_loss += float(loss.detach()) * len(idx)
+                    progress.advance(bar)
+                valid_metrics = self.score(trainable_encoder, cache, head, valid)
+                value = valid_metrics[primary]
+                history.append({"epoch": epoch, "train_loss": total_loss / len(train),
+                                primary: _finite(value)})  # fmt: skip
+                if best is None or _better(value, best["valid"][primary], larger):
+                    best = {
+                        "epoch": epoch,
+                        "valid": valid_metrics,
+                        "test": self.score(trainable_encoder, cache, head, test),
+                    }
+                progress.update(
+                    bar,
+                    status=f"epoch {epoch}: valid {primary} {value:.4f} "
+                    f"(best {best['valid'][primary]:.4f} @ {best['epoch']})",
+                )
+        assert best is not None  # epochs >= 1
+        return {
+            "seed": seed,
+            "best_epoch": best["epoch"],
+            "valid": {k: _finite(v) for k, v in best["valid"].items()},
+            "test": {k: _finite(v) for k, v in best["test"].items()},
+            "history": history,
+        }
+
+
+def _better(value: float, best: float, larger: bool) -> bool:
+    """``value`` beats ``best``; ``nan`` never beats anything and anything beats ``nan``."""
+    if math.isnan(value):
+        return False
+    if math.isnan(best):
+        return True
+    return value > best if larger else value < best
+
+
+def _regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return {
+        "spearman": M.spearman(y, pred),
+        "mse": M.mse(y, pred),
+        "rmse": M.rmse(y, pred),
+        "mae": M.mae(y, pred),
+        "r2": M.r2(y, pred),
+    }
