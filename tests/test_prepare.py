@@ -384,3 +384,11 @@ def test_first_problem_in_input_order_is_reported_whatever_the_batch(tmp_path, m
     g = _fasta(tmp_path / "y.fa", early_duplicate)
     with pytest.raises(ValueError, match="duplicate id 'a'"):
         _run(tmp_path, [g])
+
+
+@pytest.mark.parametrize("name", ["rna", "protein"])
+def test_byte_normalisation_equals_alphabet_normalize_on_every_byte(name):
+    a = get_alphabet(name)
+    table = prepare_mod._normalize_bytes_table(a)
+    for code in range(256):
+        assert chr(table[code]) == a.normalize(chr(code)), code

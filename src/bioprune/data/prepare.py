@@ -312,15 +312,16 @@ def _normalize_bytes_table(alphabet: Alphabet) -> bytes:
 class _Encoder:
     """Normalise, validate and encode a batch of sequences at once."""
 
-    def __init__(self, alphabet: Alphabet, on_invalid: str):
+    def __init__(self, alphabet: Alphabet):
         self.alphabet = alphabet
-        self.on_invalid = on_invalid
         self.table = _normalize_bytes_table(alphabet)
         self.unknown_byte = ord(alphabet.unknown_residue)
         self.unknown_id = alphabet.tokens.index(alphabet.unknown_residue)
 
     def __call__(self, seqs: list[str]):
-        """Returns (normalised text, residue ids uint8, offsets int64 n+1, bad record mask, bad)."""
+        """Normalised bytes of the concatenated batch, their residue ids (uint8,
+        255 = invalid), offsets (int64, n + 1: sequence k is ``[offsets[k], offsets[k+1])``)
+        and the positions of invalid characters in the concatenation (int64)."""
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -368,7 +369,7 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
     from bioprune.data.corpus import CorpusWriter
 
     alphabet = get_alphabet(config.alphabet)
-    encoder = _Encoder(alphabet, config.on_invalid)
+    encoder = _Encoder(alphabet)
     ids_policy = _Ids(config)
     counts = dict.fromkeys(COUNT_KEYS, 0)
     max_len = config.max_length
