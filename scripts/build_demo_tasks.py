@@ -37,6 +37,7 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import random
 import subprocess
 import sys
@@ -69,6 +70,8 @@ TASKS_OUT = REPO / "src" / "bioprune" / "resources" / "tasks"
 HMMER_EXAMPLES = Path("/usr/share/doc/hmmer/examples")
 UNIPROT_DB = Path("/usr/share/doc/mmseqs2/example-data/DB.fasta.gz")
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+#: Keys written to task.yaml (besides ``name``); the rest goes to provenance.json.
+TASK_YAML_KEYS = ("kind", "alphabet", "metrics", "description", "source")
 
 #: rna_family: (label, covariance model, sequences); balanced on purpose.
 RNA_FAMILY_CLASSES = (
@@ -442,16 +445,21 @@ def write_task(
         writer.writeheader()
         writer.writerows(split_rows_)
         _atomic_write(out_dir / f"{split}.csv", buf.getvalue().encode("ascii"))
-    spec = {
-        "name": name,
+    # task.yaml holds only what `bioprune evaluate` reads (it rejects unknown keys
+    # to catch typos); how the task was built goes to provenance.json.
+    task = {"name": name, **{k: spec.pop(k) for k in TASK_YAML_KEYS}}
+    provenance = {
+        "task": name,
         **spec,
         "split_seed": seed,
         "split_fractions": list(SPLIT_FRACTIONS),
         "counts": {split: len(r) for split, r in splits.items()},
     }
-    text = yaml.safe_dump(spec, sort_keys=False, width=88)
+    text = yaml.safe_dump(task, sort_keys=False, width=88)
     _atomic_write(out_dir / "task.yaml", text.encode())
-    return spec
+    text = json.dumps(provenance, indent=2) + "\n"
+    _atomic_write(out_dir / "provenance.json", text.encode())
+    return provenance
 
 
 def build() -> None:
@@ -480,7 +488,7 @@ def build() -> None:
         rows,
         ["sequence", "label"],
         {
-            "kind": "sequence_classification",
+            "kind": "classification",
             "alphabet": "rna",
             "metrics": ["accuracy", "macro_f1"],
             "labels": [c[0] for c in RNA_FAMILY_CLASSES],
@@ -504,7 +512,8 @@ def build() -> None:
             "alphabet": "rna",
             "metrics": ["precision", "recall", "f1", "mcc"],
             "description": "Base pairs of an RNA (dot-bracket), from the Rfam consensus "
-            "structure projected onto each sequence; pairs with a gapped partner dropped.",
+            "structure projected onto each sequence; pairs with a gapped partner or enclosing "
+            "fewer than 3 bases dropped.",
             "source": f"Rfam covariance models (CC0), cmemit -a ({infernal}); "
             "Debian package infernal",
             "min_length": RNA_MIN_LENGTH,
@@ -524,7 +533,7 @@ def build() -> None:
         rows,
         ["sequence", "label"],
         {
-            "kind": "sequence_classification",
+            "kind": "classification",
             "alphabet": "protein",
             "metrics": ["accuracy", "macro_f1"],
             "labels": [c[0] for c in PROTEIN_DOMAIN_CLASSES],

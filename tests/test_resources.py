@@ -24,6 +24,7 @@ from bioprune.resources import (
     DEMO_PROVENANCE,
     TASK_FILES,
     TASK_NAMES,
+    TASK_PROVENANCE,
     TASK_SPEC,
     resource_path,
     task_dir,
@@ -32,7 +33,7 @@ from bioprune.resources import (
 RNA = get_alphabet("rna")
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 TASK_COLUMNS = {
-    "sequence_classification": ["sequence", "label"],
+    "classification": ["sequence", "label"],
     "secondary_structure": ["sequence", "structure"],
     "residue_classification": ["sequence", "tags"],
 }
@@ -56,11 +57,14 @@ def labels() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def tasks() -> dict[str, dict]:
-    """name -> {"spec": task.yaml, "train"/"valid"/"test": rows}."""
+    """name -> {"spec": task.yaml, "prov": provenance.json, "train"/"valid"/"test": rows}."""
     out = {}
     for name in TASK_NAMES:
         d = task_dir(name)
-        entry = {"spec": yaml.safe_load((d / TASK_SPEC).read_text())}
+        entry = {
+            "spec": yaml.safe_load((d / TASK_SPEC).read_text()),
+            "prov": json.loads((d / TASK_PROVENANCE).read_text()),
+        }
         for f in TASK_FILES:
             with open(d / f, newline="") as fh:
                 entry[f.removesuffix(".csv")] = list(csv.DictReader(fh))
@@ -139,16 +143,16 @@ def test_junk_kinds(labels):
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_task_layout_and_spec(tasks, name):
     spec = tasks[name]["spec"]
-    for key in ("name", "kind", "metrics", "description", "source", "alphabet"):
-        assert key in spec, f"{name}/task.yaml lacks {key}"
+    assert set(spec) == {"name", "kind", "metrics", "description", "source", "alphabet"}
     assert spec["name"] == name
+    prov = tasks[name]["prov"]
     alphabet = get_alphabet(spec["alphabet"])
     columns = TASK_COLUMNS[spec["kind"]]
     for split in ("train", "valid", "test"):
         rows = tasks[name][split]
         assert rows, f"{name}/{split}.csv is empty"
         assert list(rows[0]) == columns
-        assert spec["counts"][split] == len(rows)
+        assert prov["counts"][split] == len(rows)
         for k, row in enumerate(rows, start=2):
             seq = row["sequence"]
             assert seq and alphabet.invalid_positions(alphabet.normalize(seq)).size == 0, (
@@ -178,12 +182,12 @@ def test_no_task_sequence_in_the_corpus(corpus, tasks):
 @pytest.mark.parametrize("name", ["rna_family", "protein_domain"])
 def test_classification_labels_are_balanced(tasks, name):
     spec = tasks[name]["spec"]
-    assert spec["kind"] == "sequence_classification"
+    assert spec["kind"] == "classification"
     train = Counter(r["label"] for r in tasks[name]["train"])
     for split in ("valid", "test"):
         labels = {r["label"] for r in tasks[name][split]}
         assert labels <= set(train), f"{name}/{split}: label never seen in training"
-    assert set(train) == set(spec["labels"])
+    assert set(train) == set(tasks[name]["prov"]["labels"])
     assert max(train.values()) <= 2 * min(train.values())
 
 
@@ -214,7 +218,7 @@ def test_rna_ss_structures_balance_and_match_lengths(tasks):
 
 
 def test_protein_domain_tags_match_lengths(tasks):
-    spec = tasks["protein_domain_tags"]["spec"]
+    spec = tasks["protein_domain_tags"]["prov"]
     allowed = set(spec["tags"])
     seen = Counter()
     for split in ("train", "valid", "test"):

@@ -6,7 +6,8 @@ UniProt data carried by Debian packages (see ``docs/data.md``):
 - ``scripts/build_demo_corpus.py`` -> :data:`DEMO_CORPUS`, :data:`DEMO_LABELS`,
   :data:`DEMO_PROVENANCE`;
 - ``scripts/build_demo_tasks.py`` -> ``tasks/<name>/{train,valid,test}.csv`` and
-  ``task.yaml`` (the BEACON layout), one directory per name in :data:`TASK_NAMES`.
+  ``task.yaml`` (the BEACON layout) plus ``provenance.json``, one directory per
+  name in :data:`TASK_NAMES`.
 
 Examples
 --------
@@ -27,6 +28,7 @@ __all__ = [
     "TASKS_DIR",
     "TASK_FILES",
     "TASK_NAMES",
+    "TASK_PROVENANCE",
     "TASK_SPEC",
     "resource_path",
     "task_dir",
@@ -46,8 +48,10 @@ TASKS_DIR = "tasks"
 TASK_NAMES = ("rna_family", "rna_ss", "protein_domain", "protein_domain_tags")
 #: Split files of a task directory (the BEACON layout).
 TASK_FILES = ("train.csv", "valid.csv", "test.csv")
-#: Task description file of a task directory.
+#: Task description file of a task directory (what ``bioprune evaluate`` reads).
 TASK_SPEC = "task.yaml"
+#: How a task was built (seeds, sources, class/tag meanings, split counts).
+TASK_PROVENANCE = "provenance.json"
 
 
 def resource_path(*parts: str) -> Path:
