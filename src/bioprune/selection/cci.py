@@ -34,6 +34,8 @@ from bioprune.selection.base import Selection, check_budget, check_scores, extre
 
 __all__ = ["CoverageCentric", "hard_cutoff_count", "strata_edges"]
 
+_MAX_STRATA = 65_534  # bin labels are uint16, with one value kept for the dropped hardest
+
 
 def hard_cutoff_count(n: int, beta: float) -> int:
     """``floor(n * beta)``, the number of hardest examples CCI drops.
@@ -85,8 +87,10 @@ class CoverageCentric:
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.beta) < 1.0:
             raise ValueError(f"cci: beta must lie in [0, 1), got {self.beta}")
-        if int(self.strata) != self.strata or self.strata < 1:
-            raise ValueError(f"cci: strata must be a positive integer, got {self.strata}")
+        if int(self.strata) != self.strata or not 1 <= self.strata <= _MAX_STRATA:
+            raise ValueError(
+                f"cci: strata must be an integer in 1..{_MAX_STRATA}, got {self.strata}"
+            )
 
     def select(self, scores: np.ndarray, budget: int) -> Selection:
         """Choose ``budget`` positions of ``scores`` (float64, shape ``(n,)``, all finite)."""
@@ -125,11 +129,12 @@ class CoverageCentric:
         # edge <= score, and the clip puts the maximum into the last bin.
         bins = np.searchsorted(edges, scores, side="right") - 1
         np.clip(bins, 0, strata - 1, out=bins)
-        bins = bins.astype(np.int32)
+        bins = bins.astype(np.uint16)
         bins[hard] = strata  # a sentinel bin after the real ones
         del keep
         counts = np.bincount(bins, minlength=strata + 1)
-        # Grouped by bin, positions ascending within each bin (stable sort).
+        # Grouped by bin, positions ascending within each bin: a stable sort of
+        # 16-bit keys is NumPy's O(n) radix sort (int32 keys would use timsort).
         order = np.argsort(bins, kind="stable")
         del bins
         starts = np.concatenate([[0], np.cumsum(counts)])

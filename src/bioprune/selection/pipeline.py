@@ -79,6 +79,7 @@ def select_coreset(
     from bioprune.selection.io import (
         check_scores_match_corpus,
         read_scores,
+        take_sorted,
         write_coreset_fasta,
         write_ids,
     )
@@ -116,10 +117,10 @@ def select_coreset(
         idx = sel.indices
         take = pa.array(idx, type=pa.int64())
         if table is not None:
-            ids = table.ids.take(take)
+            ids = take_sorted(table.ids, idx)
             chosen_scores = table.scores[idx]
         else:
-            ids = corpus.read_columns(["id"]).column("id").combine_chunks().take(take)
+            ids = take_sorted(corpus.read_columns(["id"]).column("id"), idx)
             chosen_scores = np.full(len(idx), np.nan)
         columns = {
             "index": take,
@@ -137,7 +138,7 @@ def select_coreset(
         write_ids(tmp / artifacts.SELECTION_IDS, columns["id"])
         wrote_fasta = bool(fasta and corpus is not None)
         if wrote_fasta:
-            write_coreset_fasta(corpus, idx, tmp / artifacts.SELECTION_FASTA)
+            write_coreset_fasta(corpus, idx, columns["id"], tmp / artifacts.SELECTION_FASTA)
 
         parameters = strategy_parameters(strategy)
         meta: dict[str, Any] = {
