@@ -45,7 +45,8 @@ def info(
     overview.add_row("alphabet", stats["alphabet"])
     overview.add_row("sequences", f"{stats['num_sequences']:,}")
     overview.add_row("residues", f"{stats['num_tokens']:,}")
-    overview.add_row("max_length (crop limit)", str(stats["max_length"]))
+    limit = stats["max_length"]
+    overview.add_row("max_length (crop limit)", "not recorded" if limit is None else str(limit))
     overview.add_row("checksum", str(stats["checksum"]))
     overview.add_row("bioprune version", f"{stats['bioprune_version']} ({stats['created']})")
     for src in stats["sources"]:
