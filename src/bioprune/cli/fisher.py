@@ -1,0 +1,126 @@
+"""``bioprune fisher``: the diagonal empirical Fisher over a seeded subset (eq. 9)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bioprune.cli.common import console
+
+# Options shared with `bioprune score` (same names, same help).
+BATCH_TOKENS = typer.Option(
+    8192, "--batch-tokens", help="Padded tokens per batch (length-bucketed batches)."
+)
+MAX_BATCH = typer.Option(None, "--max-batch-size", help="Optional cap on examples per batch.")
+PART_BATCHES = typer.Option(
+    16, "--part-batches", help="Batches per resumable part (the unit of checkpoints and ranks)."
+)
+DEVICE = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda.")
+DTYPE = typer.Option(
+    "float32",
+    "--dtype",
+    help="float32, or bfloat16 (autocast; Fisher and scores still accumulate in float32/64).",
+)
+ON_NONFINITE = typer.Option(
+    "stop",
+    "--on-nonfinite",
+    help="stop: a non-finite loss or gradient stops the run naming the ids; "
+    "skip: record NaN / leave the example out, count and report it.",
+)
+SAVE_MASKS = typer.Option(
+    None,
+    "--save-masks",
+    help="Parquet of every (example, draw): index, draw, positions, inputs.",
+)
+RESUME = typer.Option(False, "--resume", help="Continue a killed run from its parts directory.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing OUT.")
+NO_PROGRESS = typer.Option(False, "--no-progress", help="No progress bar (logs, CI).")
+
+
+def fisher(
+    model: Path = typer.Option(..., "--model", help="Model directory (HF format)."),
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory (bioprune prepare)."),
+    out: Path = typer.Option(..., "--out", help="Fisher file to write (.safetensors)."),
+    subset_size: str = typer.Option(
+        None, "--subset-size", help="Random subset: a count (1000) or a fraction (0.01, 1%)."
+    ),
+    subset_from: Path = typer.Option(
+        None,
+        "--subset-from",
+        help="Reuse a subset: .npy or text file of corpus indices, or a `bioprune adapt` "
+        "model directory (its subset_indices.npy).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset draw and of the mask draws."),
+    mask_draws: int = typer.Option(1, "--mask-draws", help="Mask draws K per example."),
+    params: str = typer.Option(
+        "all", "--params", help="all, lm_head, layers:A:B (0-based, B excluded) or a regex."
+    ),
+    damping: float = typer.Option(
+        1e-3, "--damping", help="lambda_p = damping * mean(F over p's tensor)."
+    ),
+    batch_tokens: int = BATCH_TOKENS,
+    max_batch_size: int = MAX_BATCH,
+    part_batches: int = PART_BATCHES,
+    checkpoint_seconds: float = typer.Option(
+        300.0, "--checkpoint-seconds", help="Seconds between checkpoints of the running sums."
+    ),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    on_nonfinite: str = ON_NONFINITE,
+    save_masks: Path = SAVE_MASKS,
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
+    no_progress: bool = NO_PROGRESS,
+) -> None:
+    """Diagonal empirical Fisher of the MLM loss over a seeded subset (method.md eq. 9).
+
+    Runs under torchrun too: `torchrun --nproc-per-node N bioprune fisher ...`.
+    """
+    from bioprune.influence.fisher import FisherConfig, compute_fisher
+
+    cfg = FisherConfig(
+        model=model,
+        corpus=corpus,
+        out=out,
+        subset_size=subset_size,
+        subset_from=subset_from,
+        seed=seed,
+        mask_draws=mask_draws,
+        params=params,
+        damping=damping,
+        batch_tokens=batch_tokens,
+        max_batch_size=max_batch_size,
+        part_batches=part_batches,
+        device=device,
+        dtype=dtype,
+        on_nonfinite=on_nonfinite,
+        save_masks=save_masks,
+        resume=resume,
+        overwrite=overwrite,
+        checkpoint_seconds=checkpoint_seconds,
+        progress=not no_progress,
+    )
+    res = compute_fisher(cfg, console=console)
+    if _is_main():
+        rate = res.examples / res.seconds if res.seconds > 0 else float("nan")
+        console.print(
+            f"wrote [bold]{out}[/]: {len(res.names)} tensors, {res.numel:,} parameters, "
+            f"M = {res.examples:,} examples x K = {mask_draws} draw(s) in {res.seconds:.1f} s "
+            f"({rate:,.1f} ex/s, {res.tokens / max(res.seconds, 1e-9):,.0f} tok/s)"
+        )
+        if res.skipped:
+            console.print(
+                f"[yellow]{len(res.skipped)} example(s) with non-finite loss or gradient left "
+                f"out[/]: {res.skipped[:10]}"
+            )
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fisher")(fisher)

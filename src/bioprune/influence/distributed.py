@@ -1,0 +1,85 @@
+"""Sharing a run across processes started by ``torchrun`` (or one process alone).
+
+``torchrun --nproc-per-node N bioprune fisher|score ...`` sets ``WORLD_SIZE``,
+``RANK`` and ``LOCAL_RANK``; the process group uses gloo on CPU and NCCL on
+GPU. Work is split by *parts* (groups of consecutive length-sorted batches):
+part ``j`` belongs to rank ``j % world``, so the split depends on nothing but
+the plan and the world size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Distributed", "init_distributed"]
+
+
+@dataclass
+class Distributed:
+    """Rank, world size and whether a process group is up."""
+
+    rank: int = 0
+    world: int = 1
+    active: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def owns(self, part: int) -> bool:
+        """Whether part ``part`` is this rank's."""
+        return part % self.world == self.rank
+
+    def all_reduce_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """In-place sum over ranks (no-op alone)."""
+        if self.active:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def sum_int(self, value: int, device: torch.device) -> int:
+        t = torch.tensor([int(value)], dtype=torch.float64, device=device)
+        return int(self.all_reduce_sum_(t).item())
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.active = False
+
+
+def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
+    """Join the process group when launched by torchrun; returns the context and device.
+
+    On CUDA each rank uses ``cuda:LOCAL_RANK``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(), device
+    import torch.distributed as dist
+
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            dist.init_process_group(backend, device_id=device)
+        else:
+            dist.init_process_group(backend)
+    return Distributed(rank=rank, world=world, active=True), device

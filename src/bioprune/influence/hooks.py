@@ -1,0 +1,409 @@
+"""Per-example gradients from forward and backward hooks (method.md section 4).
+
+:class:`PerExampleGradients` is a context manager in the style of kronfluence's
+trackers and Opacus's grad samplers. For every module that owns a scored tensor
+a forward hook keeps the module's input ``a`` (``(B, T, in)``) and registers a
+hook on its output, which receives the output gradient ``delta``
+(``(B, T, out)``) during backward. There the per-example gradient is built and
+reduced at once, one module at a time:
+
+- ``nn.Linear``: ``G_b = sum_t delta_bt a_bt^T`` (one batched matmul), bias
+  ``sum_t delta_bt``;
+- ``nn.Embedding``: the output gradients are scatter-added into the rows an
+  example uses (rows ``padding_idx`` get nothing, as in PyTorch);
+- ``nn.LayerNorm``: weight ``sum_t delta_bt * xhat_bt``, bias ``sum_t delta_bt``,
+  with ``xhat`` the normalised input;
+- the ESM LM head's output bias: ``sum_t delta_bt`` over the logits.
+
+Reductions: ``"score"`` adds ``sum_p G_bp^2 * w_p`` to example ``b``'s score
+(``w = 1 / (F + lambda)``, eq. 11); ``"fisher"`` adds ``sum_b G_b^2`` to a
+per-batch float32 buffer (eq. 9) that the caller commits to a float64 total.
+At no time are all tensors' per-example gradients held, and the batch weight
+gradients are never formed: every parameter gets ``requires_grad=False`` and
+autograd flows only through activations.
+
+Where autograd starts: the earliest stage that holds a scored tensor (the
+embeddings, an encoder layer, the final layer norm, the LM head) gets a fresh
+leaf requiring grad as its input (for the embeddings: the embedding outputs),
+so ``--params lm_head`` backpropagates through the head only.
+
+Tied tensors (the LM-head decoder is the word embedding): the tensor's
+per-example gradient is the sum of its uses. Each use adds into a pending
+per-example buffer, and the sum is squared only after the last use of the
+pass has delivered (hooks fire in reverse order of use).
+
+Padding: the caller passes, per pass, the token mask (``(B, T)``, encoder and
+embeddings) and the mask of gathered LM-head rows (``(B, S)``); ``delta`` is
+multiplied by the mask of the module's region, so pads contribute exactly 0.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bioprune.influence.params import stage_of
+
+__all__ = ["PerExampleGradients"]
+
+_LAYERNORM_TYPES = (nn.LayerNorm,)
+
+
+class PerExampleGradients:
+    """Install per-example gradient hooks on an ESM masked LM.
+
+    Parameters
+    ----------
+    model : ``EsmForMaskedLM`` in eval mode.
+    names : scored tensor names (``named_parameters()`` names).
+    mode : ``"score"`` or ``"fisher"``.
+    weights : for ``"score"``, name -> ``1 / (F + lambda)`` (float32, on the
+        model's device, the tensor's shape).
+    max_chunk_elements : per-example gradients of a module are formed for at
+        most this many scalars at a time (batch rows are chunked), which bounds
+        the extra memory (default 2**25 = 128 MiB as float32).
+    compute_dtype : dtype of the per-example matmul (float32; bfloat16 under
+        bf16 autocast). Squares and sums are always float32, totals float64.
+
+    Usage
+    -----
+    >>> with PerExampleGradients(model, names, mode="score", weights=w) as tr:  # doctest: +SKIP
+    ...     tracker.begin_batch(batch_size)
+    ...     tracker.set_masks(tokens=attention_mask, head=head_mask)
+    ...     loss = per_example_losses(...).sum()
+    ...     torch.autograd.grad(loss, tracker.leaves, allow_unused=True)
+    ...     tracker.end_pass()
+    ...     tracker.scores          # (B,) float64, sum over passes
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        names: list[str],
+        *,
+        mode: str,
+        weights: dict[str, torch.Tensor] | None = None,
+        max_chunk_elements: int = 1 << 25,
+        compute_dtype: torch.dtype = torch.float32,
+    ):
+        if mode not in ("score", "fisher"):
+            raise ValueError(f"mode must be 'score' or 'fisher' (got {mode!r})")
+        if mode == "score" and weights is None:
+            raise ValueError("score mode needs the weights 1 / (F + lambda)")
+        self.model = model
+        self.names = list(names)
+        self.mode = mode
+        self.weights = weights
+        self.max_chunk_elements = int(max_chunk_elements)
+        self.compute_dtype = compute_dtype
+        self._name_of: dict[int, str] = {}
+        for name in self.names:
+            self._name_of[id(model.get_parameter(name))] = name
+        self.shapes = {n: tuple(model.get_parameter(n).shape) for n in self.names}
+        self._handles: list = []
+        self._saved_requires_grad: dict[str, bool] = {}
+        # per-batch state
+        self.leaves: list[torch.Tensor] = []
+        self.scores: torch.Tensor | None = None
+        self.bad: torch.Tensor | None = None
+        self.batch_sums: dict[str, torch.Tensor] = {}
+        self.totals: dict[str, torch.Tensor] = {}
+        self.fired: set[str] = set()
+        self._masks: dict[str, torch.Tensor] = {}
+        self._expected: dict[str, int] = defaultdict(int)
+        self._pending: dict[str, torch.Tensor] = {}
+        self._uses: dict[str, int] = defaultdict(int)
+        self._batch_size = 0
+
+    # ------------------------------------------------------------------ setup
+    def __enter__(self) -> PerExampleGradients:
+        model = self.model
+        for name, p in model.named_parameters():
+            self._saved_requires_grad[name] = p.requires_grad
+            p.requires_grad_(False)
+        try:
+            self._install_cut()
+            self._install_handlers()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        for name, p in self.model.named_parameters():
+            if name in self._saved_requires_grad:
+                p.requires_grad_(self._saved_requires_grad[name])
+
+    def _install_cut(self) -> None:
+        """Make the input of the earliest scored stage a leaf that requires grad."""
+        esm = self.model.esm
+        first = min(stage_of(n) for n in self.names)
+        if first == 0:
+            for module in esm.embeddings.modules():
+                if isinstance(module, nn.Embedding):
+                    self._handles.append(module.register_forward_hook(self._leaf_output_hook))
+            return
+        if first <= len(esm.encoder.layer):
+            target = esm.encoder.layer[first - 1]
+        elif first == 1_000_000:
+            target = esm.encoder.emb_layer_norm_after
+        else:
+            target = self.model.lm_head
+        self._handles.append(
+            target.register_forward_pre_hook(self._leaf_input_hook, with_kwargs=True)
+        )
+
+    def _leaf_output_hook(self, module, inputs, output):
+        leaf = output.detach().requires_grad_()
+        self.leaves.append(leaf)
+        return leaf
+
+    def _leaf_input_hook(self, module, args, kwargs):
+        leaf = args[0].detach().requires_grad_()
+        self.leaves.append(leaf)
+        return (leaf, *args[1:]), kwargs
+
+    def _install_handlers(self) -> None:
+        covered: set[str] = set()
+        for mod_name, module in self.model.named_modules():
+            own = {
+                pname: self._name_of[id(p)]
+                for pname, p in module.named_parameters(recurse=False)
+                if id(p) in self._name_of
+            }
+            if not own:
+                continue
+            region = "head" if mod_name.startswith("lm_head") else "tokens"
+            if isinstance(module, nn.Linear):
+                hook = self._make_linear_hook(module, own, region)
+            elif isinstance(module, nn.Embedding):
+                hook = self._make_embedding_hook(module, own, region)
+            elif isinstance(module, _LAYERNORM_TYPES):
+                hook = self._make_layernorm_hook(module, own, region)
+            elif set(own) == {"bias"} and type(module).__name__ == "EsmLMHead":
+                hook = self._make_output_bias_hook(module, own, region)
+            else:
+                raise ValueError(
+                    f"no per-example gradient rule for {type(module).__name__} "
+                    f"{mod_name!r} (parameters {sorted(own.values())}); restrict --params"
+                )
+            for tensor_name in own.values():
+                self._uses[tensor_name] += 1
+                covered.add(tensor_name)
+            self._handles.append(module.register_forward_hook(hook))
+        missing = [n for n in self.names if n not in covered]
+        if missing:
+            raise ValueError(f"parameters without a module that uses them: {missing}")
+
+    # ------------------------------------------------------------ batch state
+    def begin_batch(self, batch_size: int) -> None:
+        """Reset the per-example results for a batch of ``batch_size`` examples."""
+        device = next(self.model.parameters()).device
+        self._batch_size = batch_size
+        self.scores = torch.zeros(batch_size, dtype=torch.float64, device=device)
+        self.bad = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        if self.mode == "fisher":
+            for name in self.names:
+                buf = self.batch_sums.get(name)
+                if buf is None:
+                    self.batch_sums[name] = torch.zeros(
+                        self.shapes[name], dtype=torch.float32, device=device
+                    )
+                else:
+                    buf.zero_()
+
+    def set_masks(self, *, tokens: torch.Tensor, head: torch.Tensor) -> None:
+        """Masks of real tokens ``(B, T)`` and of gathered LM-head rows ``(B, S)`` for a pass."""
+        self._masks = {"tokens": tokens, "head": head}
+        self.leaves = []
+        self._expected.clear()
+        self._pending.clear()
+
+    def end_pass(self) -> None:
+        """Reduce tensors whose uses did not all deliver (a use off the loss's path)."""
+        for name in list(self._pending):
+            self._reduce(name, self._pending.pop(name), slice(None), 0)
+        self._expected.clear()
+        self.leaves = []
+
+    def commit(self) -> None:
+        """Fisher mode: add this batch's sums of squared gradients to the float64 totals."""
+        for name, buf in self.batch_sums.items():
+            total = self.totals.get(name)
+            if total is None:
+                self.totals[name] = buf.to(torch.float64)
+            else:
+                total.add_(buf)
+
+    # -------------------------------------------------------------- handlers
+    def _delta(self, grad: torch.Tensor, region: str) -> torch.Tensor:
+        mask = self._masks[region]
+        if grad.shape[:2] != mask.shape:
+            raise RuntimeError(
+                f"output gradient of shape {tuple(grad.shape)} does not match the "
+                f"{region} mask {tuple(mask.shape)}"
+            )
+        return grad * mask.to(grad.dtype).unsqueeze(-1)
+
+    def _expect(self, own: dict[str, str]) -> None:
+        for tensor_name in own.values():
+            self._expected[tensor_name] += 1
+
+    def _make_linear_hook(self, module: nn.Linear, own: dict[str, str], region: str):
+        w_name, b_name = own.get("weight"), own.get("bias")
+
+        def forward_hook(mod, inputs, output):
+            if not output.requires_grad:
+                return
+            a = inputs[0].detach()
+            self._expect(own)
+
+            def backward_hook(grad):
+                delta = self._delta(grad, region)
+                if w_name is not None:
+                    out_f, in_f = mod.weight.shape
+                    self._deliver(w_name, self._linear_chunks(delta, a, out_f * in_f))
+                if b_name is not None:
+                    self._deliver(b_name, iter([(slice(None), delta.float().sum(1), 0)]))
+
+            output.register_hook(backward_hook)
+
+        return forward_hook
+
+    def _linear_chunks(
+        self, delta: torch.Tensor, a: torch.Tensor, numel: int
+    ) -> Iterator[tuple[slice, torch.Tensor, int]]:
+        dt = self.compute_dtype
+        step = max(1, self.max_chunk_elements // numel)
+        for start in range(0, delta.shape[0], step):
+            rows = slice(start, start + step)
+            # (c, out, T) @ (c, T, in): the per-example sum over positions, G_b.
+            g = torch.bmm(delta[rows].to(dt).transpose(1, 2), a[rows].to(dt))
+            yield rows, g.float(), 0
+
+    def _make_embedding_hook(self, module: nn.Embedding, own: dict[str, str], region: str):
+        w_name = own["weight"]
+        padding_idx = module.padding_idx
+
+        def forward_hook(mod, inputs, output):
+            if not output.requires_grad:
+                return
+            ids = inputs[0].detach()
+            self._expect(own)
+
+            def backward_hook(grad):
+                delta = self._delta(grad, region).float()
+                keep = self._masks[region] > 0
+                if padding_idx is not None:
+                    keep = keep & (ids != padding_idx)
+                delta = delta * keep.unsqueeze(-1).to(delta.dtype)
+                self._deliver(w_name, self._embedding_chunks(delta, ids, keep, mod.embedding_dim))
+
+            output.register_hook(backward_hook)
+
+        return forward_hook
+
+    def _embedding_chunks(
+        self, delta: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor, dim: int
+    ) -> Iterator[tuple[slice, torch.Tensor, int]]:
+        if not bool(keep.any()):
+            return
+        used = ids[keep]
+        lo, hi = int(used.min()), int(used.max()) + 1
+        rows_used = hi - lo
+        local = (ids - lo).clamp(0, rows_used - 1)  # masked positions add zeros anywhere
+        step = max(1, self.max_chunk_elements // (rows_used * dim))
+        for start in range(0, delta.shape[0], step):
+            rows = slice(start, start + step)
+            d = delta[rows]
+            g = torch.zeros(d.shape[0], rows_used, dim, dtype=d.dtype, device=d.device)
+            g.scatter_add_(1, local[rows].unsqueeze(-1).expand(-1, -1, dim), d)
+            yield rows, g, lo
+
+    def _make_layernorm_hook(self, module: nn.LayerNorm, own: dict[str, str], region: str):
+        w_name, b_name = own.get("weight"), own.get("bias")
+
+        def forward_hook(mod, inputs, output):
+            if not output.requires_grad:
+                return
+            x = inputs[0].detach()
+            self._expect(own)
+
+            def backward_hook(grad):
+                delta = self._delta(grad, region).float()
+                if w_name is not None:
+                    xhat = F.layer_norm(x.float(), mod.normalized_shape, eps=mod.eps)
+                    gw = (delta * xhat).sum(1)
+                    self._deliver(w_name, iter([(slice(None), gw, 0)]))
+                if b_name is not None:
+                    self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
+
+            output.register_hook(backward_hook)
+
+        return forward_hook
+
+    def _make_output_bias_hook(self, module: nn.Module, own: dict[str, str], region: str):
+        b_name = own["bias"]
+
+        def forward_hook(mod, inputs, output):
+            if not output.requires_grad:
+                return
+            self._expect(own)
+
+            def backward_hook(grad):
+                delta = self._delta(grad, region).float()
+                self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
+
+            output.register_hook(backward_hook)
+
+        return forward_hook
+
+    # ------------------------------------------------------------- reduction
+    def _deliver(self, name: str, chunks: Iterator[tuple[slice, torch.Tensor, int]]) -> None:
+        """One use of tensor ``name`` delivers its per-example gradient, in chunks.
+
+        ``chunks`` yields ``(batch rows, G, first row)``: ``G`` is the per-example
+        gradient of those examples, restricted to the tensor's leading rows
+        ``first .. first + G.shape[1]`` (embeddings) or whole (others).
+        """
+        self.fired.add(name)
+        shared = self._uses[name] > 1
+        for rows, g, lo in chunks:
+            if not shared:
+                self._reduce(name, g, rows, lo)
+                continue
+            pending = self._pending.get(name)
+            if pending is None:
+                pending = torch.zeros(
+                    (self._batch_size, *self.shapes[name]), dtype=torch.float32, device=g.device
+                )
+                self._pending[name] = pending
+            pending[rows, lo : lo + g.shape[1]] += g
+        if shared:
+            self._expected[name] -= 1
+            if self._expected[name] <= 0 and name in self._pending:
+                self._reduce(name, self._pending.pop(name), slice(None), 0)
+
+    def _reduce(self, name: str, g: torch.Tensor, rows: slice, lo: int) -> None:
+        """Square ``g`` (destroys it) and add it to the scores or the Fisher buffer."""
+        c = g.shape[0]
+        hi = lo + g.shape[1]
+        g2 = g.square_().reshape(c, -1)
+        if self.mode == "score":
+            w = self.weights[name][lo:hi]  # whole tensor unless embedding rows
+            self.scores[rows] += (g2 @ w.reshape(-1)).to(torch.float64)
+            return
+        per_example = g2.sum(1)
+        bad = ~torch.isfinite(per_example)
+        if bool(bad.any()):
+            self.bad[rows] |= bad
+            g2 = g2.masked_fill(bad.unsqueeze(1), 0.0)
+        target = self.batch_sums[name][lo:hi]
+        target.add_(g2.sum(0).reshape(target.shape))
