@@ -1,0 +1,50 @@
+"""``bioprune inspect``: compare a coreset with its corpus (plots + summary.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bioprune.cli.common import console
+
+
+def inspect(
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory the selection came from."),
+    selection: Path = typer.Option(
+        ..., "--selection", help="Selection directory written by `bioprune select`."
+    ),
+    out: Path = typer.Option(..., "--out", help="Directory for the PNG plots and summary.json."),
+    scores: Optional[Path] = typer.Option(
+        None, "--scores", help="Score file: adds the influence histogram (with CCI strata)."
+    ),
+    labels: Optional[Path] = typer.Option(
+        None,
+        "--labels",
+        help="TSV id<TAB>label (header optional, further columns ignored): per-label coverage.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+) -> None:
+    """Length distributions, residue composition, per-label coverage and the score
+    histogram of the coreset against the corpus."""
+    from bioprune.report.coreset import inspect_coreset
+
+    summary = inspect_coreset(
+        corpus, selection, out, scores_path=scores, labels_path=labels, overwrite=overwrite
+    )
+    line = (
+        f"wrote [bold]{out}[/]: {len(summary['plots'])} plots; coreset "
+        f"{summary['n_coreset']:,} of {summary['n_corpus']:,} "
+        f"(median length {summary['lengths']['coreset'].get('median', 0):.0f} vs "
+        f"{summary['lengths']['corpus'].get('median', 0):.0f})"
+    )
+    if "labels" in summary:
+        rows = [r for r in summary["labels"]["per_label"] if r["label"] is not None]
+        kept = sum(1 for r in rows if r["coreset"])
+        line += f"; {kept} of {len(rows)} {summary['labels']['name']} values kept"
+    console.print(line, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect")(inspect)

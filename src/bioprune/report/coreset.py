@@ -1,0 +1,378 @@
+"""``bioprune inspect``: how a coreset differs from its corpus, as plots and a JSON summary.
+
+Writes into ``OUT`` (atomically):
+
+``lengths.png``       length distributions of corpus and coreset (densities)
+``composition.png``   residue frequencies of corpus and coreset
+``labels.png``        per-label counts in corpus and coreset (with ``--labels``)
+``scores.png``        influence histogram of the corpus with the picks overlaid;
+                      for CCI also the strata edges, the hard cut and each
+                      stratum's pool and picks (with ``--scores``)
+``summary.json``      every number the plots show; corpus counts add up to n,
+                      coreset counts to m
+
+Everything is computed with vectorised NumPy/Arrow over memory-mapped tokens,
+in chunks, so a 23M-sequence corpus is inspected in bounded memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bioprune import artifacts
+
+__all__ = ["inspect_coreset"]
+
+PLOT_LENGTHS = "lengths.png"
+PLOT_COMPOSITION = "composition.png"
+PLOT_LABELS = "labels.png"
+PLOT_SCORES = "scores.png"
+SUMMARY = "summary.json"
+
+_TOKEN_CHUNK = 1 << 26  # tokens per bincount step
+_INDEX_CHUNK = 1 << 16  # examples per gather step
+_MAX_LABEL_BARS = 30
+_CORPUS_COLOR, _CORESET_COLOR = "#4c72b0", "#dd8452"
+
+
+def _describe(lengths: np.ndarray) -> dict[str, Any]:
+    if not len(lengths):
+        return {"count": 0, "residues": 0}
+    q = np.percentile(lengths, [5, 25, 50, 75, 95])
+    return {
+        "count": len(lengths),
+        "residues": int(lengths.sum()),
+        "mean": float(lengths.mean()),
+        "min": int(lengths.min()),
+        "p5": float(q[0]),
+        "p25": float(q[1]),
+        "median": float(q[2]),
+        "p75": float(q[3]),
+        "p95": float(q[4]),
+        "max": int(lengths.max()),
+    }
+
+
+def _token_counts(corpus, indices: np.ndarray | None) -> np.ndarray:
+    """Residue-token counts (int64, one per alphabet token) of the corpus or of ``indices``."""
+    size = len(corpus.alphabet.tokens)
+    counts = np.zeros(size, dtype=np.int64)
+    tokens, offsets = corpus.tokens, corpus.offsets
+    if indices is None:
+        for s in range(0, len(tokens), _TOKEN_CHUNK):
+            counts += np.bincount(np.asarray(tokens[s : s + _TOKEN_CHUNK]), minlength=size)
+        return counts
+    for s in range(0, len(indices), _INDEX_CHUNK):
+        idx = indices[s : s + _INDEX_CHUNK]
+        starts = np.asarray(offsets[idx], dtype=np.int64)
+        lens = np.asarray(offsets[idx + 1], dtype=np.int64) - starts
+        total = int(lens.sum())
+        if not total:
+            continue
+        # position of every residue of these examples: start of its example + its rank in it
+        first = np.cumsum(lens) - lens
+        pos = np.repeat(starts - first, lens) + np.arange(total, dtype=np.int64)
+        counts += np.bincount(np.asarray(tokens[pos]), minlength=size)
+    return counts
+
+
+def _read_labels(path: Path, corpus_ids) -> tuple[Any, Any, str, dict[str, int]]:
+    """Labels TSV ``id<TAB>label[<TAB>...]``: returns (ids, labels, label name, facts).
+
+    The first row is a header when its id is not a corpus id.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file {path} does not exist")
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"f{i}": pa.string() for i in range(64)}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"labels file {path}: {exc}; expected id<TAB>label lines") from None
+    if table.num_columns < 2:
+        raise ValueError(f"labels file {path}: expected id<TAB>label lines, found one column")
+    ids, labels = table.column(0).combine_chunks(), table.column(1).combine_chunks()
+    name = "label"
+    if len(ids) and not pc.is_in(ids.slice(0, 1), value_set=corpus_ids)[0].as_py():
+        name = labels[0].as_py() or "label"
+        ids, labels = ids.slice(1), labels.slice(1)
+    unique = pc.count_distinct(ids).as_py()
+    if unique != len(ids):
+        raise ValueError(
+            f"labels file {path}: {len(ids) - unique} id(s) appear more than once; "
+            "give each id one label"
+        )
+    in_corpus = int(pc.sum(pc.is_in(ids, value_set=corpus_ids)).as_py() or 0)
+    return ids, labels, name, {"rows": len(ids), "ids_not_in_corpus": len(ids) - in_corpus}
+
+
+def _label_coverage(corpus_ids, indices: np.ndarray, label_ids, labels) -> list[dict[str, Any]]:
+    """Per label: examples in the corpus and in the coreset (unlabelled as one row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(labels, pa.ChunkedArray):
+        labels = labels.combine_chunks()
+    pos = pc.index_in(corpus_ids, value_set=label_ids)
+    per_example = labels.take(pos)  # null where the example has no label
+    per_example = pc.fill_null(per_example, "\x00unlabelled")
+    encoded = pc.dictionary_encode(per_example)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    names = encoded.dictionary.to_pylist()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    corpus_counts = np.bincount(codes, minlength=len(names))
+    coreset_counts = np.bincount(codes[indices], minlength=len(names))
+    rows = [
+        {
+            "label": None if name == "\x00unlabelled" else name,
+            "corpus": int(c),
+            "coreset": int(k),
+            "kept_fraction": float(k / c) if c else 0.0,
+        }
+        for name, c, k in zip(names, corpus_counts, coreset_counts, strict=True)
+    ]  # a loop over labels, not examples
+    rows.sort(key=lambda r: (r["label"] is None, -r["corpus"], str(r["label"])))
+    return rows
+
+
+def _plot_lengths(path: Path, corpus_len: np.ndarray, coreset_len: np.ndarray, stats: dict):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    lo, hi = max(1, int(corpus_len.min())), max(2, int(corpus_len.max()))
+    log_scale = hi / lo > 20
+    bins = np.geomspace(lo, hi + 1, 60) if log_scale else np.linspace(lo, hi + 1, 60)
+    for values, label, color in (
+        (corpus_len, f"corpus (n={len(corpus_len):,})", _CORPUS_COLOR),
+        (coreset_len, f"coreset (m={len(coreset_len):,})", _CORESET_COLOR),
+    ):
+        if len(values):
+            ax.hist(np.maximum(values, lo), bins=bins, density=True, histtype="step",
+                    linewidth=2, color=color, label=label)  # fmt: skip
+    for key, color in (("corpus", _CORPUS_COLOR), ("coreset", _CORESET_COLOR)):
+        if stats[key].get("count"):
+            ax.axvline(stats[key]["median"], color=color, linestyle=":", linewidth=1.5)
+    if log_scale:
+        ax.set_xscale("log")
+    ax.set_xlabel("sequence length (residues)" + (", log scale" if log_scale else ""))
+    ax.set_ylabel("density")
+    ax.set_title("Length distribution (dotted: medians)")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_composition(path: Path, rows: list[dict[str, Any]]):
+    import matplotlib.pyplot as plt
+
+    width = max(5, 0.45 * len(rows) + 2)
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(width, 5.5), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 2]})  # fmt: skip
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["corpus_fraction"] for r in rows], 0.4, label="corpus", color=_CORPUS_COLOR)
+    ax.bar(x + 0.2, [r["coreset_fraction"] for r in rows], 0.4, label="coreset",
+           color=_CORESET_COLOR)  # fmt: skip
+    ax.set_ylabel("fraction of residues")
+    ax.set_title("Residue composition")
+    ax.legend(frameon=False)
+    # relative change, so that rare tokens (N, X, ambiguity codes) are visible too
+    rel = [
+        100.0 * (r["coreset_fraction"] / r["corpus_fraction"] - 1.0)
+        if r["corpus_fraction"]
+        else 0.0
+        for r in rows
+    ]
+    bx.bar(x, rel, 0.6, color=[_CORESET_COLOR if v >= 0 else _CORPUS_COLOR for v in rel])
+    bx.axhline(0, color="0.3", linewidth=0.8)
+    bx.set_ylabel("coreset vs corpus (%)")
+    bx.set_xticks(x, [r["token"] for r in rows])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_labels(path: Path, rows: list[dict[str, Any]], name: str):
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["label"] is not None][:_MAX_LABEL_BARS]
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.3 * max(1, len(shown))))
+    y = np.arange(len(shown))
+    ax.barh(y + 0.2, [r["corpus"] for r in shown], 0.4, label="corpus", color=_CORPUS_COLOR)
+    ax.barh(y - 0.2, [r["coreset"] for r in shown], 0.4, label="coreset", color=_CORESET_COLOR)
+    for yi, r in zip(y, shown, strict=True):
+        ax.text(r["corpus"], yi + 0.2, f" {r['coreset']}/{r['corpus']}", va="center", fontsize=7)
+    ax.set_yticks(y, [str(r["label"]) for r in shown], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("examples (log scale); text: coreset/corpus")
+    more = len([r for r in rows if r["label"] is not None]) - len(shown)
+    ax.set_title(f"Coverage per {name}" + (f" (largest {len(shown)}; {more} more)" if more else ""))
+    ax.legend(frameon=False, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict):
+    import matplotlib.pyplot as plt
+
+    d = meta.get("details", {})
+    strata = d.get("strata_table") if meta.get("method") == "cci" else None
+    nrows = 2 if strata else 1
+    fig, axes = plt.subplots(nrows, 1, figsize=(8, 3.6 * nrows), squeeze=False)
+    ax = axes[0, 0]
+    bins = np.histogram_bin_edges(scores, bins=120) if len(scores) else 10
+    ax.hist(scores, bins=bins, color=_CORPUS_COLOR, alpha=0.6, label=f"corpus ({len(scores):,})")
+    ax.hist(picked, bins=bins, color=_CORESET_COLOR, alpha=0.9, label=f"coreset ({len(picked):,})")
+    ax.set_yscale("log")
+    ax.set_xlabel("self-influence I")
+    ax.set_ylabel("examples (log scale)")
+    if strata:
+        for e in d["edges"]:
+            ax.axvline(e, color="0.4", linewidth=0.4, alpha=0.6)
+        if d.get("hard_cutoff_score") is not None:
+            ax.axvline(d["hard_cutoff_score"], color="crimson", linestyle="--", linewidth=1.2,
+                       label=f"hard cut: top {d['dropped_hardest']:,} dropped")  # fmt: skip
+        ax.set_title(f"Influence with CCI's {d['strata']} strata (grey) and picks")
+        bx = axes[1, 0]
+        b = np.arange(len(strata))
+        bx.bar(b, [s["pool"] for s in strata], color=_CORPUS_COLOR, alpha=0.6, label="pool")
+        bx.bar(b, [s["picks"] for s in strata], color=_CORESET_COLOR, width=0.5, label="picks")
+        bx.set_yscale("log")
+        bx.set_xlabel("stratum (low influence -> high)")
+        bx.set_ylabel("examples (log scale)")
+        bx.set_title("Per-stratum pool and picks (fewest-first allocation)")
+        bx.legend(frameon=False)
+    else:
+        ax.set_title(f"Influence of corpus and coreset ({meta.get('method', '?')})")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def inspect_coreset(
+    corpus_path: str | Path,
+    selection_path: str | Path,
+    out: str | Path,
+    *,
+    scores_path: str | Path | None = None,
+    labels_path: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Compare a selection with its corpus; write plots and ``summary.json`` to ``out``.
+
+    Returns the summary. ``scores_path`` adds ``scores.png``; ``labels_path``
+    (TSV ``id<TAB>label``, header optional) adds ``labels.png``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pyarrow.parquet as pq
+
+    from bioprune.data.corpus import Corpus
+
+    corpus = Corpus(corpus_path)
+    selection_path = Path(selection_path)
+    meta_path = selection_path / artifacts.SELECTION_META
+    if not meta_path.is_file():
+        raise FileNotFoundError(
+            f"{selection_path} is not a selection (no {artifacts.SELECTION_META}); "
+            "make one with `bioprune select`"
+        )
+    meta = json.loads(meta_path.read_text())
+    recorded = (meta.get("inputs") or {}).get("corpus_checksum")
+    if recorded and recorded != corpus.checksum:
+        raise ValueError(
+            f"selection {selection_path} was made from another corpus "
+            f"(checksum {recorded[:20]}..., this corpus {corpus.checksum[:20]}...)"
+        )
+    indices = pq.read_table(selection_path / artifacts.SELECTION_TABLE, columns=["index"])
+    indices = np.sort(indices.column("index").to_numpy().astype(np.int64))
+    n = len(corpus)
+    if len(indices) and (indices[0] < 0 or indices[-1] >= n):
+        raise ValueError(f"selection {selection_path} holds indices outside corpus of {n}")
+    if len(np.unique(indices)) != len(indices):
+        raise ValueError(f"selection {selection_path} lists some example twice")
+
+    summary: dict[str, Any] = {
+        "corpus": str(corpus_path),
+        "selection": str(selection_path),
+        "method": meta.get("method"),
+        "n_corpus": n,
+        "n_coreset": len(indices),
+        "fraction": len(indices) / n if n else 0.0,
+        "plots": {},
+    }
+    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
+        lengths = corpus.lengths
+        stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}
+        summary["lengths"] = stats
+        _plot_lengths(tmp / PLOT_LENGTHS, lengths, lengths[indices], stats)
+        summary["plots"]["lengths"] = PLOT_LENGTHS
+
+        full, part = _token_counts(corpus, None), _token_counts(corpus, indices)
+        used = np.flatnonzero(full + part)
+        tf, tp = max(int(full.sum()), 1), max(int(part.sum()), 1)
+        comp = [
+            {
+                "token": corpus.alphabet.tokens[t],
+                "corpus": int(full[t]),
+                "coreset": int(part[t]),
+                "corpus_fraction": float(full[t] / tf),
+                "coreset_fraction": float(part[t] / tp),
+            }
+            for t in used  # a loop over alphabet tokens
+        ]
+        summary["composition"] = comp
+        _plot_composition(tmp / PLOT_COMPOSITION, comp)
+        summary["plots"]["composition"] = PLOT_COMPOSITION
+
+        if labels_path is not None:
+            corpus_ids = corpus.read_columns(["id"]).column("id").combine_chunks()
+            label_ids, labels, name, facts = _read_labels(Path(labels_path), corpus_ids)
+            rows = _label_coverage(corpus_ids, indices, label_ids, labels)
+            summary["labels"] = {"file": str(labels_path), "name": name, **facts, "per_label": rows}
+            _plot_labels(tmp / PLOT_LABELS, rows, name)
+            summary["plots"]["labels"] = PLOT_LABELS
+
+        if scores_path is not None:
+            from bioprune.selection.io import check_scores_match_corpus, read_scores
+
+            table = read_scores(scores_path)
+            check_scores_match_corpus(table, corpus)
+            finite = np.isfinite(table.scores)
+            picked = table.scores[indices]
+            summary["scores"] = {
+                "file": str(scores_path),
+                "checksum": table.checksum,
+                "finite": int(finite.sum()),
+                "non_finite": int((~finite).sum()),
+                "coreset_non_finite": int((~np.isfinite(picked)).sum()),
+                "corpus_mean": float(table.scores[finite].mean()) if finite.any() else None,
+                "coreset_mean": (
+                    float(picked[np.isfinite(picked)].mean()) if np.isfinite(picked).any() else None
+                ),
+            }
+            if meta.get("method") == "cci":
+                summary["scores"]["strata"] = meta["details"].get("strata_table")
+            _plot_scores(tmp / PLOT_SCORES, table.scores[finite], picked[np.isfinite(picked)], meta)
+            summary["plots"]["scores"] = PLOT_SCORES
+        summary.update(artifacts.provenance())
+        artifacts.write_json(tmp / SUMMARY, summary)
+    return summary
