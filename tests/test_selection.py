@@ -267,7 +267,7 @@ def test_cluster_missing_binary_says_how_to_install(duplicated_corpus, tmp_path,
 # ---------------------------------------------------------------------------
 
 
-def write_scores(path, corpus, scores, *, order=None, ids=None):
+def write_scores(path, corpus, scores, *, order=None, ids=None, metadata=None):
     n = len(corpus)
     table = pa.table(
         {
@@ -280,6 +280,8 @@ def write_scores(path, corpus, scores, *, order=None, ids=None):
     )
     if order is not None:
         table = table.take(pa.array(order))
+    if metadata is not None:
+        table = table.replace_schema_metadata({k: str(v) for k, v in metadata.items()})
     pq.write_table(table, path)
     return path
 
@@ -343,7 +345,13 @@ def test_select_cli_end_to_end(scored, tmp_path):
 def test_select_reordered_score_file_and_scores_only(scored, tmp_path):
     from bioprune.selection.pipeline import select_coreset
 
-    corpus, path, scores = scored
+    corpus, _, scores = scored
+    path = write_scores(
+        tmp_path / "meta.parquet",
+        corpus,
+        scores,
+        metadata={"corpus_checksum": corpus.checksum, "model_checksum": "m:1"},
+    )
     shuffled = write_scores(
         tmp_path / "shuffled.parquet",
         corpus,
@@ -355,6 +363,10 @@ def test_select_reordered_score_file_and_scores_only(scored, tmp_path):
     b = select_coreset(out=tmp_path / "b", scores_path=shuffled, corpus_path=corpus.path, **kw)
     c = select_coreset(out=tmp_path / "c", scores_path=path, fasta=False, **kw)
     assert a["details"] == b["details"] == c["details"]
+    assert a["inputs"]["scores_metadata"] == {
+        "corpus_checksum": corpus.checksum,
+        "model_checksum": "m:1",
+    }
     read = [(tmp_path / d / "ids.txt").read_text() for d in "abc"]
     assert read[0] == read[1] == read[2]
     assert c["outputs"]["fasta"] is None and not (tmp_path / "c" / "coreset.fasta").exists()
@@ -386,6 +398,11 @@ def test_select_rejects_mismatched_or_malformed_scores(tiny_corpus, tmp_path):
     pq.write_table(t, dup)
     with pytest.raises(ValueError, match="exactly once"):
         select_coreset(out=tmp_path / "o4", scores_path=dup, **kw)
+    other = write_scores(
+        tmp_path / "other.parquet", tiny_corpus, np.ones(n), metadata={"corpus_checksum": "x:1"}
+    )
+    with pytest.raises(ValueError, match="computed on another corpus"):
+        select_coreset(out=tmp_path / "o6", scores_path=other, **kw)
     with pytest.raises(ValueError, match="--scores"):
         select_coreset(method="cci", budget="5", out=tmp_path / "o5", corpus_path=tiny_corpus.path)
-    assert not any(p.name.startswith("o") for p in tmp_path.iterdir())  # nothing half-written
+    assert not any(p.is_dir() for p in tmp_path.iterdir())  # nothing half-written

@@ -172,6 +172,9 @@ def read_scores(path: str | Path) -> ScoreTable:
 def check_scores_match_corpus(table: ScoreTable, corpus) -> None:
     """The score file must describe this corpus: same n and, for every index, the same id.
 
+    When the file's metadata records ``corpus_checksum`` (``bioprune score``
+    writes it), it must equal the corpus's too.
+
     The corpus ids are streamed one Parquet row group at a time and compared
     with Arrow kernels, so memory stays at one row group beyond the scores.
     """
@@ -179,6 +182,13 @@ def check_scores_match_corpus(table: ScoreTable, corpus) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    recorded = table.metadata.get("corpus_checksum")
+    if isinstance(recorded, str) and recorded != corpus.checksum:
+        raise ValueError(
+            f"score file {table.path} was computed on another corpus (its metadata records "
+            f"corpus checksum {recorded[:24]}..., {corpus.path} has {corpus.checksum[:24]}...); "
+            "score this corpus with `bioprune score`"
+        )
     n = len(corpus)
     if len(table) != n:
         raise ValueError(

@@ -160,6 +160,12 @@ def select_coreset(
                 "scores_checksum": table.checksum if table is not None else None,
                 "corpus": str(corpus_path) if corpus_path is not None else None,
                 "corpus_checksum": corpus.checksum if corpus is not None else None,
+                # the score file's own provenance, so the chain to model and Fisher is kept
+                "scores_metadata": {
+                    k: table.metadata[k]
+                    for k in ("format", "corpus_checksum", "model_checksum", "fisher_checksum")
+                    if table is not None and k in table.metadata
+                },
             },
             "details": sel.details,
             "outputs": {
