@@ -46,6 +46,13 @@ SELECTION_TABLE = "selection.parquet"
 SELECTION_FASTA = "coreset.fasta"
 SELECTION_META = "selection.json"
 
+# ---- coreset report directory (bioprune inspect) ---------------------------
+INSPECT_SUMMARY = "summary.json"
+INSPECT_LENGTHS = "lengths.png"
+INSPECT_COMPOSITION = "composition.png"
+INSPECT_LABELS = "labels.png"
+INSPECT_SCORES = "scores.png"
+
 #: Name of the config file every CLI stage writes next to its output.
 RUN_CONFIG = "bioprune_config.json"
 

@@ -27,11 +27,11 @@ from bioprune import artifacts
 
 __all__ = ["inspect_coreset"]
 
-PLOT_LENGTHS = "lengths.png"
-PLOT_COMPOSITION = "composition.png"
-PLOT_LABELS = "labels.png"
-PLOT_SCORES = "scores.png"
-SUMMARY = "summary.json"
+PLOT_LENGTHS = artifacts.INSPECT_LENGTHS
+PLOT_COMPOSITION = artifacts.INSPECT_COMPOSITION
+PLOT_LABELS = artifacts.INSPECT_LABELS
+PLOT_SCORES = artifacts.INSPECT_SCORES
+SUMMARY = artifacts.INSPECT_SUMMARY
 
 _TOKEN_CHUNK = 1 << 26  # tokens per bincount step
 _INDEX_CHUNK = 1 << 16  # examples per gather step
