@@ -1,0 +1,122 @@
+"""Post-hoc subset adaptation before scoring (paper Remark 1 and A.5, method.md section 6).
+
+Exactly one epoch of MLM on a seeded random subset ``D_sub`` of ``M`` corpus
+examples: AdamW lr 1e-5, weight decay 0.01, linear warmup over 50 steps, batch
+16, every parameter trainable, seed 0. The paper names no decay after the
+warmup; the default keeps the rate constant (``schedule="constant"``), and
+``linear`` (HF ``Trainer``'s default decay to zero) or ``inverse-sqrt`` can be
+chosen — the choice is recorded. The subset's corpus indices are saved as
+``subset_indices.npy`` so that ``bioprune fisher --subset-from MODEL_DIR`` uses
+exactly the same ``D_sub`` (eq. 9).
+
+No validation split: the adapted model only feeds the scoring passes, which
+need it well fitted to ``D_sub`` itself (Assumption 1); its training loss over
+the epoch is in the curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bioprune import artifacts
+from bioprune.training.recipe import TrainingConfig
+
+__all__ = ["AdaptConfig", "adapt", "adaptation_defaults", "random_subset"]
+
+
+def adaptation_defaults() -> TrainingConfig:
+    """Paper A.5's hyperparameters."""
+    return TrainingConfig(
+        lr=1e-5,
+        weight_decay=0.01,
+        warmup_steps=50,
+        schedule="constant",
+        batch_size=16,
+        epochs=1,
+        seed=0,
+    )
+
+
+@dataclass
+class AdaptConfig:
+    """What ``bioprune adapt`` was asked to do."""
+
+    model: Path
+    """Model directory to adapt."""
+    corpus: Path
+    """Prepared corpus directory."""
+    out: Path
+    """Adapted model directory to write."""
+    subset_size: int
+    """``M``: examples in the random subset (resolved from a count or fraction)."""
+    training: TrainingConfig = field(default_factory=adaptation_defaults)
+
+    def __post_init__(self) -> None:
+        if self.subset_size < 1:
+            raise ValueError(f"subset size must be >= 1 (got {self.subset_size})")
+        if self.training.epochs != 1:
+            raise ValueError("adaptation is exactly one epoch over the subset (paper A.5)")
+
+
+def random_subset(n: int, size: int, seed: int) -> np.ndarray:
+    """``size`` of ``n`` corpus indices, uniformly without replacement, sorted.
+
+    Drawn with ``numpy.random.default_rng([seed, 0x73756273])`` (a stream of
+    its own, independent of the epoch order's ``[seed, epoch]``).
+    """
+    if not 1 <= size <= n:
+        raise ValueError(f"subset size {size} must lie between 1 and the corpus size {n}")
+    rng = np.random.default_rng([seed, 0x73756273])
+    return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
+
+
+def adapt(config: AdaptConfig) -> dict[str, Any]:
+    """Adapt ``config.model`` for one epoch on a random subset; write ``config.out``.
+
+    Returns the ``training.json`` record. Under ``torchrun`` every rank calls
+    this; rank 0 writes the outputs.
+    """
+    from bioprune.data.corpus import Corpus
+    from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
+    from bioprune.models.presets import count_parameters
+    from bioprune.training.distributed import setup_distributed, teardown_distributed
+    from bioprune.training.recipe import MaskedLMRecipe
+
+    tc = config.training
+    artifacts.check_output_dir(config.out, tc.overwrite)
+    corpus = Corpus(config.corpus)
+    subset = random_subset(len(corpus), config.subset_size, tc.seed)
+    model, alphabet = load_masked_lm(config.model)
+    check_model_fits_corpus(model, alphabet, corpus, config.model)
+    for p in model.parameters():
+        p.requires_grad_(True)  # paper A.5: all parameters trainable
+    data = {
+        "corpus": str(config.corpus),
+        "corpus_checksum": corpus.checksum,
+        "model": str(config.model),
+        "model_checksum": artifacts.model_checksum(config.model),
+        "subset_size": int(config.subset_size),
+        "subset_seed": tc.seed,
+    }
+    tc.extra = {
+        **tc.extra,
+        "command": "adapt",
+        "parameters": count_parameters(model),
+        "subset_file": artifacts.MODEL_SUBSET,
+        "validation": "none: the adapted model only feeds scoring on the same subset",
+    }
+    env = setup_distributed(tc.device)
+    try:
+        run = MaskedLMRecipe(
+            tc, model, corpus, subset, np.zeros(0, np.int64), config.out,
+            recipe="adapt", data_fingerprint=data, env=env,
+        )  # fmt: skip
+        run.setup()
+        run.train()
+        return run.save({artifacts.MODEL_SUBSET: subset})
+    finally:
+        teardown_distributed()

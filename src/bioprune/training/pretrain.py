@@ -1,0 +1,171 @@
+"""Pretraining from scratch on a corpus or a coreset (paper A.3/A.4, method.md section 6).
+
+Recipe: AdamW, lr 1e-4, weight decay 0.01, linear warmup over 2,000 steps then
+inverse-square-root decay, batch 16, 10 epochs — or a fixed budget of steps or
+tokens (``max_steps`` / ``max_tokens``, whichever comes first) so that coresets
+of different sizes get equal compute. A seeded validation split of the training
+examples is held out (its indices are saved) for MLM loss and perplexity.
+
+Lifecycle: :func:`pretrain` sets up (corpus, selection, split, model), hands
+the loop to :class:`~bioprune.training.recipe.MaskedLMRecipe` (train,
+checkpoint) and saves the model directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bioprune import artifacts
+from bioprune.training.recipe import TrainingConfig
+
+__all__ = ["PretrainConfig", "pretrain", "selection_indices"]
+
+
+@dataclass
+class PretrainConfig:
+    """What ``bioprune pretrain`` was asked to do."""
+
+    corpus: Path
+    """Prepared corpus directory."""
+    out: Path
+    """Model directory to write."""
+    selection: Path | None = None
+    """Selection directory (``bioprune select``); train on its examples only."""
+    preset: str | None = None
+    """Initialise a preset architecture from scratch (seeded with ``training.seed``)."""
+    init: Path | None = None
+    """Start from this model directory's weights instead."""
+    dropout: float = 0.0
+    """Dropout of a preset model (ignored with ``init``)."""
+    val_fraction: float = 0.02
+    """Fraction of the training examples held out for validation."""
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self) -> None:
+        if (self.preset is None) == (self.init is None):
+            raise ValueError("give exactly one of --preset NAME and --init MODEL_DIR")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1) (got {self.dropout})")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"--val-fraction must lie in [0, 1) (got {self.val_fraction})")
+
+
+def selection_indices(selection: str | Path, corpus) -> tuple[np.ndarray, dict[str, Any]]:
+    """Corpus indices of a selection directory's examples, and its checksums.
+
+    Reads ``selection.parquet`` (column ``index``; its ``id`` column, when
+    present, must name the same examples in ``corpus``), else ``ids.txt`` (one
+    id per line) mapped through :meth:`Corpus.indices_of`.
+    """
+    selection = Path(selection)
+    table_path = selection / artifacts.SELECTION_TABLE
+    ids_path = selection / artifacts.SELECTION_IDS
+    if table_path.is_file():
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(table_path).names
+        if "index" not in names:
+            raise ValueError(f"{table_path} has no 'index' column (columns: {names})")
+        table = pq.read_table(table_path, columns=[c for c in ("index", "id") if c in names])
+        idx = table.column("index").to_numpy().astype(np.int64)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(corpus)):
+            raise ValueError(
+                f"{table_path}: indices outside corpus {corpus.path} of {len(corpus)} examples; "
+                "was the selection made from another corpus?"
+            )
+        if "id" in names:
+            ids = corpus.ids()[idx]
+            wanted = table.column("id").to_numpy(zero_copy_only=False)
+            bad = np.flatnonzero(ids != wanted)
+            if bad.size:
+                r = int(bad[0])
+                raise ValueError(
+                    f"{table_path} row {r}: index {idx[r]} is {ids[r]!r} in corpus {corpus.path} "
+                    f"but the selection says {wanted[r]!r}; the selection is from another corpus"
+                )
+        source = table_path
+    elif ids_path.is_file():
+        ids = [line.strip() for line in ids_path.read_text().splitlines() if line.strip()]
+        idx = corpus.indices_of(ids)
+        source = ids_path
+    else:
+        raise FileNotFoundError(
+            f"{selection} holds neither {artifacts.SELECTION_TABLE} nor {artifacts.SELECTION_IDS}; "
+            "create it with `bioprune select`"
+        )
+    if len(np.unique(idx)) != len(idx):
+        raise ValueError(f"{source} lists some examples more than once")
+    if len(idx) == 0:
+        raise ValueError(f"{source} selects no examples")
+    info = {"selection": str(selection), "selection_checksum": artifacts.file_checksum(source)}
+    return np.sort(idx), info
+
+
+def _build_model(config: PretrainConfig, corpus):
+    import torch
+    from transformers import EsmForMaskedLM
+
+    from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
+    from bioprune.models.presets import build_config, count_parameters
+
+    if config.preset is not None:
+        torch.manual_seed(config.training.seed)
+        model = EsmForMaskedLM(build_config(config.preset, corpus.alphabet, dropout=config.dropout))
+        source = {
+            "preset": config.preset,
+            "dropout": config.dropout,
+            "init_seed": config.training.seed,
+        }
+        alphabet = corpus.alphabet
+    else:
+        model, alphabet = load_masked_lm(config.init)
+        source = {"init": str(config.init), "init_checksum": artifacts.model_checksum(config.init)}
+    check_model_fits_corpus(model, alphabet, corpus, config.preset or config.init)
+    source["parameters"] = count_parameters(model)
+    return model, source
+
+
+def pretrain(config: PretrainConfig) -> dict[str, Any]:
+    """Train a masked LM on ``config.corpus`` (or its selection); write ``config.out``.
+
+    Returns the ``training.json`` record. Under ``torchrun`` every rank calls
+    this; rank 0 writes the outputs.
+    """
+    from bioprune.data.corpus import Corpus
+    from bioprune.training.batches import validation_split
+    from bioprune.training.distributed import setup_distributed, teardown_distributed
+    from bioprune.training.recipe import MaskedLMRecipe
+
+    tc = config.training
+    artifacts.check_output_dir(config.out, tc.overwrite)
+    corpus = Corpus(config.corpus)
+    data: dict[str, Any] = {"corpus": str(config.corpus), "corpus_checksum": corpus.checksum}
+    if config.selection is not None:
+        indices, sel_info = selection_indices(config.selection, corpus)
+        data.update(sel_info)
+    else:
+        indices = np.arange(len(corpus), dtype=np.int64)
+    train_idx, val_idx = validation_split(indices, config.val_fraction, tc.seed)
+    model, source = _build_model(config, corpus)
+    data.update(source)
+    tc.extra = {
+        **tc.extra,
+        "val_fraction": config.val_fraction,
+        "validation_masks": "mask_draw(seed, index, draw=0), fixed across evaluations",
+        "command": "pretrain",
+    }
+    env = setup_distributed(tc.device)
+    try:
+        run = MaskedLMRecipe(
+            tc, model, corpus, train_idx, val_idx, config.out,
+            recipe="pretrain", data_fingerprint=data, env=env,
+        )  # fmt: skip
+        run.setup()
+        run.train()
+        return run.save({artifacts.MODEL_VALIDATION: val_idx})
+    finally:
+        teardown_distributed()

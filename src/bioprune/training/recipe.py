@@ -1,0 +1,615 @@
+"""The masked-language-model training recipe shared by ``pretrain`` and ``adapt``.
+
+One readable lifecycle (torchtune style), no framework:
+
+1. **set up** — device and process group, optimizer (AdamW), schedule, and,
+   with ``resume``, the last checkpoint;
+2. **train** — for each epoch, the global batches of
+   :func:`~bioprune.training.batches.epoch_batches` (a pure function of
+   ``(seed, epoch)``); each optimizer step runs ``grad_accum`` micro-batches on
+   every rank, sums gradients across ranks, steps AdamW and the schedule;
+3. **checkpoint** every ``checkpoint_every`` steps (model, optimizer, schedule,
+   RNG states, data position ``(epoch, batch)``, curve so far), atomically;
+4. **save** the final model in HF format with ``training.json`` and the curve,
+   atomically, then remove the checkpoint.
+
+The loss of a step (standard MLM, as HF's ``DataCollatorForLanguageModeling``
++ ``EsmForMaskedLM``): the cross-entropy summed over every masked position of
+the *global* batch divided by the number of those positions, i.e. the
+token-mean over the global batch. Each micro-batch backpropagates its own sum
+divided by the global count (known before the forward pass because mask draws
+are pure functions), so the gradient does not depend on how the global batch
+is split across micro-batches and ranks. Masks are fresh every epoch:
+``mask_draw(residues, alphabet, seed=seed, index=corpus_index, draw=epoch)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bioprune import artifacts
+from bioprune.data.batching import collate_masked
+from bioprune.data.masking import IGNORE_INDEX, mask_draw
+from bioprune.training.batches import epoch_batches, micro_batches
+from bioprune.training.schedule import SCHEDULES
+
+__all__ = ["KILL_AFTER_STEP_ENV", "MaskedLMRecipe", "TrainingConfig", "checkpoint_dir"]
+
+#: Crash-test hook: when set to ``N``, the process SIGKILLs itself right after
+#: optimizer step ``N`` (used by the resume-equivalence test; harmless otherwise).
+KILL_AFTER_STEP_ENV = "BIOPRUNE_KILL_AFTER_STEP"
+
+#: Checkpoint directory beside the output: ``OUT.ckpt/``.
+CHECKPOINT_SUFFIX = ".ckpt"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def checkpoint_dir(out: str | Path) -> Path:
+    """Where a run writing ``out`` keeps its checkpoint (``OUT.ckpt``)."""
+    out = Path(out)
+    return out.with_name(out.name + CHECKPOINT_SUFFIX)
+
+
+@dataclass
+class TrainingConfig:
+    """Hyperparameters of one MLM training run; validated on construction.
+
+    Defaults are the paper's pretraining recipe (A.3/A.4); ``adapt`` overrides
+    them with A.5's.
+    """
+
+    lr: float = 1e-4
+    """Peak AdamW learning rate."""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay (not applied to biases and LayerNorm weights)."""
+    warmup_steps: int = 2000
+    """Linear-warmup optimizer steps."""
+    schedule: str = "inverse-sqrt"
+    """Schedule after warmup: inverse-sqrt, constant or linear (schedule.py)."""
+    batch_size: int = 16
+    """Examples per optimizer step before accumulation (the paper's 16), split across ranks."""
+    grad_accum: int = 1
+    """Micro-steps per optimizer step; the global batch is ``batch_size * grad_accum``."""
+    epochs: int = 10
+    """Passes over the training examples."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (equal-compute budgets)."""
+    max_tokens: int | None = None
+    """Stop after the step that brings the tokens seen (framed, unpadded) to this."""
+    seed: int = 0
+    """Seeds the epoch order, the mask draws and (for presets) the initialisation."""
+    eval_every: int = 0
+    """Validate every N steps (0: at the end of every epoch only)."""
+    checkpoint_every: int = 1000
+    """Checkpoint every N steps (0: never)."""
+    log_every: int = 10
+    """A curve row (mean training loss of the window) every N steps."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    dtype: str = "auto"
+    """Autocast dtype: auto (bf16 on CUDA, fp32 on CPU), float32 or bfloat16."""
+    resume: bool = False
+    """Continue from ``OUT.ckpt`` when it exists."""
+    overwrite: bool = False
+    """Replace an existing output (and discard an existing checkpoint)."""
+    show_progress: bool = True
+    """Show a progress bar on rank 0."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Recipe-specific settings recorded in training.json (not validated here)."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.lr > 0, f"learning rate must be > 0 (got {self.lr})"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0 (got {self.weight_decay})"),
+            (self.warmup_steps >= 0, f"warmup steps must be >= 0 (got {self.warmup_steps})"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
+            (self.batch_size >= 1, f"batch size must be >= 1 (got {self.batch_size})"),
+            (self.grad_accum >= 1, f"gradient accumulation must be >= 1 (got {self.grad_accum})"),
+            (self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
+            (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
+            (self.max_tokens is None or self.max_tokens >= 1, "--max-tokens must be >= 1"),
+            (self.seed >= 0, f"seed must be >= 0 (got {self.seed})"),
+            (self.eval_every >= 0, "--eval-every must be >= 0"),
+            (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
+            (self.log_every >= 1, "--log-every must be >= 1"),
+            (self.dtype in {"auto", "float32", "bfloat16"}, "--dtype: auto, float32 or bfloat16"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Everything that shapes the trajectory (recorded, and checked on resume)."""
+        keep = (
+            "lr weight_decay warmup_steps schedule batch_size grad_accum epochs "
+            "max_steps max_tokens seed"
+        ).split()
+        return {k: getattr(self, k) for k in keep}
+
+
+@dataclass
+class TrainState:
+    """Where a run is: everything besides tensors that a checkpoint restores."""
+
+    step: int = 0
+    epoch: int = 0  # next batch to run is (epoch, batch)
+    batch: int = 0
+    tokens: int = 0
+    examples: int = 0
+    masked_tokens: int = 0
+    wall_s: float = 0.0
+    window_loss: float = 0.0  # summed CE of the steps since the last curve row
+    window_count: float = 0.0  # masked positions of those steps
+    last_train_loss: float | None = None
+    curve: list[dict] = field(default_factory=list)
+    done: bool = False
+    stop_reason: str = ""
+
+
+class MaskedLMRecipe:
+    """Train an ``EsmForMaskedLM`` on corpus examples; see the module docstring.
+
+    Parameters
+    ----------
+    config : hyperparameters.
+    model : an HF masked LM (fp32 weights) — moved to the run's device.
+    corpus : :class:`~bioprune.data.corpus.Corpus`.
+    train_indices, val_indices : corpus indices (int64 arrays).
+    out : the output model directory; the checkpoint lives in ``OUT.ckpt``.
+    recipe : name recorded in ``training.json`` ("pretrain" or "adapt").
+    data_fingerprint : checksums of the inputs (corpus, selection, init model),
+        recorded and compared on resume.
+    env : :class:`~bioprune.training.distributed.DistEnv` of this process.
+    """
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        model,
+        corpus,
+        train_indices: np.ndarray,
+        val_indices: np.ndarray,
+        out: str | Path,
+        *,
+        recipe: str,
+        data_fingerprint: dict[str, Any],
+        env,
+    ):
+        self.config = config
+        self.model = model
+        self.corpus = corpus
+        self.alphabet = corpus.alphabet
+        self.train_indices = np.asarray(train_indices, dtype=np.int64)
+        self.val_indices = np.asarray(val_indices, dtype=np.int64)
+        self.out = Path(out)
+        self.ckpt_dir = checkpoint_dir(self.out)
+        self.recipe = recipe
+        self.data_fingerprint = dict(data_fingerprint)
+        self.env = env
+        self.state = TrainState()
+        if len(self.train_indices) == 0:
+            raise ValueError("no training examples: the selection or subset is empty")
+
+    # ------------------------------------------------------------------ set up
+    @property
+    def global_batch(self) -> int:
+        """Examples per optimizer step: ``batch_size * grad_accum``, whatever the world size.
+
+        The ranks split every global batch between them, so the paper's batch
+        of 16 stays 16 on any number of processes, the optimisation trajectory
+        does not depend on the world size, and a run may resume on another one.
+        """
+        return self.config.batch_size * self.config.grad_accum
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.train_indices) / self.global_batch)
+
+    @property
+    def planned_steps(self) -> int:
+        """Steps of the full run (``max_tokens`` may end it earlier)."""
+        steps = self.config.epochs * self.batches_per_epoch
+        return min(steps, self.config.max_steps) if self.config.max_steps else steps
+
+    def setup(self) -> None:
+        """Optimizer, schedule, autocast; restore the checkpoint when resuming."""
+        import torch
+
+        from bioprune.training.distributed import broadcast_parameters
+        from bioprune.training.schedule import lambda_lr
+
+        c = self.config
+        self.device = self.env.device
+        self.model.to(self.device)
+        self.model.train()
+        broadcast_parameters(self.model, self.env)
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            # ESM's contact-prediction head is not reached by the MLM loss; leave it alone.
+            if not p.requires_grad or "contact_head" in name:
+                continue
+            # HF Trainer's convention: no decay on biases and normalisation weights.
+            (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+        self.params = decay + no_decay
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": c.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=c.lr,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+        )
+        self.scheduler = lambda_lr(self.optimizer, c.warmup_steps, c.schedule, self.planned_steps)
+        use_bf16 = c.dtype == "bfloat16" or (c.dtype == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.framed_lengths = self.corpus.lengths + 2
+        ckpt = self.ckpt_dir / CHECKPOINT_FILE
+        if c.resume and ckpt.is_file():
+            self.load_checkpoint(ckpt)
+        elif ckpt.is_file() and not c.overwrite:
+            raise FileExistsError(
+                f"{self.ckpt_dir} holds a checkpoint of an earlier run; pass --resume to "
+                "continue it or --overwrite to start again"
+            )
+
+    def _autocast(self):
+        import torch
+
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # ------------------------------------------------------------------- train
+    def train(self) -> TrainState:
+        """Run until the epochs or a budget are spent; returns the final state."""
+        from bioprune.training.progress import TrainingProgress
+
+        c, st = self.config, self.state
+        kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
+        if st.step == 0 and len(self.val_indices):
+            self._record_validation()
+        start = time.perf_counter()
+        wall_before = st.wall_s
+        progress = TrainingProgress(
+            total=self.planned_steps,
+            done=st.step,
+            tokens=st.tokens,
+            enabled=c.show_progress and self.env.is_main,
+            title=self.recipe,
+        )
+        with progress:
+            while not st.done and st.epoch < c.epochs:
+                batches = epoch_batches(
+                    self.train_indices,
+                    self.framed_lengths[self.train_indices],
+                    batch_size=self.global_batch,
+                    seed=c.seed,
+                    epoch=st.epoch,
+                )
+                while st.batch < len(batches):
+                    loss = self.train_step(batches[st.batch], st.epoch)
+                    st.batch += 1
+                    if st.batch == len(batches):
+                        st.epoch, st.batch = st.epoch + 1, 0
+                    st.wall_s = wall_before + time.perf_counter() - start
+                    st.done = self._budget_spent()
+                    epoch_end = st.batch == 0
+                    self._log(loss, force=st.done or epoch_end)
+                    if len(self.val_indices) and (
+                        (c.eval_every and st.step % c.eval_every == 0) or epoch_end or st.done
+                    ):
+                        self._record_validation()
+                    progress.update(st.step, st.last_train_loss, st.tokens, st.wall_s - wall_before)
+                    if c.checkpoint_every and st.step % c.checkpoint_every == 0 and not st.done:
+                        self.save_checkpoint()
+                    if kill_after and st.step == kill_after:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    if st.done or epoch_end:
+                        break
+            if not st.stop_reason:
+                st.stop_reason = "epochs"
+        st.done = True
+        return st
+
+    def train_step(self, global_batch: np.ndarray, epoch: int) -> float:
+        """One optimizer step on ``global_batch``; returns its masked-token-mean loss."""
+        import torch
+        import torch.nn.functional as F
+
+        from bioprune.training.distributed import all_reduce_gradients
+
+        c, st = self.config, self.state
+        draws = {
+            int(i): mask_draw(
+                self.corpus.residues(int(i)), self.alphabet, seed=c.seed, index=int(i), draw=epoch
+            )
+            for i in global_batch
+        }
+        n_masked = sum(len(d.positions) for d in draws.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        local_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for micro in micro_batches(global_batch, c.grad_accum, self.env.world_size, self.env.rank):
+            if len(micro) == 0:
+                continue
+            batch = collate_masked(
+                [self.corpus.framed(int(i)) for i in micro],
+                [draws[int(i)] for i in micro],
+                self.alphabet,
+                micro,
+            ).to_torch(self.device)
+            with self._autocast():
+                logits = self.model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits
+            ce = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]),
+                batch["labels"].reshape(-1),
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
+            )
+            (ce / n_masked).backward()
+            local_sum += ce.detach().double()
+        (loss_sum,) = all_reduce_gradients(self.params, [float(local_sum)], self.env).tolist()
+        self.optimizer.step()
+        self.scheduler.step()
+        st.step += 1
+        st.tokens += int(self.framed_lengths[global_batch].sum())
+        st.examples += len(global_batch)
+        st.masked_tokens += n_masked
+        st.window_loss += loss_sum
+        st.window_count += n_masked
+        return loss_sum / n_masked
+
+    def _budget_spent(self) -> bool:
+        c, st = self.config, self.state
+        if c.max_steps and st.step >= c.max_steps:
+            st.stop_reason = "max_steps"
+            return True
+        if c.max_tokens and st.tokens >= c.max_tokens:
+            st.stop_reason = "max_tokens"
+            return True
+        if st.epoch >= c.epochs:
+            st.stop_reason = "epochs"
+            return True
+        return False
+
+    def _current_lr(self) -> float:
+        """Learning rate the *last* step used (the schedule has moved on by one)."""
+        from bioprune.training.schedule import learning_rate
+
+        c = self.config
+        t = max(1, self.state.step)
+        return learning_rate(t, c.lr, c.warmup_steps, c.schedule, self.planned_steps)
+
+    def _lr_per_step(self) -> np.ndarray:
+        """Learning rate of every step taken, ``(steps,)`` float64 (for the plot)."""
+        from bioprune.training.schedule import learning_rate
+
+        c = self.config
+        return np.array(
+            [
+                learning_rate(t, c.lr, c.warmup_steps, c.schedule, self.planned_steps)
+                for t in range(1, self.state.step + 1)
+            ]
+        )
+
+    def _log(self, loss: float, force: bool) -> None:
+        st = self.state
+        st.last_train_loss = loss
+        if st.step % self.config.log_every and not force:
+            return
+        if st.window_count == 0:
+            return
+        self._row(train_loss=st.window_loss / st.window_count)
+        st.window_loss = st.window_count = 0.0
+
+    def _row(self, **values) -> None:
+        st = self.state
+        row = {
+            "step": st.step,
+            "epoch": round(st.epoch + st.batch / max(1, self.batches_per_epoch), 4),
+            "tokens": st.tokens,
+            "lr": self._current_lr() if st.step else 0.0,
+            "wall_s": round(st.wall_s, 3),
+            **values,
+        }
+        if st.curve and st.curve[-1]["step"] == st.step:
+            st.curve[-1].update(values)
+        else:
+            st.curve.append(row)
+
+    # -------------------------------------------------------------- validation
+    def validate(self) -> tuple[float, int]:
+        """Token-mean MLM loss on the validation examples with fixed masks (draw 0).
+
+        Returns ``(loss, masked positions)``. Fixed draws make successive
+        evaluations comparable; validation examples are never trained on.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        from bioprune.training.distributed import all_reduce_sum
+
+        c = self.config
+        order = self.val_indices[np.argsort(-self.framed_lengths[self.val_indices], kind="stable")]
+        chunks = [order[i : i + c.batch_size] for i in range(0, len(order), c.batch_size)]
+        total = count = 0.0
+        self.model.eval()
+        with torch.no_grad():
+            for micro in chunks[self.env.rank :: self.env.world_size]:
+                draws = [
+                    mask_draw(
+                        self.corpus.residues(int(i)), self.alphabet, seed=c.seed, index=int(i)
+                    )
+                    for i in micro
+                ]
+                batch = collate_masked(
+                    [self.corpus.framed(int(i)) for i in micro], draws, self.alphabet, micro
+                ).to_torch(self.device)
+                with self._autocast():
+                    logits = self.model(
+                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                    ).logits
+                total += float(
+                    F.cross_entropy(
+                        logits.float().reshape(-1, logits.shape[-1]),
+                        batch["labels"].reshape(-1),
+                        ignore_index=IGNORE_INDEX,
+                        reduction="sum",
+                    )
+                )
+                count += sum(len(d.positions) for d in draws)
+        self.model.train()
+        total, count = all_reduce_sum([total, count], self.env).tolist()
+        return total / count, int(count)
+
+    def _record_validation(self) -> None:
+        loss, _ = self.validate()
+        self._row(val_loss=loss, val_perplexity=math.exp(min(loss, 50.0)))
+
+    # -------------------------------------------------------------- checkpoint
+    def _resume_key(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "hyperparameters": self.config.hyperparameters(),
+            "data": self.data_fingerprint,
+            "train_examples": len(self.train_indices),
+            "train_indices_checksum": _array_checksum(self.train_indices),
+        }
+
+    def save_checkpoint(self) -> None:
+        """Rank 0 writes ``OUT.ckpt/checkpoint.pt`` atomically (temp file + rename)."""
+        import torch
+
+        from bioprune.training.distributed import barrier
+
+        if self.env.is_main:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            payload = {
+                "format": "bioprune-training-checkpoint",
+                "resume_key": self._resume_key(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "state": asdict(self.state),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            }
+            final = self.ckpt_dir / CHECKPOINT_FILE
+            tmp = self.ckpt_dir / f".{CHECKPOINT_FILE}.tmp-{os.getpid()}"
+            with open(tmp, "wb") as fh:
+                torch.save(payload, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        barrier(self.env)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote; refuse a different run's."""
+        import torch
+
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        saved, now = payload.get("resume_key", {}), self._resume_key()
+        if saved != now:
+            diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            raise ValueError(
+                f"checkpoint {path} belongs to a different run (differs in {', '.join(diff)}); "
+                "rerun with the original settings, or pass --overwrite without --resume"
+            )
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.state = TrainState(**payload["state"])
+        torch.set_rng_state(payload["torch_rng"])
+        if payload["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        self.resumed_from_step = self.state.step
+
+    # -------------------------------------------------------------------- save
+    def summary(self) -> dict[str, Any]:
+        """The ``training.json`` body (without provenance and recipe extras)."""
+        st = self.state
+        val = [r for r in st.curve if r.get("val_loss") is not None]
+        train_rows = [r for r in st.curve if r.get("train_loss") is not None]
+        return {
+            "recipe": self.recipe,
+            "hyperparameters": self.config.hyperparameters(),
+            "global_batch": self.global_batch,
+            "world_size": self.env.world_size,
+            "device": str(self.device),
+            "autocast_dtype": str(self.autocast_dtype).replace("torch.", "")
+            if self.autocast_dtype
+            else "float32",
+            "data": self.data_fingerprint,
+            "train_examples": len(self.train_indices),
+            "validation_examples": len(self.val_indices),
+            "steps": st.step,
+            "planned_steps": self.planned_steps,
+            "epochs_completed": st.epoch,
+            "stopped_by": st.stop_reason,
+            "examples_seen": st.examples,
+            "tokens_seen": st.tokens,
+            "masked_tokens_seen": st.masked_tokens,
+            "train_loss_first": train_rows[0]["train_loss"] if train_rows else None,
+            "train_loss_final": train_rows[-1]["train_loss"] if train_rows else None,
+            "val_loss_initial": val[0]["val_loss"] if val else None,
+            "val_loss": val[-1]["val_loss"] if val else None,
+            "val_perplexity": val[-1]["val_perplexity"] if val else None,
+            "wall_s": round(st.wall_s, 3),
+            "resumed_from_step": getattr(self, "resumed_from_step", None),
+            "loss": "cross-entropy summed over the masked positions of a global batch / "
+            "their number (token mean); masks fresh every epoch (draw = epoch)",
+        }
+
+    def save(self, extra_files: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """Rank 0 writes the final model directory atomically; removes the checkpoint."""
+        import shutil
+
+        from bioprune.models.presets import save_alphabet
+        from bioprune.training.curve import plot_curve, write_curve_csv
+        from bioprune.training.distributed import barrier
+
+        info = {
+            **self.summary(),
+            **self.config.extra,
+            **artifacts.provenance(),
+        }
+        if self.env.is_main:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # our own summary line says it was written
+            with artifacts.atomic_dir(self.out, overwrite=self.config.overwrite) as tmp:
+                self.model.save_pretrained(tmp)
+                save_alphabet(tmp, self.alphabet)
+                for name, array in (extra_files or {}).items():
+                    np.save(tmp / name, np.asarray(array))
+                write_curve_csv(tmp / artifacts.MODEL_CURVE_CSV, self.state.curve)
+                plot_curve(
+                    tmp / artifacts.MODEL_CURVE_PNG,
+                    self.state.curve,
+                    f"bioprune {self.recipe}: {self.out.name}",
+                    vocab_size=len(self.alphabet),
+                    lr=self._lr_per_step(),
+                )
+                artifacts.write_json(tmp / artifacts.MODEL_TRAINING, info)
+            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+        barrier(self.env)
+        return info
+
+
+def _array_checksum(a: np.ndarray) -> str:
+    import hashlib
+
+    return (
+        "blake2b:" + hashlib.blake2b(np.ascontiguousarray(a, dtype=np.int64).tobytes()).hexdigest()
+    )
