@@ -11,7 +11,7 @@ import pytest
 
 from bioprune.data.alphabet import get_alphabet
 from bioprune.evaluation.downstream import _raw_encoder, evaluate_model
-from bioprune.evaluation.tasks import infer_kind, load_task, load_task_spec
+from bioprune.evaluation.tasks import KIND_METRICS, infer_kind, load_task, load_task_spec
 
 FAST = {"seeds": [0], "epochs": 1, "batch_size": 8, "show_progress": False}
 COMPLEMENT = {"A": "U", "U": "A", "G": "C", "C": "G"}
@@ -81,7 +81,7 @@ def _hairpin(rng) -> tuple[str, str]:
 
 def _check(results: dict, kind: str, names: set[str]) -> None:
     assert results["task"]["kind"] == kind
-    assert names <= set(results["metrics"])
+    assert names <= set(results["metrics"]) == set(KIND_METRICS[kind])
     for name in names:
         m = results["metrics"][name]
         assert len(m["per_seed"]) == len(results["seeds"])
@@ -433,6 +433,17 @@ def test_error_missing_split_and_bad_yaml(tmp_path, rna_model):
     _expect_error(rna_model, task, r"test split .*test.csv not found", FileNotFoundError)
     task = _write_task(tmp_path / "u", _good_rows(), yaml="kind: classification\nepoch: 3\n")
     _expect_error(rna_model, task, r"task.yaml: unknown key\(s\) \['epoch'\]")
+
+
+def test_task_yaml_alphabet_and_metrics(tmp_path, rna_model, protein_model):
+    yaml = "kind: classification\nalphabet: rna\nmetrics: [macro_f1]\n"
+    task = _write_task(tmp_path / "t", _good_rows(), yaml=yaml)
+    res = evaluate_model(rna_model, task, **FAST)
+    assert res["headline_metrics"] == ["macro_f1"]
+    with pytest.raises(ValueError, match=r"holds rna sequences but model .* protein alphabet"):
+        evaluate_model(protein_model, task, **FAST)
+    (task / "task.yaml").write_text("kind: classification\nmetrics: [auc]\n")
+    _expect_error(rna_model, task, r"metric\(s\) \['auc'\] are not computed for a classification")
 
 
 def test_infer_kind_rules():

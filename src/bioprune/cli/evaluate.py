@@ -83,7 +83,10 @@ def evaluate(
             else ""
         )
     )
-    for name, m in results["metrics"].items():
+    headline = results["headline_metrics"]
+    others = [n for n in results["metrics"] if n not in headline]
+    for name in headline + others:
+        m = results["metrics"][name]
         mean = "nan" if m["mean"] is None else f"{m['mean']:.4f}"
         std = "nan" if m["std"] is None else f"{m['std']:.4f}"
         console.print(f"  test {name:<16} {mean} ± {std}")

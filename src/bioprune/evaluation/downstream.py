@@ -32,6 +32,7 @@ from bioprune import artifacts
 from bioprune.evaluation import metrics as M
 from bioprune.evaluation.protocols import PRIMARY_METRIC, Protocol, resolve_protocol
 from bioprune.evaluation.tasks import (
+    KIND_METRICS,
     PAIRWISE_KINDS,
     SPLITS,
     TWO_SEQUENCE_KINDS,
@@ -103,12 +104,24 @@ def evaluate_model(
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     base_model, alphabet = load_masked_lm(model_dir)
+    if spec.alphabet is not None and spec.alphabet != alphabet.name:
+        raise ValueError(
+            f"task {spec.name} ({spec.yaml_path}) holds {spec.alphabet} sequences but model "
+            f"{model_dir} uses the {alphabet.name} alphabet"
+        )
     model_limit = max_residues(base_model.config)
     requested = max_length if max_length is not None else spec.options.get("max_length")
     limit = model_limit if requested is None else min(int(requested), model_limit)
     if limit < 1:
         raise ValueError(f"max_length must be at least 1, got {requested}")
     data = load_task(spec, alphabet, limit)
+    headline = spec.metrics or list(KIND_METRICS[data.kind])
+    unknown = [m for m in headline if m not in KIND_METRICS[data.kind]]
+    if unknown:
+        raise ValueError(
+            f"{spec.yaml_path}: metric(s) {unknown} are not computed for a {data.kind} task; "
+            f"choose among {list(KIND_METRICS[data.kind])}"
+        )
     proto, sources = resolve_protocol(
         data.kind,
         alphabet.name,
@@ -173,6 +186,7 @@ def evaluate_model(
             "device": str(device),
         },
         "primary_metric": {"name": primary, "larger_is_better": larger, "split": "valid"},
+        "headline_metrics": headline,
         "seeds": list(seeds),
         "metrics": summary,
         "runs": per_seed,

@@ -24,6 +24,7 @@ from bioprune.evaluation.structure import parse_dot_bracket, read_structure_file
 
 __all__ = [
     "KINDS",
+    "KIND_METRICS",
     "SPLITS",
     "Split",
     "TaskData",
@@ -48,6 +49,21 @@ KINDS: dict[str, tuple[str, ...]] = {
     "distance_map": ("sequence", "distance_map"),
 }
 
+_REGRESSION_METRICS = ("spearman", "mse", "rmse", "mae", "r2")
+_CONTACT_METRICS = ("precision_L", "precision_L/2", "precision_L/5", "precision_L/10")
+#: Metrics reported for each kind (method.md section 6 names, plus the usual companions).
+KIND_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "macro_f1"),
+    "regression": _REGRESSION_METRICS,
+    "multilabel": ("mean_auc",),
+    "secondary_structure": ("precision", "recall", "f1", "mcc"),
+    "residue_classification": ("accuracy", "macro_f1"),
+    "pair_classification": ("accuracy", "macro_f1", "auc", "aupr"),
+    "pair_regression": _REGRESSION_METRICS,
+    "contact_map": (*_CONTACT_METRICS, "scored_sequences"),
+    "distance_map": ("r2", "spearman", "mae", "mse"),
+}
+
 #: Kinds with one prediction per residue pair (pairwise head).
 PAIRWISE_KINDS = frozenset({"secondary_structure", "contact_map", "distance_map"})
 #: Kinds whose examples are two sequences.
@@ -63,6 +79,7 @@ YAML_KEYS = frozenset(
     {
         "name", "kind", "train", "valid", "test", "protocol", "epochs", "lr", "batch_size",
         "weight_decay", "max_length", "one_partner_per_base", "description", "source",
+        "alphabet", "metrics",
     }
 )  # fmt: skip
 
@@ -76,6 +93,8 @@ class TaskSpec:
     kind: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     yaml_path: Path | None = None
+    alphabet: str | None = None  # the alphabet the task's sequences are written in
+    metrics: list[str] | None = None  # the task's headline metrics (all are computed)
 
 
 def load_task_spec(path: str | Path) -> TaskSpec:
@@ -116,7 +135,29 @@ def load_task_spec(path: str | Path) -> TaskSpec:
     name = str(options.pop("name", path.stem if path.is_file() else path.name))
     for informational in ("description", "source"):
         options.pop(informational, None)
-    return TaskSpec(name=name, files=files, kind=kind, options=options, yaml_path=yaml_path)
+    alphabet = options.pop("alphabet", None)
+    headline = options.pop("metrics", None)
+    if headline is not None:
+        if isinstance(headline, str):
+            headline = [headline]
+        if not isinstance(headline, list) or not all(isinstance(m, str) for m in headline):
+            raise ValueError(f"{yaml_path}: metrics must be a list of metric names")
+        if kind is not None:
+            unknown = [m for m in headline if m not in KIND_METRICS[kind]]
+            if unknown:
+                raise ValueError(
+                    f"{yaml_path}: metric(s) {unknown} are not computed for a {kind} task; "
+                    f"choose among {list(KIND_METRICS[kind])}"
+                )
+    return TaskSpec(
+        name=name,
+        files=files,
+        kind=kind,
+        options=options,
+        yaml_path=yaml_path,
+        alphabet=None if alphabet is None else str(alphabet),
+        metrics=headline,
+    )
 
 
 # ---- CSV reading -------------------------------------------------------------
