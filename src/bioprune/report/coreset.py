@@ -61,22 +61,16 @@ def _token_counts(corpus, indices: np.ndarray | None) -> np.ndarray:
     """Residue-token counts (int64, one per alphabet token) of the corpus or of ``indices``."""
     size = len(corpus.alphabet.tokens)
     counts = np.zeros(size, dtype=np.int64)
-    tokens, offsets = corpus.tokens, corpus.offsets
+    tokens = corpus.tokens
     if indices is None:
         for s in range(0, len(tokens), _TOKEN_CHUNK):
             counts += np.bincount(np.asarray(tokens[s : s + _TOKEN_CHUNK]), minlength=size)
         return counts
+    from bioprune.selection.io import gather_tokens
+
     for s in range(0, len(indices), _INDEX_CHUNK):
-        idx = indices[s : s + _INDEX_CHUNK]
-        starts = np.asarray(offsets[idx], dtype=np.int64)
-        lens = np.asarray(offsets[idx + 1], dtype=np.int64) - starts
-        total = int(lens.sum())
-        if not total:
-            continue
-        # position of every residue of these examples: start of its example + its rank in it
-        first = np.cumsum(lens) - lens
-        pos = np.repeat(starts - first, lens) + np.arange(total, dtype=np.int64)
-        counts += np.bincount(np.asarray(tokens[pos]), minlength=size)
+        residues, _ = gather_tokens(corpus, indices[s : s + _INDEX_CHUNK])
+        counts += np.bincount(residues, minlength=size)
     return counts
 
 

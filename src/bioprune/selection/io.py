@@ -26,6 +26,7 @@ __all__ = [
     "ScoreTable",
     "arrow_text_bytes",
     "check_scores_match_corpus",
+    "gather_tokens",
     "read_scores",
     "take_sorted",
     "write_coreset_fasta",
@@ -34,8 +35,10 @@ __all__ = [
 
 SCORE_COLUMNS = ("index", "id", "length", "score", "loss")
 
-#: Rows handled per step when streaming ids or FASTA text (bounded memory).
+#: Rows handled per step when streaming ids (bounded memory).
 CHUNK_ROWS = 1 << 20
+#: Examples per step when writing FASTA from the token store.
+FASTA_CHUNK = 1 << 14
 
 
 def arrow_text_bytes(arr) -> memoryview:
@@ -249,46 +252,68 @@ def write_ids(path: Path, ids) -> None:
             fh.write(arrow_text_bytes(pc.binary_join_element_wise(chunk, "\n", "")))
 
 
-def write_coreset_fasta(corpus, indices: np.ndarray, ids, path: Path) -> int:
-    """Write the chosen examples as FASTA; returns the count.
+def gather_tokens(corpus, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Residue ids of the given examples, concatenated, and their lengths (both NumPy).
 
-    ``indices`` are sorted int64 corpus indices and ``ids`` their ids (an Arrow
-    string array in the same order, already checked against the corpus).
-    Reads ``sequences.parquet`` (row i = example i) one row group at a time,
-    only the groups holding chosen examples, and only the description and
-    sequence columns; the header is ``>id description`` (``>id`` when the
-    description is empty), one sequence line per record.
+    One fancy index into the memory-mapped token store: each token's position
+    is its example's start plus its rank inside the example (``np.repeat``
+    over the lengths), so there is no Python loop over examples.
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    starts = np.asarray(corpus.offsets[idx], dtype=np.int64)
+    lens = np.asarray(corpus.offsets[idx + 1], dtype=np.int64) - starts
+    total = int(lens.sum())
+    if not total:
+        return np.zeros(0, dtype=np.uint8), lens
+    first = np.cumsum(lens) - lens
+    pos = np.repeat(starts - first, lens) + np.arange(total, dtype=np.int64)
+    return np.asarray(corpus.tokens[pos]), lens
+
+
+def write_coreset_fasta(corpus, indices: np.ndarray, ids, path: Path) -> int:
+    """Write the chosen examples as FASTA (``>id`` then the sequence on one line).
+
+    ``indices`` are sorted int64 corpus indices and ``ids`` their ids (an
+    Arrow string array, same order, already checked against the corpus). The
+    sequences are decoded from the memory-mapped token store, which touches
+    only the chosen examples' bytes; residue tokens are single characters, so
+    this is exactly the corpus's normalised ``sequence`` column. Returns the
+    number of records.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(corpus.sequences_path)
-    group_rows = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
-    bounds = np.concatenate([[0], np.cumsum(group_rows)]).astype(np.int64)
-    if bounds[-1] != len(corpus):
-        raise ValueError(f"{corpus.sequences_path} has {bounds[-1]} rows, expected {len(corpus)}")
-    cuts = np.searchsorted(indices, bounds)
+    letter = np.zeros(256, dtype=np.uint8)
+    for token_id, token in enumerate(corpus.alphabet.tokens):  # a loop over the alphabet
+        if len(token) == 1:
+            letter[token_id] = ord(token)
     written = 0
     with open(path, "wb") as fh:
-        for g in range(pf.num_row_groups):
-            local = indices[cuts[g] : cuts[g + 1]] - bounds[g]
-            if not len(local):
-                continue
-            rows = pf.read_row_group(g, columns=["description", "sequence"], use_threads=False)
-            rows = rows.take(pa.array(local))
-            ident = ids.slice(int(cuts[g]), len(local))
-            if isinstance(ident, pa.ChunkedArray):
-                ident = ident.combine_chunks()
-            desc = pc.fill_null(rows.column("description").combine_chunks(), "")
-            header = pc.if_else(
-                pc.equal(pc.utf8_length(desc), 0),
-                ident,
-                pc.binary_join_element_wise(ident, desc, " "),
+        for s in range(0, len(indices), FASTA_CHUNK):
+            idx = indices[s : s + FASTA_CHUNK]
+            tokens, lens = gather_tokens(corpus, idx)
+            text = letter[tokens]
+            if len(text) and not text.all():
+                bad = int(tokens[np.flatnonzero(text == 0)[0]])
+                raise ValueError(
+                    f"corpus {corpus.path}: token id {bad} in the token store is not a residue; "
+                    "the corpus is damaged, prepare it again"
+                )
+            total = int(lens.sum())
+            large = total >= 2**31
+            seq_offsets = np.concatenate([[0], np.cumsum(lens)]).astype(
+                np.int64 if large else np.int32
             )
-            seq = rows.column("sequence").combine_chunks()
+            seq = (pa.LargeStringArray if large else pa.StringArray).from_buffers(
+                len(idx), pa.py_buffer(seq_offsets), pa.py_buffer(text)
+            )
+            header = ids.slice(s, len(idx))
+            if isinstance(header, pa.ChunkedArray):
+                header = header.combine_chunks()
+            if large:
+                header = header.cast(pa.large_string())
             fh.write(
                 arrow_text_bytes(pc.binary_join_element_wise(">", header, "\n", seq, "\n", ""))
             )
-            written += len(local)
+            written += len(idx)
     return written

@@ -6,7 +6,8 @@ Output directory (written atomically)::
     selection.parquet   index (int64), id, score (float64; NaN when unscored
                         or no score file), stratum (int32, CCI only, else
                         null), cluster (int64 representative index, cluster only)
-    coreset.fasta       the chosen sequences (needs the corpus; --no-fasta skips)
+    coreset.fasta       >id and sequence of each chosen example (needs the corpus;
+                        --no-fasta skips)
     selection.json      method, parameters, seed, budget asked and met, input
                         checksums, strategy details, provenance
 """
