@@ -35,6 +35,7 @@ from bioprune.selection.base import Selection, check_budget, check_scores, extre
 __all__ = ["CoverageCentric", "hard_cutoff_count", "strata_edges"]
 
 _MAX_STRATA = 65_534  # bin labels are uint16, with one value kept for the dropped hardest
+_BIN_CHUNK = 1 << 22
 
 
 def hard_cutoff_count(n: int, beta: float) -> int:
@@ -126,10 +127,13 @@ class CoverageCentric:
         edges = strata_edges(lo, hi, strata)
 
         # Bin b holds [e_b, e_{b+1}); searchsorted(side="right") - 1 is the last
-        # edge <= score, and the clip puts the maximum into the last bin.
-        bins = np.searchsorted(edges, scores, side="right") - 1
-        np.clip(bins, 0, strata - 1, out=bins)
-        bins = bins.astype(np.uint16)
+        # edge <= score, and the clip puts the maximum into the last bin. Done
+        # in chunks so the int64 intermediate stays small (16-bit labels kept).
+        bins = np.empty(n, dtype=np.uint16)
+        for s in range(0, n, _BIN_CHUNK):  # a loop over chunks of ~4M, not examples
+            b = np.searchsorted(edges, scores[s : s + _BIN_CHUNK], side="right") - 1
+            np.clip(b, 0, strata - 1, out=b)
+            bins[s : s + _BIN_CHUNK] = b
         bins[hard] = strata  # a sentinel bin after the real ones
         del keep
         counts = np.bincount(bins, minlength=strata + 1)

@@ -135,29 +135,33 @@ def read_scores(path: str | Path) -> ScoreTable:
         checksum = pool.submit(artifacts.file_checksum, path)
         column = pq.read_table(path, columns=["index"], use_threads=False).column("index")
         index = np.asarray(column.to_numpy(), dtype=np.int64)
+        del column
+        n = len(index)
+        order = None  # None: rows already in index order (the usual case)
+        if n and not np.array_equal(index, np.arange(n, dtype=np.int64)):
+            order = np.argsort(index, kind="stable")
+            if not np.array_equal(index[order], np.arange(n, dtype=np.int64)):
+                raise ValueError(
+                    f"score file {path}: column 'index' must hold 0..{n - 1} exactly once each "
+                    f"(found min {index.min()}, max {index.max()}, "
+                    f"{n - len(np.unique(index))} duplicate(s))"
+                )
+        del index
         column = pq.read_table(path, columns=["score"], use_threads=False).column("score")
         if column.null_count:
             column = pc.fill_null(column, float("nan"))
         scores = np.asarray(column.to_numpy(), dtype=np.float64)
         del column
+        if order is not None:
+            scores = scores[order]
         ids = pq.read_table(path, columns=["id"], use_threads=False).column("id")
+        if ids.null_count:
+            raise ValueError(f"score file {path}: {ids.null_count} row(s) have no id")
+        if order is not None:
+            ids = ids.take(pa.array(order))
         digest = checksum.result()
     # Arrow's allocator keeps freed buffers for reuse; hand the converted columns back.
     pa.default_memory_pool().release_unused()
-    n = len(index)
-    if ids.null_count:
-        raise ValueError(f"score file {path}: {ids.null_count} row(s) have no id")
-    if n and not np.array_equal(index, np.arange(n, dtype=np.int64)):
-        order = np.argsort(index, kind="stable")
-        if not np.array_equal(index[order], np.arange(n, dtype=np.int64)):
-            raise ValueError(
-                f"score file {path}: column 'index' must hold 0..{n - 1} exactly once each "
-                f"(found min {index.min()}, max {index.max()}, "
-                f"{n - len(np.unique(index))} duplicate(s))"
-            )
-        scores = scores[order]
-        ids = ids.take(pa.array(order))
-    del index
     meta = pq.read_metadata(path).metadata or {}
     decoded = {}
     for k, v in meta.items():

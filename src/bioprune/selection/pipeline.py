@@ -27,19 +27,31 @@ from bioprune.selection.base import Selection
 __all__ = ["select_coreset"]
 
 
-def _score_based(strategy, scores: np.ndarray, budget: int) -> tuple[Selection, int]:
-    """Run a score-based strategy on the finite scores; returns (selection, #excluded)."""
+def _score_based(strategy, table, budget: int) -> tuple[Selection, int, np.ndarray]:
+    """Run a score-based strategy on the finite scores.
+
+    Returns the selection (corpus indices), how many NaN/inf scores were
+    excluded, and the chosen examples' scores. When scores are excluded the
+    full array is dropped from ``table`` while the strategy runs on the
+    compressed copy, so the peak memory does not grow by a copy.
+    """
+    scores = table.scores
     finite = np.isfinite(scores)
     excluded = int(len(scores) - np.count_nonzero(finite))
     if not excluded:
-        return strategy.select(scores, budget), 0
+        sel = strategy.select(scores, budget)
+        return sel, 0, scores[sel.indices]
     pool = np.flatnonzero(finite)
+    del finite
+    pooled = scores[pool]
+    table.scores = scores = None
     try:
-        sel = strategy.select(scores[pool], budget)
+        sel = strategy.select(pooled, budget)
     except ValueError as exc:
         raise ValueError(f"{exc} ({excluded:,} example(s) with NaN scores were excluded)") from None
+    chosen_scores = pooled[sel.indices]
     sel.indices = pool[sel.indices]
-    return sel, excluded
+    return sel, excluded, chosen_scores
 
 
 def select_coreset(
@@ -108,7 +120,7 @@ def select_coreset(
             sel = strategy.select(corpus, count, work)
             shutil.rmtree(work, ignore_errors=True)
         elif strategy.uses_scores:
-            sel, excluded = _score_based(strategy, table.scores, count)
+            sel, excluded, chosen_scores = _score_based(strategy, table, count)
         else:
             sel = strategy.select(n, count)
 
@@ -119,7 +131,8 @@ def select_coreset(
         take = pa.array(idx, type=pa.int64())
         if table is not None:
             ids = take_sorted(table.ids, idx)
-            chosen_scores = table.scores[idx]
+            if not strategy.uses_scores:
+                chosen_scores = table.scores[idx]
         else:
             ids = take_sorted(corpus.read_columns(["id"]).column("id"), idx)
             chosen_scores = np.full(len(idx), np.nan)
