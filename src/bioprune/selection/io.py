@@ -134,11 +134,21 @@ def read_scores(path: str | Path) -> ScoreTable:
     with ThreadPoolExecutor(max_workers=1) as pool:
         checksum = pool.submit(artifacts.file_checksum, path)
         column = pq.read_table(path, columns=["index"], use_threads=False).column("index")
-        index = np.asarray(column.to_numpy(), dtype=np.int64)
-        del column
-        n = len(index)
-        order = None  # None: rows already in index order (the usual case)
-        if n and not np.array_equal(index, np.arange(n, dtype=np.int64)):
+        if column.null_count:
+            raise ValueError(f"score file {path}: {column.null_count} row(s) have no index")
+        n = len(column)
+        # Usual case: rows already in index order; checked chunk by chunk without
+        # materialising the whole column.
+        ordered, start = True, 0
+        for chunk in column.chunks:  # a loop over Parquet row groups
+            values = chunk.to_numpy()
+            if not np.array_equal(values, np.arange(start, start + len(values))):
+                ordered = False
+                break
+            start += len(values)
+        order = None  # None: keep the file's row order
+        if not ordered:
+            index = np.asarray(column.to_numpy(), dtype=np.int64)
             order = np.argsort(index, kind="stable")
             if not np.array_equal(index[order], np.arange(n, dtype=np.int64)):
                 raise ValueError(
@@ -146,7 +156,8 @@ def read_scores(path: str | Path) -> ScoreTable:
                     f"(found min {index.min()}, max {index.max()}, "
                     f"{n - len(np.unique(index))} duplicate(s))"
                 )
-        del index
+            del index
+        del column
         column = pq.read_table(path, columns=["score"], use_threads=False).column("score")
         if column.null_count:
             column = pc.fill_null(column, float("nan"))
