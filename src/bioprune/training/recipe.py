@@ -256,11 +256,20 @@ class MaskedLMRecipe:
         ckpt = self.ckpt_dir / CHECKPOINT_FILE
         if c.resume and ckpt.is_file():
             self.load_checkpoint(ckpt)
+            self._say(f"resuming from {ckpt} at step {self.state.step}")
+        elif c.resume:
+            self._say(f"no checkpoint in {self.ckpt_dir}; starting from step 0")
         elif ckpt.is_file() and not c.overwrite:
             raise FileExistsError(
                 f"{self.ckpt_dir} holds a checkpoint of an earlier run; pass --resume to "
                 "continue it or --overwrite to start again"
             )
+
+    def _say(self, message: str) -> None:
+        if self.env.is_main and self.config.show_progress:
+            from rich.console import Console
+
+            Console(stderr=True).print(message, highlight=False)
 
     def _autocast(self):
         import torch
@@ -566,6 +575,14 @@ class MaskedLMRecipe:
             "val_loss": val[-1]["val_loss"] if val else None,
             "val_perplexity": val[-1]["val_perplexity"] if val else None,
             "wall_s": round(st.wall_s, 3),
+            "seeds": {
+                "seed": self.config.seed,
+                "epoch_order": "numpy default_rng([seed, epoch])",
+                "masks": "mask_draw(seed=seed, index=corpus index, draw=epoch)",
+                "validation_masks": "mask_draw(seed=seed, index=corpus index, draw=0)",
+            },
+            "torch_version": _version("torch"),
+            "transformers_version": _version("transformers"),
             "resumed_from_step": getattr(self, "resumed_from_step", None),
             "loss": "cross-entropy summed over the masked positions of a global batch / "
             "their number (token mean); masks fresh every epoch (draw = epoch)",
@@ -613,3 +630,12 @@ def _array_checksum(a: np.ndarray) -> str:
     return (
         "blake2b:" + hashlib.blake2b(np.ascontiguousarray(a, dtype=np.int64).tobytes()).hexdigest()
     )
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"

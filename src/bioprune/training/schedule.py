@@ -22,7 +22,7 @@ step about to be taken), so a resumed run needs only the step counter.
 
 Examples
 --------
->>> learning_rate(1, 1e-4, 2000)
+>>> round(learning_rate(1, 1e-4, 2000), 15)
 5e-08
 >>> learning_rate(2000, 1e-4, 2000)
 0.0001
