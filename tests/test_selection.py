@@ -306,6 +306,7 @@ def test_select_cli_end_to_end(scored, tmp_path):
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "selection.json").read_text())
     assert meta["method"] == "cci" and meta["seed"] == 3
+    assert json.loads((out / "bioprune_config.json").read_text())["strata"] == 4
     assert meta["budget"] == {
         "requested": "0.25",
         "count": 12,

@@ -369,4 +369,15 @@ def inspect_coreset(
             summary["plots"]["scores"] = PLOT_SCORES
         summary.update(artifacts.provenance())
         artifacts.write_json(tmp / SUMMARY, summary)
+        artifacts.write_json(
+            tmp / artifacts.RUN_CONFIG,
+            {
+                "command": "inspect",
+                "corpus": str(corpus_path),
+                "selection": str(selection_path),
+                "scores": str(scores_path) if scores_path is not None else None,
+                "labels": str(labels_path) if labels_path is not None else None,
+                "out": str(out),
+            },
+        )
     return summary

@@ -10,6 +10,7 @@ Output directory (written atomically)::
                         --no-fasta skips)
     selection.json      method, parameters, seed, budget asked and met, input
                         checksums, strategy details, provenance
+    bioprune_config.json  the command's options (when called from the CLI)
 """
 
 from __future__ import annotations
@@ -191,4 +192,6 @@ def select_coreset(
             **artifacts.provenance(),
         }
         artifacts.write_json(tmp / artifacts.SELECTION_META, meta)
+        if config:  # the command that made this directory, as every stage records it
+            artifacts.write_json(tmp / artifacts.RUN_CONFIG, config)
     return meta
