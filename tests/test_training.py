@@ -336,6 +336,10 @@ def test_adapt_trains_one_epoch_on_exactly_the_recorded_subset(
     )
     subset = np.load(out / artifacts.MODEL_SUBSET)
     assert np.array_equal(subset, random_subset(len(tiny_corpus), 37, seed=0))
+    # the same D_sub as `bioprune fisher --subset-size 37 --seed 0` would draw
+    from bioprune.influence.fisher import resolve_subset
+
+    assert np.array_equal(subset, resolve_subset(tiny_corpus, "37", None, 0))
     assert len(seen_batches) == info["steps"] == math.ceil(37 / 16)
     seen = np.concatenate(seen_batches)
     assert len(seen) == 37 and np.array_equal(np.sort(seen), subset)

@@ -37,8 +37,7 @@ def adapt(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT and its checkpoint."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Adapt a model for exactly one epoch on a random subset (paper A.5: AdamW 1e-5,
-    warmup 50, batch 16); the subset's indices are saved for `bioprune fisher --subset-from`."""
+    """One epoch of MLM on a seeded random subset before scoring (paper A.5: AdamW 1e-5, warmup 50, batch 16); saves the subset's indices for `bioprune fisher --subset-from`."""  # noqa: E501
     import os
 
     from bioprune.data.corpus import Corpus

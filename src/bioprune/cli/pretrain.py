@@ -58,8 +58,7 @@ def pretrain(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT and its checkpoint."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Pretrain a masked LM (paper A.3/A.4: AdamW 1e-4, warmup 2,000 then inverse-sqrt,
-    batch 16, 10 epochs). Launch with torchrun for several processes or GPUs."""
+    """Pretrain a masked LM on a corpus or a coreset (paper A.3/A.4: AdamW 1e-4, warmup 2,000 then inverse-sqrt, batch 16, 10 epochs); torchrun for several processes."""  # noqa: E501
     from bioprune.training.pretrain import PretrainConfig
     from bioprune.training.pretrain import pretrain as run_pretrain
     from bioprune.training.recipe import TrainingConfig

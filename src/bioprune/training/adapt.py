@@ -65,12 +65,15 @@ class AdaptConfig:
 def random_subset(n: int, size: int, seed: int) -> np.ndarray:
     """``size`` of ``n`` corpus indices, uniformly without replacement, sorted.
 
-    Drawn with ``numpy.random.default_rng([seed, 0x73756273])`` (a stream of
-    its own, independent of the epoch order's ``[seed, epoch]``).
+    Drawn as ``numpy.random.default_rng(seed).choice(n, size, replace=False)``,
+    the same rule as ``bioprune fisher --subset-size`` (influence/fisher.py), so
+    that adapting and then computing the Fisher with the same size and seed use
+    the same ``D_sub`` even without ``--subset-from`` (the paper uses one subset
+    for both).
     """
     if not 1 <= size <= n:
         raise ValueError(f"subset size {size} must lie between 1 and the corpus size {n}")
-    rng = np.random.default_rng([seed, 0x73756273])
+    rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
 
 
