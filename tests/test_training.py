@@ -377,6 +377,65 @@ def test_adapt_cli_subset_fraction_and_errors(tiny_corpus, tiny_model_dir, tmp_p
         )
 
 
+def test_selection_from_another_corpus_is_refused(tiny_corpus, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioprune.training.pretrain import selection_indices
+
+    sel = tmp_path / "sel"
+    sel.mkdir()
+    pq.write_table(
+        pa.table({"index": pa.array([0, 1]), "id": pa.array(["seq0", "elsewhere"])}),
+        sel / artifacts.SELECTION_TABLE,
+    )
+    with pytest.raises(ValueError, match="row 1"):
+        selection_indices(sel, tiny_corpus)
+    (sel / artifacts.SELECTION_TABLE).unlink()
+    with pytest.raises(FileNotFoundError, match="bioprune select"):
+        selection_indices(sel, tiny_corpus)
+
+
+def test_bf16_autocast_path_trains(tiny_corpus, tmp_path):
+    info = pretrain(
+        PretrainConfig(
+            corpus=tiny_corpus.path,
+            out=tmp_path / "bf16",
+            preset="tiny",
+            training=_train_config(max_steps=2, dtype="bfloat16"),
+        )
+    )
+    assert info["autocast_dtype"] == "bfloat16" and math.isfinite(info["train_loss_final"])
+    assert _weights(tmp_path / "bf16")["lm_head.dense.weight"].dtype.is_floating_point
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tiny_corpus, tmp_path):
+    from bioprune.training.distributed import setup_distributed
+
+    def recipe(lr):
+        from transformers import EsmForMaskedLM
+
+        from bioprune.models.presets import build_config
+
+        cfg = _train_config(lr=lr, max_steps=2, checkpoint_every=1, resume=True)
+        model = EsmForMaskedLM(build_config("tiny", "rna"))
+        return MaskedLMRecipe(
+            cfg, model, tiny_corpus, np.arange(20), np.zeros(0, np.int64), tmp_path / "m",
+            recipe="pretrain", data_fingerprint={"corpus": tiny_corpus.checksum},
+            env=setup_distributed("cpu"),
+        )  # fmt: skip
+
+    first = recipe(1e-3)
+    first.setup()
+    first.train()  # checkpoint at step 1; never saved, so the checkpoint stays
+    assert (tmp_path / "m.ckpt" / "checkpoint.pt").is_file()
+    same = recipe(1e-3)
+    same.setup()
+    assert same.state.step == 1
+    with pytest.raises(ValueError, match="differs in hyperparameters"):
+        recipe(2e-3).setup()
+
+
 # ------------------------------------------------------ resume and processes
 
 
