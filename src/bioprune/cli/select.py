@@ -82,26 +82,32 @@ def select(
         "threads": threads,
         "fasta": fasta,
     }
-    meta = select_coreset(
-        method=method,
-        budget=budget,
-        out=out,
-        scores_path=scores,
-        corpus_path=corpus,
-        params={
-            "seed": seed,
-            "beta": beta,
-            "strata": strata,
-            "min_seq_id": min_seq_id,
-            "coverage": coverage,
-            "tool": cluster_tool,
-            "mmseqs_command": mmseqs_command,
-            "threads": threads,
-        },
-        fasta=fasta,
-        overwrite=overwrite,
-        config=config,
-    )
+    params = {
+        "seed": seed,
+        "beta": beta,
+        "strata": strata,
+        "min_seq_id": min_seq_id,
+        "coverage": coverage,
+        "tool": cluster_tool,
+        "mmseqs_command": mmseqs_command,
+        "threads": threads,
+    }
+    with console.status(f"selecting a coreset ({method})"):
+        meta = select_coreset(
+            method=method,
+            budget=budget,
+            out=out,
+            scores_path=scores,
+            corpus_path=corpus,
+            params=params,
+            fasta=fasta,
+            overwrite=overwrite,
+            config=config,
+        )
+    _report(meta, method, out, corpus)
+
+
+def _report(meta: dict, method: str, out: Path, corpus: Path | None) -> None:
     b = meta["budget"]
     line = f"wrote [bold]{out}[/]: {method}, {b['selected']:,} of {b['n']:,} examples"
     excluded = meta.get("non_finite_scores_excluded")
