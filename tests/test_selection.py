@@ -145,6 +145,19 @@ def test_cci_edge_cases():
         CoverageCentric().select(np.array([1.0, np.nan]), 1)
 
 
+def test_cci_binning_in_chunks_changes_nothing(monkeypatch):
+    import bioprune.selection.cci as cci_module
+
+    scores = np.round(np.random.default_rng(4).lognormal(0, 1, 500), 2)
+    whole = CoverageCentric(strata=13, seed=2).select(scores, 150)
+    monkeypatch.setattr(cci_module, "_BIN_CHUNK", 7)
+    chunked = CoverageCentric(strata=13, seed=2).select(scores, 150)
+    assert np.array_equal(whole.indices, chunked.indices)
+    assert whole.details == chunked.details
+    ref, _, _ = reference_cci(list(scores), 150, 0.05, 13, 2)
+    assert chunked.indices.tolist() == ref
+
+
 def test_hard_cutoff_count_reads_beta_as_typed():
     assert hard_cutoff_count(100, 0.29) == 29
     assert hard_cutoff_count(23_000_000, 0.05) == 1_150_000

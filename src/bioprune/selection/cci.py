@@ -131,9 +131,9 @@ class CoverageCentric:
         # in chunks so the int64 intermediate stays small (16-bit labels kept).
         bins = np.empty(n, dtype=np.uint16)
         for s in range(0, n, _BIN_CHUNK):  # a loop over chunks of ~4M, not examples
-            b = np.searchsorted(edges, scores[s : s + _BIN_CHUNK], side="right") - 1
-            np.clip(b, 0, strata - 1, out=b)
-            bins[s : s + _BIN_CHUNK] = b
+            chunk = np.searchsorted(edges, scores[s : s + _BIN_CHUNK], side="right") - 1
+            np.clip(chunk, 0, strata - 1, out=chunk)
+            bins[s : s + _BIN_CHUNK] = chunk
         bins[hard] = strata  # a sentinel bin after the real ones
         del keep
         counts = np.bincount(bins, minlength=strata + 1)
