@@ -143,6 +143,14 @@ def test_secondary_structure_dot_bracket(tmp_path, rna_model):
     _check(res, "secondary_structure", {"precision", "recall", "f1", "mcc"})
     assert res["protocol"]["name"] == "frozen-mlp"
     assert len(res["runs"][0]["history"]) == 2
+    # balanced loss weight: unpaired upper-triangle cells / pairs, over the training split
+    rows = _splits(make, n=16)["train"]
+    pairs = sum(r["structure"].count("(") for r in rows)
+    cells = sum(len(r["sequence"]) * (len(r["sequence"]) - 1) // 2 for r in rows)
+    assert res["protocol"]["pos_weight"] == pytest.approx((cells - pairs) / pairs)
+    (task / "task.yaml").write_text("pos_weight: 1\n")
+    res = evaluate_model(rna_model, task, **FAST)
+    assert res["protocol"]["pos_weight"] == 1.0
 
 
 @pytest.mark.parametrize("fmt", ["bpseq", "ct"])

@@ -51,8 +51,12 @@ def evaluate(
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if present)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
-    """Train a task head (and maybe the encoder) per seed, pick the best epoch on valid,
-    and write the test metrics per seed, their mean and std to OUT."""
+    """Downstream evaluation (method.md section 6): train a task head per seed, report test.
+
+    The head (and, with a finetune protocol, the encoder) is trained once per
+    seed; the test metrics of the best valid epoch go to OUT per seed, as mean
+    and std, with the protocol and the checksums of the model and the data.
+    """
     from bioprune import artifacts
     from bioprune.evaluation.downstream import evaluate_model
 

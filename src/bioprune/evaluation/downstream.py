@@ -95,7 +95,7 @@ def evaluate_model(
     import torch
 
     from bioprune.models.loading import load_masked_lm
-    from bioprune.models.presets import max_residues
+    from bioprune.models.presets import count_parameters, max_residues
 
     if not seeds:
         raise ValueError("give at least one seed")
@@ -133,6 +133,7 @@ def evaluate_model(
     runner = _Runner(
         data, proto, alphabet, base_model.config.hidden_size, device, one_partner, show_progress
     )
+    runner.pos_weight = _pos_weight(data, spec.options.get("pos_weight", "balanced"))
 
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -175,13 +176,14 @@ def evaluate_model(
             "checksum": artifacts.model_checksum(model_dir),
             "alphabet": alphabet.name,
             "raw": raw,
-            "parameters": sum(p.numel() for p in base_model.esm.parameters()),
+            "parameters": count_parameters(base_model.esm),
             "max_residues": model_limit,
         },
         "protocol": {
             **proto.to_dict(),
             "max_length": limit,
             "one_partner_per_base": one_partner,
+            "pos_weight": runner.pos_weight,
             "sources": sources,
             "device": str(device),
         },
@@ -225,6 +227,7 @@ class _Runner:
         self.alphabet, self.device = alphabet, device
         self.one_partner = one_partner
         self.show_progress = progress
+        self.pos_weight: float | None = None
         train = data.splits["train"]
         if self.kind == "distance_map":
             self.scale = _Standardizer.fit(np.concatenate([t.ravel() for t in train.targets]))
@@ -387,7 +390,8 @@ class _Runner:
         target, mask = self._pair_targets(split, idx, out.shape[1])
         if kind == "distance_map":
             return F.mse_loss(out[mask], target[mask])
-        return F.binary_cross_entropy_with_logits(out[mask], target[mask])
+        weight = torch.tensor(self.pos_weight or 1.0, device=dev)
+        return F.binary_cross_entropy_with_logits(out[mask], target[mask], pos_weight=weight)
 
     # ---- scoring -----------------------------------------------------------------
     def score(self, encoder, cache, head, split: Split) -> dict[str, float]:
@@ -534,6 +538,38 @@ class _Runner:
             "test": {k: _finite(v) for k, v in best["test"].items()},
             "history": history,
         }
+
+
+def _pos_weight(data: TaskData, setting: Any) -> float | None:
+    """Weight of the positive cells in the base-pair / contact loss (``None`` for other kinds).
+
+    ``"balanced"`` (default) is negatives / positives over the training split's
+    scored cells (``i < j``, known), so that the rare pairs are not drowned by
+    the ``O(L^2)`` unpaired cells (UFold and E2Efold weight their BCE likewise);
+    a number sets it, 1 is plain binary cross-entropy.
+    """
+    if data.kind not in {"secondary_structure", "contact_map"}:
+        return None
+    if setting != "balanced":
+        try:
+            value = float(setting)
+        except (TypeError, ValueError):
+            value = -1.0
+        if not value > 0:
+            raise ValueError(f"pos_weight must be 'balanced' or a positive number, got {setting!r}")
+        return value
+    train = data.splits["train"]
+    pos = cells = 0
+    for tokens, target in zip(train.tokens, train.targets, strict=True):
+        if data.kind == "secondary_structure":
+            pos += len(target)
+            cells += len(tokens) * (len(tokens) - 1) // 2
+        else:
+            upper = target[np.triu_indices(len(target), k=1)]
+            known = upper[np.isfinite(upper) & (upper >= 0)]
+            pos += int((known > 0).sum())
+            cells += known.size
+    return float(cells - pos) / pos if pos else 1.0
 
 
 def _better(value: float, best: float, larger: bool) -> bool:

@@ -79,6 +79,7 @@ YAML_KEYS = frozenset(
     {
         "name", "kind", "train", "valid", "test", "protocol", "epochs", "lr", "batch_size",
         "weight_decay", "max_length", "one_partner_per_base", "description", "source",
+        "pos_weight",
         "alphabet", "metrics",
     }
 )  # fmt: skip
