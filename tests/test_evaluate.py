@@ -111,7 +111,7 @@ def test_classification_finetune_linear(tmp_path, rna_model):
 def test_regression(tmp_path, rna_model):
     def make(rng):
         seq = _rand(rng, int(rng.integers(8, 20)))
-        return {"sequence": seq, "label": round(_gc(seq) + 0.01, 4)}
+        return {"seq": seq, "label": round(_gc(seq) + 0.01, 4)}  # BEACON's column name
 
     task = _write_task(tmp_path / "reg", _splits(make))
     res = evaluate_model(rna_model, task, protocol="frozen-linear", **FAST)

@@ -176,6 +176,8 @@ def _read_csv(path: Path) -> _Table:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         columns = [c.strip() for c in (reader.fieldnames or [])]
+        if "sequence" not in columns and "seq" in columns:
+            columns[columns.index("seq")] = "sequence"  # BEACON's name for the column
         reader.fieldnames = columns
         rows, lines = [], []
         for row in reader:
