@@ -488,10 +488,13 @@ class MaskedLMRecipe:
 
     # -------------------------------------------------------------- checkpoint
     def _resume_key(self) -> dict[str, Any]:
+        # Inputs are compared by checksum, not by path: a run may resume from
+        # another working directory or after the inputs were moved.
+        paths = {"corpus", "selection", "init", "model"}
         return {
             "recipe": self.recipe,
             "hyperparameters": self.config.hyperparameters(),
-            "data": self.data_fingerprint,
+            "data": {k: v for k, v in self.data_fingerprint.items() if k not in paths},
             "train_examples": len(self.train_indices),
             "train_indices_checksum": _array_checksum(self.train_indices),
         }
