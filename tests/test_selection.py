@@ -222,6 +222,25 @@ def test_round_robin_over_clusters():
     assert sorted(order.tolist()) == list(range(6))
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=60), st.integers(0, 2**32 - 1))
+def test_round_robin_properties(labels, seed):
+    # cluster k's representative is its first member
+    labels = np.array(labels)
+    first = {}
+    for i, k in enumerate(labels.tolist()):
+        first.setdefault(k, i)
+    rep_of = np.array([first[k] for k in labels.tolist()])
+    order, rounds = round_robin_order(rep_of, seed)
+    assert sorted(order.tolist()) == list(range(len(labels)))
+    assert np.all(np.diff(rounds[order]) >= 0)  # whole rounds first
+    n_clusters = len(first)
+    assert sorted(order[:n_clusters].tolist()) == sorted(first.values())
+    for k in first:  # within a cluster, rounds are 0..size-1
+        assert sorted(rounds[labels == k].tolist()) == list(range(int((labels == k).sum())))
+    assert np.array_equal(order, round_robin_order(rep_of, seed)[0])
+
+
 # ---------------------------------------------------------------------------
 # The cluster baseline on a corpus with planted duplicates
 # ---------------------------------------------------------------------------
