@@ -286,6 +286,19 @@ def test_cluster_keeps_one_of_each_planted_duplicate(duplicated_corpus, tool, tm
     assert sel.details["rounds_used"] == 2
 
 
+@pytest.mark.parametrize("tool", ["mmseqs", "cd-hit"])
+def test_cluster_keeps_sequences_the_tool_skips(tool, tmp_path):
+    from bioprune.data.corpus import write_corpus
+
+    if shutil.which("mmseqs" if tool == "mmseqs" else "cd-hit-est") is None:
+        pytest.skip(f"{tool} is not installed (apt-get install mmseqs2 cd-hit)")
+    records = random_sequences(20, "rna", seed=3, min_len=2, max_len=14)
+    corpus = write_corpus(tmp_path / "short", records, "rna")
+    sel = ClusterSelection(min_seq_id=0.9, tool=tool).select(corpus, 20, tmp_path / "w")
+    assert sel.indices.tolist() == list(range(20))  # every sequence is in some cluster
+    assert sel.details["clusters"] >= sel.details["unclustered_singletons"]
+
+
 def test_cluster_missing_binary_says_how_to_install(duplicated_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(FileNotFoundError, match="apt-get install mmseqs2"):

@@ -164,7 +164,9 @@ def cluster_representatives(
 ) -> tuple[np.ndarray, dict]:
     """Cluster the positional FASTA; returns (representative position of each example, facts).
 
-    ``rep_of[i] == i`` marks a representative. Coverage means the alignment
+    ``rep_of[i] == i`` marks a representative; a sequence the tool left out
+    (CD-HIT skips those shorter than 10 residues) is its own cluster and is
+    counted in ``unclustered_singletons``. Coverage means the alignment
     covers at least ``coverage`` of both sequences (MMseqs2 ``--cov-mode 0``;
     CD-HIT ``-aL`` and ``-aS``).
     """
@@ -205,13 +207,12 @@ def cluster_representatives(
         rep_of = _read_mmseqs_tsv(Path(f"{prefix}_cluster.tsv"), n)
     else:
         rep_of = _read_cdhit_clstr(Path(f"{prefix}.clstr"), n)
+    # CD-HIT throws away sequences shorter than its -l (10 residues by default);
+    # a sequence the tool did not cluster is a cluster of its own.
     unassigned = np.flatnonzero(rep_of < 0)
-    if unassigned.size:
-        raise RuntimeError(
-            f"{tool} left {unassigned.size} sequence(s) without a cluster "
-            f"(first positions: {unassigned[:5].tolist()})"
-        )
+    rep_of[unassigned] = unassigned
     facts = {
+        "unclustered_singletons": int(unassigned.size),
         "tool": tool,
         "tool_version": _tool_version(tool, binary),
         # The work directory is temporary; record the command with it abbreviated.
