@@ -212,7 +212,9 @@ def test_pair_tasks(tmp_path, rna_model, numeric):
         return {"sequence_a": a, "sequence_b": b, "label": label}
 
     task = _write_task(tmp_path / "pair", _splits(make))
-    res = evaluate_model(rna_model, task, **FAST)
+    # the classification case fine-tunes, so both sequences go through the trained encoder
+    protocol = None if numeric else "finetune-mlp"
+    res = evaluate_model(rna_model, task, protocol=protocol, **FAST)
     if numeric:
         _check(res, "pair_regression", {"mae", "rmse"})
     else:
@@ -251,7 +253,7 @@ def test_contact_map_from_npy(tmp_path, rna_model):
 
 def test_distance_map_from_npy(tmp_path, rna_model):
     task = _map_task(tmp_path / "distance", "distance_map")
-    res = evaluate_model(rna_model, task, **FAST)
+    res = evaluate_model(rna_model, task, protocol="finetune-linear", **FAST)  # residue pairs
     _check(res, "distance_map", {"r2", "spearman", "mae", "mse"})
 
 
