@@ -103,11 +103,12 @@ def fisher(
     )
     res = compute_fisher(cfg, console=console)
     if _is_main():
-        rate = res.examples / res.seconds if res.seconds > 0 else float("nan")
+        secs = max(res.seconds, 1e-9)
         console.print(
             f"wrote [bold]{out}[/]: {len(res.names)} tensors, {res.numel:,} parameters, "
-            f"M = {res.examples:,} examples x K = {mask_draws} draw(s) in {res.seconds:.1f} s "
-            f"({rate:,.1f} ex/s, {res.tokens / max(res.seconds, 1e-9):,.0f} tok/s)"
+            f"M = {res.examples:,} examples x K = {mask_draws} draw(s); this run "
+            f"{res.processed:,} examples in {res.seconds:.1f} s "
+            f"({res.processed / secs:,.1f} ex/s, {res.tokens / secs:,.0f} tok/s)"
         )
         if res.skipped:
             console.print(

@@ -79,8 +79,9 @@ def score(
     if _is_main():
         secs = max(res.seconds, 1e-9)
         console.print(
-            f"wrote [bold]{out}[/]: {res.examples:,} examples in {res.seconds:.1f} s "
-            f"({res.examples / secs:,.1f} ex/s, {res.tokens / secs:,.0f} tok/s)"
+            f"wrote [bold]{out}[/]: {res.examples:,} examples; this run scored "
+            f"{res.processed:,} in {res.seconds:.1f} s "
+            f"({res.processed / secs:,.1f} ex/s, {res.tokens / secs:,.0f} tok/s)"
         )
         if res.quantiles:
             q = "  ".join(f"{k} {v:.4g}" for k, v in res.quantiles.items())

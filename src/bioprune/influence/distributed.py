@@ -24,6 +24,7 @@ class Distributed:
     rank: int = 0
     world: int = 1
     active: bool = False
+    owned: bool = False  # this module created the process group (and destroys it)
 
     @property
     def is_main(self) -> bool:
@@ -52,7 +53,7 @@ class Distributed:
             dist.barrier()
 
     def close(self) -> None:
-        if self.active:
+        if self.active and self.owned:
             import torch.distributed as dist
 
             dist.destroy_process_group()
@@ -77,9 +78,11 @@ def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
         backend = "nccl"
     else:
         backend = "gloo"
-    if not dist.is_initialized():
-        if device.type == "cuda":
-            dist.init_process_group(backend, device_id=device)
-        else:
-            dist.init_process_group(backend)
-    return Distributed(rank=rank, world=world, active=True), device
+    if dist.is_initialized():
+        # A caller (a pipeline running several stages) owns the group: use it, keep it.
+        return Distributed(rank=dist.get_rank(), world=dist.get_world_size(), active=True), device
+    if device.type == "cuda":
+        dist.init_process_group(backend, device_id=device)
+    else:
+        dist.init_process_group(backend)
+    return Distributed(rank=rank, world=world, active=True, owned=True), device

@@ -106,6 +106,7 @@ class FisherResult:
     seconds: float
     tokens: int = 0
     lambdas: dict[str, float] = field(default_factory=dict)
+    processed: int = 0  # examples summed by this run (all ranks; less than M on resume)
 
 
 @dataclass
@@ -240,6 +241,14 @@ def _prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, dist) -> No
     dist.barrier()
 
 
+def _discard_if_empty(parts_dir: Path | None) -> None:
+    """After a failed run: remove a work directory that holds nothing to resume."""
+    if parts_dir is None or not parts_dir.is_dir():
+        return
+    if all(p.name == "run.json" for p in parts_dir.iterdir()):
+        shutil.rmtree(parts_dir, ignore_errors=True)
+
+
 def _maybe_die(parts_done: int) -> None:
     limit = os.environ.get(KILL_ENV)
     if limit is not None and parts_done >= int(limit):
@@ -279,6 +288,7 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
 
         console = Console(stderr=True)
     say = console.print if dist.is_main else (lambda *a, **k: None)
+    parts_dir = None
     try:
         model, alphabet = load_masked_lm(cfg.model, device=device)
         check_model_fits_corpus(model, alphabet, corpus, cfg.model)
@@ -311,7 +321,6 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
             "max_batch_size": cfg.max_batch_size,
             "part_batches": cfg.part_batches,
             "dtype": cfg.dtype,
-            "on_nonfinite": cfg.on_nonfinite,
             "world_size": dist.world,
         }
         parts_dir = _parts_dir(out)
@@ -416,11 +425,12 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
                 _maybe_die(processed_parts)
 
         # Sum over ranks (float64), then eq. 9.
+        processed = dist.sum_int(bar.examples, device)
         for n in names:
             dist.all_reduce_sum_(totals[n])
         dist.all_reduce_sum_(fired)
         examples = dist.sum_int(examples, device)
-        tokens = dist.sum_int(tokens, device)
+        tokens = dist.sum_int(bar.tokens, device)  # this run's tokens, for the rate
         skipped = sorted(_gather_lists(dist, skipped))
         if examples == 0:
             raise ValueError("no example of the subset had finite gradients; nothing to average")
@@ -449,6 +459,7 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
             seconds=0.0,
             tokens=tokens,
             lambdas=lambdas,
+            processed=processed,
         )
         if dist.is_main:
             meta = _fisher_metadata(
@@ -488,6 +499,10 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
         result.seconds = bar.elapsed
         dist.barrier()
         return result
+    except BaseException:
+        if dist.is_main:
+            _discard_if_empty(parts_dir)
+        raise
     finally:
         dist.close()
 

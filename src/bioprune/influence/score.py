@@ -83,6 +83,7 @@ class ScoreResult:
     tokens: int
     quantiles: dict[str, float]
     names: list[str]
+    processed: int = 0  # examples scored by this run (all ranks; less than examples on resume)
 
 
 def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
@@ -101,6 +102,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
     )
     from bioprune.influence.files import atomic_path, write_masks
     from bioprune.influence.fisher import (
+        _discard_if_empty,
         _maybe_die,
         _nonfinite_message,
         _prepare_parts_dir,
@@ -126,6 +128,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
 
         console = Console(stderr=True)
     say = console.print if dist.is_main else (lambda *a, **k: None)
+    parts_dir = None
     try:
         model, alphabet = load_masked_lm(cfg.model, device=device)
         check_model_fits_corpus(model, alphabet, corpus, cfg.model)
@@ -136,7 +139,11 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
                 f"{fisher.meta.get('model_checksum')}, {cfg.model} has {model_sum}); "
                 "compute the Fisher with the model you score with"
             )
-        names = list(fisher.tensors)
+        model_names = [n for n, _ in model.named_parameters()]
+        unknown = sorted(set(fisher.tensors) - set(model_names))
+        if unknown:
+            raise ValueError(f"{cfg.fisher} holds tensors the model lacks: {unknown[:5]}")
+        names = [n for n in model_names if n in fisher.tensors]
         if cfg.params is not None:
             chosen = select_parameters(model, cfg.params).names
             absent = [n for n in chosen if n not in fisher.tensors]
@@ -187,7 +194,6 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
             "max_batch_size": cfg.max_batch_size,
             "part_batches": cfg.part_batches,
             "dtype": cfg.dtype,
-            "on_nonfinite": cfg.on_nonfinite,
         }
         parts_dir = out.with_name(out.name + ".parts")
         _prepare_parts_dir(parts_dir, run_key, cfg.resume, dist)
@@ -255,6 +261,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
                     pq.write_table(table, tmp)
                 _maybe_die(count)
         tokens = dist.sum_int(tokens, device)
+        processed = dist.sum_int(bar.examples, device)
         dist.barrier()
         quantiles: dict[str, float] = {}
         n_nonfinite = 0
@@ -310,7 +317,12 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
             tokens=tokens,
             quantiles=quantiles,
             names=names,
+            processed=processed,
         )
+    except BaseException:
+        if dist.is_main:
+            _discard_if_empty(parts_dir)
+        raise
     finally:
         dist.close()
 
