@@ -26,7 +26,7 @@ lint: env
 	$(BIN)/ruff check src tests benchmarks scripts
 
 bench: env
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)
