@@ -338,3 +338,28 @@ def test_param_specs():
     for bad in ("layers:0:9", "layers:x", "no_such_tensor", "(["):
         with pytest.raises(ValueError):
             select_parameters(model, bad)
+
+
+def test_overflowing_gradient_with_finite_loss_is_traced_to_its_example(corpus):
+    """A batch whose summed squared gradients are not finite while every loss is: the
+    engine finds the example by running the batch's examples alone."""
+    model = small_model("rotary")
+    names = select_parameters(model, "lm_head").names
+    lengths = corpus.lengths
+    victim = int(np.flatnonzero(np.bincount(lengths)[lengths] == 1)[0])  # a unique length
+
+    class Overflowing(MLMGradientRunner):
+        def forward_backward(self, batch):
+            loss = super().forward_backward(batch)
+            if bool((batch["attention_mask"].sum(1) == lengths[victim] + 2).any()):
+                self.tracker.batch_sums["lm_head.bias"].fill_(float("inf"))
+            return loss
+
+    batch = np.array([victim, *[i for i in range(6) if i != victim]][:6])
+    with PerExampleGradients(model, names, mode="fisher") as tracker:
+        runner = Overflowing(
+            model, corpus.alphabet, corpus, tracker, seed=SEED, draws=1, device=CPU
+        )
+        res = runner.run_batch(batch)
+    assert np.isfinite(res.loss).all()
+    assert res.nonfinite.tolist() == [i == victim for i in batch]

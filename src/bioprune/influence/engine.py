@@ -143,12 +143,22 @@ class MLMGradientRunner:
             tokens += int(batch["attention_mask"].sum())
             loss_sum += self.forward_backward(batch)
         loss = loss_sum / self.draws
-        nonfinite = ~torch.isfinite(loss) | self.tracker.bad
+        nonfinite = ~torch.isfinite(loss)
         score = None
         if self.tracker.mode == "score":
             score_t = self.tracker.scores / self.draws
             nonfinite |= ~torch.isfinite(score_t)
             score = score_t.cpu().numpy()
+        elif not bool(nonfinite.any()) and not self.tracker.batch_is_finite():
+            # Finite losses but an overflowing gradient: find the examples one by one
+            # (an example's gradient does not depend on its batch neighbours).
+            if b == 1:
+                nonfinite = torch.ones(1, dtype=torch.bool, device=self.device)
+            else:
+                nonfinite = torch.tensor(
+                    [not self._alone_is_finite(i) for i in indices], device=self.device
+                )
+                self.tracker.begin_batch(b)  # the batch's sums are void; the caller reruns
         return BatchResult(
             indices=indices,
             loss=loss.cpu().numpy(),
@@ -156,6 +166,9 @@ class MLMGradientRunner:
             nonfinite=nonfinite.cpu().numpy(),
             tokens=tokens,
         )
+
+    def _alone_is_finite(self, index: int) -> bool:
+        return not bool(self.run_batch(np.array([index], dtype=np.int64)).nonfinite[0])
 
     def per_example_loss(self, batch: dict) -> torch.Tensor:
         """Forward pass: ``(B,)`` mean cross-entropy over each example's selected positions.

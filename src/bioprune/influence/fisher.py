@@ -75,7 +75,7 @@ class FisherConfig:
     resume: bool = False
     overwrite: bool = False
     checkpoint_seconds: float = 300.0
-    max_chunk_elements: int = 1 << 25
+    max_chunk_elements: int | None = None  # per-example gradient chunk; None: by device
     progress: bool = True
 
     def validate(self) -> None:
@@ -393,23 +393,17 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
                 for batch in parts[j]:
                     n_batch = len(batch)
                     res = runner.run_batch(batch)
-                    if res.nonfinite.any():
+                    while res.nonfinite.any():
                         bad = batch[res.nonfinite]
                         if cfg.on_nonfinite == "stop":
                             raise ValueError(_nonfinite_message(corpus, bad, "Fisher"))
+                        # Skip: leave them out and redo the batch without them.
                         skipped.extend(int(i) for i in bad)
-                        good = batch[~res.nonfinite]
-                        if len(good):
-                            res = runner.run_batch(good)
-                            if res.nonfinite.any():
-                                raise RuntimeError(
-                                    "non-finite gradients appeared in a batch rerun without the "
-                                    f"offending examples {bad.tolist()}: results depend on batch "
-                                    "neighbours, which they must not"
-                                )
-                            tracker.commit()
-                        batch = good
-                    else:
+                        batch = batch[~res.nonfinite]
+                        if not len(batch):
+                            break
+                        res = runner.run_batch(batch)
+                    if len(batch):
                         tracker.commit()
                     examples += len(batch)
                     tokens += res.tokens if len(batch) else 0

@@ -64,8 +64,11 @@ class PerExampleGradients:
     weights : for ``"score"``, name -> ``1 / (F + lambda)`` (float32, on the
         model's device, the tensor's shape).
     max_chunk_elements : per-example gradients of a module are formed for at
-        most this many scalars at a time (batch rows are chunked), which bounds
-        the extra memory (default 2**25 = 128 MiB as float32).
+        most this many scalars at a time (batch rows are chunked, at least one
+        example per chunk), which bounds the extra memory. Default (``None``):
+        2**21 on CPU, where a chunk that stays in cache beats one large batched
+        matmul, and 2**27 on GPU, where large batches keep the device busy.
+        Chunks are written into one reused workspace (no allocation per chunk).
     compute_dtype : dtype of the per-example matmul (float32; bfloat16 under
         bf16 autocast). Squares and sums are always float32, totals float64.
 
@@ -87,7 +90,7 @@ class PerExampleGradients:
         *,
         mode: str,
         weights: dict[str, torch.Tensor] | None = None,
-        max_chunk_elements: int = 1 << 25,
+        max_chunk_elements: int | None = None,
         compute_dtype: torch.dtype = torch.float32,
     ):
         if mode not in ("score", "fisher"):
@@ -98,7 +101,11 @@ class PerExampleGradients:
         self.names = list(names)
         self.mode = mode
         self.weights = weights
+        if max_chunk_elements is None:
+            on_gpu = next(model.parameters()).device.type == "cuda"
+            max_chunk_elements = 1 << 27 if on_gpu else 1 << 21
         self.max_chunk_elements = int(max_chunk_elements)
+        self._workspace: torch.Tensor | None = None
         self.compute_dtype = compute_dtype
         self._name_of: dict[int, str] = {}
         for name in self.names:
@@ -109,7 +116,6 @@ class PerExampleGradients:
         # per-batch state
         self.leaves: list[torch.Tensor] = []
         self.scores: torch.Tensor | None = None
-        self.bad: torch.Tensor | None = None
         self.batch_sums: dict[str, torch.Tensor] = {}
         self.totals: dict[str, torch.Tensor] = {}
         self.fired: set[str] = set()
@@ -208,7 +214,6 @@ class PerExampleGradients:
         device = next(self.model.parameters()).device
         self._batch_size = batch_size
         self.scores = torch.zeros(batch_size, dtype=torch.float64, device=device)
-        self.bad = torch.zeros(batch_size, dtype=torch.bool, device=device)
         if self.mode == "fisher":
             for name in self.names:
                 buf = self.batch_sums.get(name)
@@ -232,6 +237,10 @@ class PerExampleGradients:
             self._reduce(name, self._pending.pop(name), slice(None), 0)
         self._expected.clear()
         self.leaves = []
+
+    def batch_is_finite(self) -> bool:
+        """Fisher mode: whether every sum of squared gradients of this batch is finite."""
+        return all(bool(torch.isfinite(buf).all()) for buf in self.batch_sums.values())
 
     def commit(self) -> None:
         """Fisher mode: add this batch's sums of squared gradients to the float64 totals."""
@@ -281,12 +290,25 @@ class PerExampleGradients:
         self, delta: torch.Tensor, a: torch.Tensor, numel: int
     ) -> Iterator[tuple[slice, torch.Tensor, int]]:
         dt = self.compute_dtype
-        step = max(1, self.max_chunk_elements // numel)
-        for start in range(0, delta.shape[0], step):
+        b = delta.shape[0]
+        step = min(b, max(1, self.max_chunk_elements // numel))
+        out_f, in_f = delta.shape[-1], a.shape[-1]
+        ws = self._workspace_for(step * numel, dt, delta.device)
+        for start in range(0, b, step):
             rows = slice(start, start + step)
-            # (c, out, T) @ (c, T, in): the per-example sum over positions, G_b.
-            g = torch.bmm(delta[rows].to(dt).transpose(1, 2), a[rows].to(dt))
+            c = min(step, b - start)
+            g = ws[: c * numel].view(c, out_f, in_f)
+            # (c, out, T) @ (c, T, in): the per-example sums over positions, G_b.
+            torch.bmm(delta[rows].to(dt).transpose(1, 2), a[rows].to(dt), out=g)
             yield rows, g.float(), 0
+
+    def _workspace_for(self, numel: int, dtype: torch.dtype, device) -> torch.Tensor:
+        """A flat buffer of at least ``numel`` elements, reused across chunks and modules."""
+        ws = self._workspace
+        if ws is None or ws.numel() < numel or ws.dtype != dtype or ws.device != device:
+            ws = torch.empty(numel, dtype=dtype, device=device)
+            self._workspace = ws
+        return ws
 
     def _make_embedding_hook(self, module: nn.Embedding, own: dict[str, str], region: str):
         w_name = own["weight"]
@@ -400,10 +422,6 @@ class PerExampleGradients:
             w = self.weights[name][lo:hi]  # whole tensor unless embedding rows
             self.scores[rows] += (g2 @ w.reshape(-1)).to(torch.float64)
             return
-        per_example = g2.sum(1)
-        bad = ~torch.isfinite(per_example)
-        if bool(bad.any()):
-            self.bad[rows] |= bad
-            g2 = g2.masked_fill(bad.unsqueeze(1), 0.0)
+        # Non-finite values are caught per batch (batch_is_finite), not per element here.
         target = self.batch_sums[name][lo:hi]
-        target.add_(g2.sum(0).reshape(target.shape))
+        target.add_((g2[0] if c == 1 else g2.sum(0)).reshape(target.shape))

@@ -60,7 +60,7 @@ class ScoreConfig:
     save_masks: Path | None = None
     resume: bool = False
     overwrite: bool = False
-    max_chunk_elements: int = 1 << 25
+    max_chunk_elements: int | None = None  # per-example gradient chunk; None: by device
     progress: bool = True
 
     def validate(self) -> None:
