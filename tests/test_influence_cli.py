@@ -340,3 +340,27 @@ def test_help_lists_the_options():
         result = invoke([command, "--help"])
         assert result.exit_code == 0
         assert "--resume" in result.output and "--save-masks" in result.output
+
+
+def test_bfloat16_autocast_stays_close_to_float32(
+    tmp_path, model_dir, tiny_corpus, fisher_file, scores_file
+):
+    out = tmp_path / "S.parquet"
+    args = ["score", "--model", str(model_dir), "--corpus", str(tiny_corpus.path)]
+    ok([*args, "--fisher", str(fisher_file), "--out", str(out), "--dtype", "bfloat16", *COMMON])
+    bf16 = pq.read_table(out).column("score").to_numpy()
+    f32 = pq.read_table(scores_file).column("score").to_numpy()
+    assert np.corrcoef(bf16, f32)[0, 1] > 0.999
+    assert np.median(np.abs(bf16 / f32 - 1)) < 0.05
+
+
+def test_large_subsets_go_to_a_sidecar(tmp_path):
+    from bioprune.influence.fisher import INLINE_SUBSET_MAX, FisherConfig, _fisher_metadata
+
+    subset = np.arange(INLINE_SUBSET_MAX + 1, dtype=np.int64) * 2
+    out = tmp_path / "F.safetensors"
+    cfg = FisherConfig(model=tmp_path, corpus=tmp_path, out=out, subset_size="1")
+    meta = _fisher_metadata(cfg, out, subset, 5, "all", [], {}, {}, [], "m", "c", 0)
+    info = json.loads(meta["subset"])
+    assert info == {"file": "F.subset.npy", "count": len(subset)}
+    assert np.array_equal(np.load(tmp_path / info["file"]), subset)
