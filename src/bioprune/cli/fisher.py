@@ -75,7 +75,7 @@ def fisher(
 ) -> None:
     """Diagonal empirical Fisher of the MLM loss over a seeded subset (method.md eq. 9).
 
-    Runs under torchrun too: `torchrun --nproc-per-node N bioprune fisher ...`.
+    Several processes: `torchrun --standalone --nproc-per-node N --no-python bioprune fisher ...`.
     """
     from bioprune.influence.fisher import FisherConfig, compute_fisher
 

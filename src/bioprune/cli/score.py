@@ -52,7 +52,7 @@ def score(
 ) -> None:
     """Self-influence I(z) of every example (method.md eq. 11); larger = more influential.
 
-    Runs under torchrun too: `torchrun --nproc-per-node N bioprune score ...`.
+    Several processes: `torchrun --standalone --nproc-per-node N --no-python bioprune score ...`.
     """
     from bioprune.influence.score import ScoreConfig, compute_scores
 
