@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# torchrun tests: a stuck rendezvous or collective fails after 2 minutes, not hangs
+# (child processes inherit it; see bioprune.influence.distributed.process_group_timeout).
+os.environ.setdefault("BIOPRUNE_DIST_TIMEOUT_S", "120")
 
 
 def random_sequences(

@@ -224,7 +224,8 @@ TWO_STAGES = """
 import sys
 import torch.distributed as dist
 from bioprune.cli.main import app
-dist.init_process_group("gloo")
+from bioprune.influence.distributed import process_group_timeout
+dist.init_process_group("gloo", timeout=process_group_timeout())
 args = sys.argv[1:]
 cut = args.index("--then")
 app(args[:cut], standalone_mode=False)
@@ -364,3 +365,35 @@ def test_large_subsets_go_to_a_sidecar(tmp_path):
     info = json.loads(meta["subset"])
     assert info == {"file": "F.subset.npy", "count": len(subset)}
     assert np.array_equal(np.load(tmp_path / info["file"]), subset)
+
+
+STUCK_RENDEZVOUS = """
+import torch
+from bioprune.influence.distributed import init_distributed
+init_distributed(torch.device("cpu"))
+"""
+
+
+def test_stuck_rendezvous_fails_instead_of_hanging(tmp_path, monkeypatch):
+    import socket
+
+    from bioprune.influence.distributed import process_group_timeout
+
+    monkeypatch.setenv("BIOPRUNE_DIST_TIMEOUT_S", "0")
+    with pytest.raises(ValueError, match="BIOPRUNE_DIST_TIMEOUT_S"):
+        process_group_timeout()
+    monkeypatch.delenv("BIOPRUNE_DIST_TIMEOUT_S")
+    assert process_group_timeout().total_seconds() == 30 * 60
+    # Rank 0 of a world of 2 whose rank 1 never comes: an error within the timeout.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_RENDEZVOUS)
+    env = _env(BIOPRUNE_DIST_TIMEOUT_S="2", WORLD_SIZE="2", RANK="0", LOCAL_RANK="0")
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    run = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode != 0
+    assert "Timed out" in run.stderr or "timeout" in run.stderr.lower(), run.stderr[-2000:]

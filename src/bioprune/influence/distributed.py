@@ -5,16 +5,46 @@
 GPU. Work is split by *parts* (groups of consecutive length-sorted batches):
 part ``j`` belongs to rank ``j % world``, so the split depends on nothing but
 the plan and the world size.
+
+Every process group is created with a finite timeout
+(:func:`process_group_timeout`: ``BIOPRUNE_DIST_TIMEOUT_S`` seconds, default
+30 minutes), so a rank that never arrives at the rendezvous or at a collective
+makes the others fail with an error instead of hanging forever.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Distributed", "init_distributed"]
+__all__ = ["DIST_TIMEOUT_ENV", "Distributed", "init_distributed", "process_group_timeout"]
+
+#: Environment variable: seconds a process group waits for a rendezvous or collective.
+DIST_TIMEOUT_ENV = "BIOPRUNE_DIST_TIMEOUT_S"
+#: Default of :data:`DIST_TIMEOUT_ENV`: long enough for a slow rank's batch on a real run.
+DEFAULT_DIST_TIMEOUT_S = 30 * 60
+
+
+def process_group_timeout() -> datetime.timedelta:
+    """The ``timeout=`` of ``init_process_group``: ``$BIOPRUNE_DIST_TIMEOUT_S`` seconds.
+
+    Raises
+    ------
+    ValueError : the variable is set but is not a positive number of seconds.
+    """
+    text = os.environ.get(DIST_TIMEOUT_ENV, "").strip()
+    if not text:
+        return datetime.timedelta(seconds=DEFAULT_DIST_TIMEOUT_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{DIST_TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
+    return datetime.timedelta(seconds=seconds)
 
 
 @dataclass
@@ -81,8 +111,9 @@ def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
     if dist.is_initialized():
         # A caller (a pipeline running several stages) owns the group: use it, keep it.
         return Distributed(rank=dist.get_rank(), world=dist.get_world_size(), active=True), device
+    timeout = process_group_timeout()
     if device.type == "cuda":
-        dist.init_process_group(backend, device_id=device)
+        dist.init_process_group(backend, device_id=device, timeout=timeout)
     else:
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=timeout)
     return Distributed(rank=rank, world=world, active=True, owned=True), device

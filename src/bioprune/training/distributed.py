@@ -66,7 +66,13 @@ def setup_distributed(device: str = "auto") -> DistEnv:
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        # A finite timeout ($BIOPRUNE_DIST_TIMEOUT_S, default 30 min): a stuck
+        # rendezvous or collective fails with an error instead of hanging.
+        from bioprune.influence.distributed import process_group_timeout
+
+        dist.init_process_group(
+            "nccl" if dev.type == "cuda" else "gloo", timeout=process_group_timeout()
+        )
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
