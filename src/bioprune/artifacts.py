@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "atomic_dir",
+    "atomic_path",
     "atomic_write_text",
     "file_checksum",
     "model_checksum",
@@ -98,15 +99,47 @@ def model_checksum(model_dir: str | Path) -> str:
     return f"blake2b:{h.hexdigest()}"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file so that readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp creates 0600; give the file the permissions a plain open() would.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it into place.
+
+    For writers that need a file name (``savefig``, ``torch.save``, Parquet):
+    readers, and a resumed run, never see a partial file; a killed writer leaves
+    only a hidden ``.NAME.*.tmp`` file. ``suffix`` keeps an extension that a
+    writer infers its format from (``".png"``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -157,6 +190,8 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     path = check_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    # mkdtemp creates 0700; the finished directory gets what a plain mkdir would.
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if path.exists():

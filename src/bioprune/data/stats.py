@@ -13,12 +13,11 @@ Examples
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from bioprune.artifacts import atomic_path
 from bioprune.data.corpus import Corpus
 
 __all__ = ["QUANTILES", "composition_counts", "corpus_stats", "plot_stats"]
@@ -144,15 +143,9 @@ def plot_stats(corpus: Corpus, stats: dict, path: str | Path, bins: int = 60) ->
     fig.suptitle(f"{Path(stats['path']).name} ({stats['alphabet']})")
     fig.tight_layout()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
     return path

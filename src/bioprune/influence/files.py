@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from bioprune.artifacts import atomic_path
 from bioprune.data.alphabet import Alphabet
 from bioprune.data.masking import mask_draw
 
 __all__ = ["atomic_path", "parquet_metadata", "write_masks"]
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success move it into place.
-
-    Readers (and a resumed run) never see a partial file: a killed writer
-    leaves only a hidden ``.NAME.*.tmp`` file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def parquet_metadata(meta: dict) -> dict[bytes, bytes]:

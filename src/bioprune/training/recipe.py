@@ -517,13 +517,8 @@ class MaskedLMRecipe:
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             }
-            final = self.ckpt_dir / CHECKPOINT_FILE
-            tmp = self.ckpt_dir / f".{CHECKPOINT_FILE}.tmp-{os.getpid()}"
-            with open(tmp, "wb") as fh:
-                torch.save(payload, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            with artifacts.atomic_path(self.ckpt_dir / CHECKPOINT_FILE) as tmp:
+                torch.save(payload, tmp)
         barrier(self.env)
 
     def load_checkpoint(self, path: Path) -> None:
