@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bioprune import artifacts
+from bioprune.data.subsets import random_subset
 
 __all__ = [
     "FISHER_FORMAT",
@@ -167,8 +168,7 @@ def resolve_subset(
         m = parse_budget(str(subset_size), n, "--subset-size")
         if m > n:
             raise ValueError(f"--subset-size {subset_size} exceeds the corpus size {n}")
-        rng = np.random.default_rng(seed)
-        idx = rng.choice(n, size=m, replace=False).astype(np.int64)
+        idx = random_subset(n, m, seed)
     if len(idx) == 0:
         raise ValueError("the Fisher subset is empty; give a positive --subset-size")
     return np.sort(idx)

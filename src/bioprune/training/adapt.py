@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bioprune import artifacts
+from bioprune.data.subsets import random_subset
 from bioprune.training.recipe import TrainingConfig
 
 __all__ = ["AdaptConfig", "adapt", "adaptation_defaults", "random_subset"]
@@ -60,21 +61,6 @@ class AdaptConfig:
             raise ValueError(f"subset size must be >= 1 (got {self.subset_size})")
         if self.training.epochs != 1:
             raise ValueError("adaptation is exactly one epoch over the subset (paper A.5)")
-
-
-def random_subset(n: int, size: int, seed: int) -> np.ndarray:
-    """``size`` of ``n`` corpus indices, uniformly without replacement, sorted.
-
-    Drawn as ``numpy.random.default_rng(seed).choice(n, size, replace=False)``,
-    the same rule as ``bioprune fisher --subset-size`` (influence/fisher.py), so
-    that adapting and then computing the Fisher with the same size and seed use
-    the same ``D_sub`` even without ``--subset-from`` (the paper uses one subset
-    for both).
-    """
-    if not 1 <= size <= n:
-        raise ValueError(f"subset size {size} must lie between 1 and the corpus size {n}")
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
 
 
 def adapt(config: AdaptConfig) -> dict[str, Any]:
