@@ -163,7 +163,9 @@ def init_model(
     """
     import torch
     from transformers import EsmForMaskedLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the command prints its own one-line summary
     p = get_preset(preset)
     a = get_alphabet(alphabet)
     config = build_config(p, a, dropout=dropout)
