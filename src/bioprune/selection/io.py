@@ -10,11 +10,18 @@ score    float64  self-influence I (larger = more influential); NaN
                   where the influence engine met a non-finite value
 loss     float    the example's masked-LM loss
 ======== ======== ===================================================
+
+Cost model (23M rows): every string column is decoded by Arrow's C++ Parquet
+reader straight into Arrow buffers, never into Python objects; ids are
+compared with Arrow's C++ ``equals`` and only the chosen rows are ``take``-n.
+Columns are streamed in batches of :data:`BATCH_ROWS` rows wherever the whole
+column need not be held, so memory stays at the float64 scores plus one id
+column.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +32,12 @@ __all__ = [
     "SCORE_COLUMNS",
     "ScoreTable",
     "arrow_text_bytes",
+    "check_ids_match_corpus",
     "check_scores_match_corpus",
+    "check_scores_name_corpus",
     "gather_tokens",
     "read_scores",
+    "take_rows",
     "take_sorted",
     "write_coreset_fasta",
     "write_ids",
@@ -37,6 +47,8 @@ SCORE_COLUMNS = ("index", "id", "length", "score", "loss")
 
 #: Rows handled per step when streaming ids (bounded memory).
 CHUNK_ROWS = 1 << 20
+#: Rows decoded per step when a Parquet column is streamed (~8 MB of float64).
+BATCH_ROWS = 1 << 20
 #: Examples per step when writing FASTA from the token store.
 FASTA_CHUNK = 1 << 14
 
@@ -64,6 +76,51 @@ def arrow_text_bytes(arr) -> memoryview:
     return memoryview(data_buf)[int(offsets[0]) : int(offsets[-1])]
 
 
+def _parquet_file(path: Path):
+    """``pyarrow.parquet.ParquetFile`` over a memory map (no read-into-buffer copy)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, memory_map=True)
+
+
+def _no_nulls(batch, path: Path, start: int):
+    """A record batch's one column (first row: file row ``start``); nulls are an error."""
+    values = batch.column(0)
+    if values.null_count:
+        first = start + int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(
+            f"{path}: row {first} has no {batch.schema.names[0]} "
+            f"({values.null_count} missing in its batch)"
+        )
+    return values
+
+
+def take_rows(path: str | Path, column: str, rows: np.ndarray):
+    """``column[rows]`` of a Parquet file, for sorted int64 file ``rows``, streamed.
+
+    The column is decoded :data:`BATCH_ROWS` rows at a time and only the wanted
+    rows of each batch are kept (Arrow ``take``), so memory is one batch plus
+    the result; missing values anywhere in the column are an error.
+    """
+    import pyarrow as pa
+
+    path = Path(path)
+    rows = np.asarray(rows, dtype=np.int64)
+    pf = _parquet_file(path)
+    parts, start = [], 0
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[column], use_threads=False):
+        values = _no_nulls(batch, path, start)
+        lo, hi = np.searchsorted(rows, [start, start + len(values)])
+        if hi > lo:
+            parts.append(values.take(pa.array(rows[lo:hi] - start)))
+        start += len(values)
+    if len(rows) and (rows[0] < 0 or rows[-1] >= start):
+        raise IndexError(f"{path}: rows {rows[0]}..{rows[-1]} outside 0..{start - 1}")
+    if not parts:
+        return pa.array([], type=pf.schema_arrow.field(column).type)
+    return pa.concat_arrays(parts)
+
+
 @dataclass
 class ScoreTable:
     """A score file read into memory, rows ordered by corpus index.
@@ -72,27 +129,73 @@ class ScoreTable:
     ----------
     scores
         float64, shape ``(n,)``; ``scores[i]`` is example ``i``'s influence (NaN: unscored).
+    order
+        int64, shape ``(n,)``: the file row of corpus index ``i``, or ``None``
+        when the file is already in index order (the usual case).
     ids
-        Arrow string (chunked) array, shape ``(n,)``; ``ids[i]`` is example ``i``'s id.
+        Arrow string (chunked) array, shape ``(n,)``; ``ids[i]`` is example
+        ``i``'s id. Decoded on first use (~20 bytes per example), so a caller
+        that needs only the chosen ids calls :meth:`take_ids` instead.
     """
 
     path: Path
     scores: np.ndarray
-    ids: object
     checksum: str
     metadata: dict
+    order: np.ndarray | None = None
+    _ids: object = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @property
+    def ids(self):
+        if self._ids is None:
+            import pyarrow as pa
+
+            # Batches, not ParquetFile.read: the one-shot read grows its buffers by
+            # reallocation, which costs more kernel time than the decoding itself.
+            pf = _parquet_file(self.path)
+            batches = pf.iter_batches(batch_size=BATCH_ROWS, columns=["id"], use_threads=False)
+            chunks, start = [], 0
+            for batch in batches:  # a loop over batches of ~1M rows
+                chunks.append(_no_nulls(batch, self.path, start))
+                start += len(chunks[-1])
+            ids = pa.chunked_array(chunks, type=pf.schema_arrow.field("id").type)
+            if self.order is not None:
+                ids = ids.take(pa.array(self.order))
+            self._ids = ids
+        return self._ids
+
+    def take_ids(self, indices: np.ndarray):
+        """Ids of the sorted corpus ``indices`` (Arrow string array).
+
+        From the decoded column when :attr:`ids` was used already, else
+        streamed from the file (only the wanted rows are kept).
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if self._ids is not None:
+            return take_sorted(self._ids, indices)
+        if self.order is None:
+            return take_rows(self.path, "id", indices)
+        rows = self.order[indices]
+        by_row = np.argsort(rows, kind="stable")
+        ids = take_rows(self.path, "id", rows[by_row])
+        import pyarrow as pa
+
+        return ids.take(pa.array(np.argsort(by_row, kind="stable")))
 
 
 def read_scores(path: str | Path) -> ScoreTable:
     """Read and validate a score file (schema, indices 0..n-1 each once).
 
-    Only ``index``, ``id`` and ``score`` are loaded (~30 bytes per example);
-    rows are reordered by ``index`` when the file is not already in order.
+    Only ``index`` and ``score`` are decoded here, batch by batch into one
+    preallocated float64 array (8 bytes per example); the ``id`` column is
+    decoded only when used (:attr:`ScoreTable.ids`, :meth:`ScoreTable.take_ids`).
+    Scores are reordered by ``index`` when the file is not already in order.
     """
     import json
+    from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -104,9 +207,10 @@ def read_scores(path: str | Path) -> ScoreTable:
             f"score file {path} does not exist; write one with `bioprune score`"
         )
     try:
-        schema = pq.read_schema(path)
+        pf = _parquet_file(path)
     except pa.ArrowInvalid as exc:
         raise ValueError(f"{path} is not a Parquet score file: {exc}") from None
+    schema = pf.schema_arrow
     missing = [c for c in SCORE_COLUMNS if c not in schema.names]
     if missing:
         raise ValueError(
@@ -126,29 +230,35 @@ def read_scores(path: str | Path) -> ScoreTable:
                 f"score file {path}: column {col!r} has type {schema.field(col).type}, "
                 f"expected {expected}"
             )
-    from concurrent.futures import ThreadPoolExecutor
-
+    n = pf.metadata.num_rows
     # The checksum streams the file in a thread (hashlib releases the GIL)
-    # while the columns are decoded; each column is converted and its Arrow
-    # buffers dropped before the next is read, to keep the peak low.
+    # while the columns are decoded.
     with ThreadPoolExecutor(max_workers=1) as pool:
         checksum = pool.submit(artifacts.file_checksum, path)
-        column = pq.read_table(path, columns=["index"], use_threads=False).column("index")
-        if column.null_count:
-            raise ValueError(f"score file {path}: {column.null_count} row(s) have no index")
-        n = len(column)
-        # Usual case: rows already in index order; checked chunk by chunk without
-        # materialising the whole column.
-        ordered, start = True, 0
-        for chunk in column.chunks:  # a loop over Parquet row groups
-            values = chunk.to_numpy()
-            if not np.array_equal(values, np.arange(start, start + len(values))):
-                ordered = False
-                break
-            start += len(values)
+        scores = np.empty(n, dtype=np.float64)
+        index = None  # the whole index column, kept only once a row is out of order
+        start = 0
+        batches = pf.iter_batches(
+            batch_size=BATCH_ROWS, columns=["index", "score"], use_threads=False
+        )
+        for batch in batches:  # a loop over batches of ~1M rows, not examples
+            column = batch.column("index")
+            if column.null_count:
+                raise ValueError(f"score file {path}: {column.null_count} row(s) have no index")
+            k = len(column)
+            values = column.to_numpy()
+            if index is None and not np.array_equal(values, np.arange(start, start + k)):
+                index = np.empty(n, dtype=np.int64)
+                index[:start] = np.arange(start)
+            if index is not None:
+                index[start : start + k] = values
+            column = batch.column("score")
+            if column.null_count:
+                column = pc.fill_null(column, float("nan"))
+            scores[start : start + k] = column.to_numpy()
+            start += k
         order = None  # None: keep the file's row order
-        if not ordered:
-            index = np.asarray(column.to_numpy(), dtype=np.int64)
+        if index is not None:
             order = np.argsort(index, kind="stable")
             if not np.array_equal(index[order], np.arange(n, dtype=np.int64)):
                 raise ValueError(
@@ -157,21 +267,9 @@ def read_scores(path: str | Path) -> ScoreTable:
                     f"{n - len(np.unique(index))} duplicate(s))"
                 )
             del index
-        del column
-        column = pq.read_table(path, columns=["score"], use_threads=False).column("score")
-        if column.null_count:
-            column = pc.fill_null(column, float("nan"))
-        scores = np.asarray(column.to_numpy(), dtype=np.float64)
-        del column
-        if order is not None:
             scores = scores[order]
-        ids = pq.read_table(path, columns=["id"], use_threads=False).column("id")
-        if ids.null_count:
-            raise ValueError(f"score file {path}: {ids.null_count} row(s) have no id")
-        if order is not None:
-            ids = ids.take(pa.array(order))
         digest = checksum.result()
-    # Arrow's allocator keeps freed buffers for reuse; hand the converted columns back.
+    # Arrow's allocator keeps freed buffers for reuse; hand the decoded batches back.
     pa.default_memory_pool().release_unused()
     meta = pq.read_metadata(path).metadata or {}
     decoded = {}
@@ -184,22 +282,16 @@ def read_scores(path: str | Path) -> ScoreTable:
             decoded[key] = json.loads(text)
         except ValueError:
             decoded[key] = text
-    return ScoreTable(path, scores, ids, digest, decoded)
+    return ScoreTable(path, scores, digest, decoded, order)
 
 
-def check_scores_match_corpus(table: ScoreTable, corpus) -> None:
-    """The score file must describe this corpus: same n and, for every index, the same id.
+def check_scores_name_corpus(table: ScoreTable, corpus) -> None:
+    """The cheap half of :func:`check_scores_match_corpus`: recorded checksum and n.
 
     When the file's metadata records ``corpus_checksum`` (``bioprune score``
-    writes it), it must equal the corpus's too.
-
-    The corpus ids are streamed one Parquet row group at a time and compared
-    with Arrow kernels, so memory stays at one row group beyond the scores.
+    writes it), it must equal the corpus's; the row count must equal the
+    corpus's size.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     recorded = table.metadata.get("corpus_checksum")
     if isinstance(recorded, str) and recorded != corpus.checksum:
         raise ValueError(
@@ -213,25 +305,54 @@ def check_scores_match_corpus(table: ScoreTable, corpus) -> None:
             f"score file {table.path} has {len(table):,} rows but corpus {corpus.path} has "
             f"{n:,} sequences; score this corpus with `bioprune score`"
         )
-    pf = pq.ParquetFile(corpus.sequences_path)
+
+
+def check_ids_match_corpus(table: ScoreTable, corpus) -> None:
+    """For every index, the score file's id equals the corpus's (Arrow C++ ``equals``).
+
+    The corpus ids are streamed :data:`BATCH_ROWS` at a time and each batch is
+    compared with the same slice of :attr:`ScoreTable.ids` in C++ (a memcmp of
+    offsets and bytes), so no id becomes a Python object; only on a mismatch
+    is the first differing index located.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ours = table.ids
+    pf = _parquet_file(corpus.sequences_path)
     start = 0
-    for g in range(pf.num_row_groups):
-        corpus_ids = pf.read_row_group(g, columns=["id"], use_threads=False).column("id")
-        corpus_ids = corpus_ids.combine_chunks()
-        stop = start + len(corpus_ids)
-        ours = table.ids.slice(start, len(corpus_ids))
-        if not pa.types.is_string(ours.type):
-            ours = ours.cast(pa.string())
-        same = pc.equal(ours, corpus_ids.cast(pa.string()))
-        same = np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
-        if not same.all():
-            i = int(np.flatnonzero(~same)[0])
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=["id"], use_threads=False):
+        theirs = batch.column(0)
+        if theirs.type != ours.type:
+            theirs = theirs.cast(ours.type)
+        mine = ours.slice(start, len(theirs))
+        theirs = pa.chunked_array([theirs])
+        if len(mine) != len(theirs) or not mine.equals(theirs):
+            k = min(len(mine), len(theirs))
+            same = pc.fill_null(pc.equal(mine.slice(0, k), theirs.slice(0, k)), False)
+            i = int(np.flatnonzero(~same.to_numpy())[0]) if k and not pc.all(same).as_py() else k
+            yours = mine[i].as_py() if i < len(mine) else None
+            there = theirs[i].as_py() if i < len(theirs) else None
             raise ValueError(
                 f"score file {table.path} does not match corpus {corpus.path}: index "
-                f"{start + i} has id {ours[i].as_py()!r} in the scores but "
-                f"{corpus_ids[i].as_py()!r} in the corpus"
+                f"{start + i} has id {yours!r} in the scores but {there!r} in the corpus"
             )
-        start = stop
+        start += len(theirs)
+    if start != len(ours):
+        raise ValueError(
+            f"score file {table.path} has {len(ours):,} ids but corpus {corpus.path} has "
+            f"{start:,}; score this corpus with `bioprune score`"
+        )
+
+
+def check_scores_match_corpus(table: ScoreTable, corpus) -> None:
+    """The score file must describe this corpus: same n and, for every index, the same id.
+
+    :func:`check_scores_name_corpus` (recorded corpus checksum, row count)
+    then :func:`check_ids_match_corpus` (every id, in C++).
+    """
+    check_scores_name_corpus(table, corpus)
+    check_ids_match_corpus(table, corpus)
 
 
 def take_sorted(values, indices: np.ndarray):

@@ -16,6 +16,7 @@ Output directory (written atomically)::
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +34,31 @@ def _score_based(strategy, table, budget: int) -> tuple[Selection, int, np.ndarr
 
     Returns the selection (corpus indices), how many NaN/inf scores were
     excluded, and the chosen examples' scores. When scores are excluded the
-    full array is dropped from ``table`` while the strategy runs on the
-    compressed copy, so the peak memory does not grow by a copy.
+    strategy runs on the compressed finite scores and its positions are mapped
+    back through the (few) excluded positions with one ``searchsorted``, so no
+    n-sized index array is built; the full array is dropped from ``table``
+    meanwhile, so the peak memory does not grow by a copy.
     """
     scores = table.scores
     finite = np.isfinite(scores)
     excluded = int(len(scores) - np.count_nonzero(finite))
     if not excluded:
+        del finite
         sel = strategy.select(scores, budget)
         return sel, 0, scores[sel.indices]
-    pool = np.flatnonzero(finite)
+    gaps = np.flatnonzero(~finite)
+    pooled = scores[finite]
     del finite
-    pooled = scores[pool]
     table.scores = scores = None
     try:
         sel = strategy.select(pooled, budget)
     except ValueError as exc:
         raise ValueError(f"{exc} ({excluded:,} example(s) with NaN scores were excluded)") from None
     chosen_scores = pooled[sel.indices]
-    sel.indices = pool[sel.indices]
+    # Position p of the compressed array is corpus index p + (number of excluded
+    # indices before it); the j-th excluded index lands before compressed
+    # position gaps[j] - j, hence the searchsorted over those.
+    sel.indices = sel.indices + np.searchsorted(gaps - np.arange(excluded), sel.indices, "right")
     return sel, excluded, chosen_scores
 
 
@@ -91,9 +98,10 @@ def select_coreset(
     from bioprune.cli.common import parse_budget
     from bioprune.data.corpus import Corpus
     from bioprune.selection.io import (
-        check_scores_match_corpus,
+        check_ids_match_corpus,
+        check_scores_name_corpus,
         read_scores,
-        take_sorted,
+        take_rows,
         write_coreset_fasta,
         write_ids,
     )
@@ -110,20 +118,34 @@ def select_coreset(
     corpus = Corpus(corpus_path) if corpus_path is not None else None
     table = read_scores(scores_path) if scores_path is not None else None
     if table is not None and corpus is not None:
-        check_scores_match_corpus(table, corpus)
+        check_scores_name_corpus(table, corpus)
     n = len(corpus) if corpus is not None else len(table)
     count = parse_budget(str(budget), n)
 
     excluded = 0
-    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
-        if method == "cluster":
-            work = tmp / ".cluster-work"
-            sel = strategy.select(corpus, count, work)
-            shutil.rmtree(work, ignore_errors=True)
-        elif strategy.uses_scores:
-            sel, excluded, chosen_scores = _score_based(strategy, table, count)
-        else:
-            sel = strategy.select(n, count)
+    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp, ThreadPoolExecutor(1) as pool:
+        # Every id is checked against the corpus in a thread (Arrow decodes and
+        # compares in C++ without the GIL) while the strategy runs here.
+        id_check = (
+            pool.submit(check_ids_match_corpus, table, corpus)
+            if table is not None and corpus is not None
+            else None
+        )
+        try:
+            if method == "cluster":
+                work = tmp / ".cluster-work"
+                sel = strategy.select(corpus, count, work)
+                shutil.rmtree(work, ignore_errors=True)
+            elif strategy.uses_scores:
+                sel, excluded, chosen_scores = _score_based(strategy, table, count)
+            else:
+                sel = strategy.select(n, count)
+        except Exception:
+            if id_check is not None:
+                id_check.result()  # a score file of another corpus is the error to report
+            raise
+        if id_check is not None:
+            id_check.result()
 
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -131,11 +153,11 @@ def select_coreset(
         idx = sel.indices
         take = pa.array(idx, type=pa.int64())
         if table is not None:
-            ids = take_sorted(table.ids, idx)
+            ids = table.take_ids(idx)  # the decoded column when checked, else streamed
             if not strategy.uses_scores:
                 chosen_scores = table.scores[idx]
         else:
-            ids = take_sorted(corpus.read_columns(["id"]).column("id"), idx)
+            ids = take_rows(corpus.sequences_path, "id", idx)
             chosen_scores = np.full(len(idx), np.nan)
         columns = {
             "index": take,
