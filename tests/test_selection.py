@@ -21,7 +21,7 @@ from bioprune.selection import (
     TopK,
     make_strategy,
 )
-from bioprune.selection.cci import hard_cutoff_count
+from bioprune.selection.cci import bin_scores, hard_cutoff_count, strata_edges
 from bioprune.selection.cluster import round_robin_order
 from tests.conftest import random_sequences
 
@@ -156,6 +156,39 @@ def test_cci_binning_in_chunks_changes_nothing(monkeypatch):
     assert whole.details == chunked.details
     ref, _, _ = reference_cci(list(scores), 150, 0.05, 13, 2)
     assert chunked.indices.tolist() == ref
+
+
+@st.composite
+def binning_cases(draw):
+    # ranges from sub-normal-close to huge, values on and around the edges
+    lo = draw(st.floats(-1e300, 1e300, allow_nan=False, allow_infinity=False))
+    width = draw(st.sampled_from([0.0, 5e-324, 1e-300, 1e-12, 1.0, 3.0, 1e290]))
+    hi = lo + width
+    strata = draw(st.integers(1, 60))
+    edges = strata_edges(lo, hi, strata)
+    on_edges = draw(st.lists(st.sampled_from(edges.tolist()), max_size=20))
+    near = [float(np.nextafter(e, d)) for e in on_edges for d in (-np.inf, np.inf)]
+    inside = draw(st.lists(st.floats(lo, hi) if hi > lo else st.just(lo), max_size=40))
+    above = draw(st.lists(st.floats(hi, 1e308), max_size=5))  # dropped-hardest scores
+    values = [v for v in on_edges + near + inside + above if lo <= v]
+    return np.array(values, dtype=np.float64), edges
+
+
+@settings(max_examples=300, deadline=None)
+@given(binning_cases(), st.sampled_from([1, 3, 1 << 16]))
+def test_bin_scores_equals_searchsorted(case, chunk):
+    import bioprune.selection.cci as cci_module
+
+    scores, edges = case
+    strata = len(edges) - 1
+    old, cci_module._BIN_CHUNK = cci_module._BIN_CHUNK, chunk
+    try:
+        bins, counts = bin_scores(scores, edges)
+    finally:
+        cci_module._BIN_CHUNK = old
+    expect = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, strata - 1)
+    assert bins.tolist() == expect.tolist()
+    assert counts.tolist() == np.bincount(expect, minlength=strata).tolist()
 
 
 def test_hard_cutoff_count_reads_beta_as_typed():

@@ -30,12 +30,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from bioprune.selection.base import Selection, check_budget, check_scores, extreme_k
+from bioprune.selection.base import Selection, check_budget, check_scores
 
-__all__ = ["CoverageCentric", "hard_cutoff_count", "strata_edges"]
+__all__ = ["CoverageCentric", "bin_scores", "hard_cutoff_count", "strata_edges"]
 
 _MAX_STRATA = 65_534  # bin labels are uint16, with one value kept for the dropped hardest
-_BIN_CHUNK = 1 << 22
+_BIN_CHUNK = 1 << 16  # scores binned per step: 512 KiB of float64 stays in cache
 
 
 def hard_cutoff_count(n: int, beta: float) -> int:
@@ -56,6 +56,60 @@ def strata_edges(lo: float, hi: float, strata: int) -> np.ndarray:
     edges = lo + (hi - lo) * (np.arange(strata + 1, dtype=np.float64) / strata)
     edges[0], edges[-1] = lo, hi
     return edges
+
+
+def bin_scores(scores: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bin labels and per-bin counts of ``scores`` for non-decreasing ``edges`` (``strata + 1``).
+
+    ``bins[i]`` is the last ``k`` with ``edges[k] <= scores[i]``, clipped to
+    ``0..strata - 1`` -- exactly ``np.searchsorted(edges, s, "right") - 1``
+    clipped, so bin ``b`` holds ``[e_b, e_{b+1})`` and the maximum lands in the
+    last bin. Instead of a binary search per score, the bin is first guessed
+    arithmetically, ``floor((s - e_0) * strata / (e_S - e_0))``, then moved
+    until ``lower[b] <= s < upper[b]`` holds, where ``lower``/``upper`` are the
+    edges with the outer ones opened to -inf/+inf (a guess is off by at most
+    one bin except where rounding makes edges coincide; the loop handles any
+    distance). Done in cache-sized chunks of :data:`_BIN_CHUNK`.
+
+    Returns
+    -------
+    bins
+        uint16, shape ``(n,)``.
+    counts
+        int64, shape ``(strata,)``: ``np.bincount(bins, minlength=strata)``.
+    """
+    strata = len(edges) - 1
+    n = len(scores)
+    bins = np.empty(n, dtype=np.uint16)
+    counts = np.zeros(strata, dtype=np.int64)
+    lo, hi = float(edges[0]), float(edges[-1])
+    scale = strata / (hi - lo) if hi > lo else math.inf
+    if not math.isfinite(scale):  # one value (or a sub-normal range): binary search per score
+        for s in range(0, n, _BIN_CHUNK):  # a loop over chunks, not examples
+            chunk = np.searchsorted(edges, scores[s : s + _BIN_CHUNK], side="right") - 1
+            np.clip(chunk, 0, strata - 1, out=chunk)
+            bins[s : s + _BIN_CHUNK] = chunk
+            counts += np.bincount(chunk, minlength=strata)
+        return bins, counts
+    lower = np.concatenate([[-np.inf], edges[1:strata]])
+    upper = np.concatenate([edges[1:strata], [np.inf]])
+    for s in range(0, n, _BIN_CHUNK):  # a loop over chunks, not examples
+        x = scores[s : s + _BIN_CHUNK]
+        with np.errstate(over="ignore"):  # a huge dropped score guesses +inf: clipped
+            guess = (x - lo) * scale
+        np.clip(guess, 0, strata - 1, out=guess)
+        b = guess.astype(np.intp)  # floor of a value in [0, strata - 1]
+        below, above = x < lower[b], x >= upper[b]
+        wrong = np.flatnonzero(below | above)
+        while len(wrong):  # a loop over bins moved, usually zero or one pass
+            xb, bb = x[wrong], b[wrong]
+            bb = bb - (xb < lower[bb]) + (xb >= upper[bb])
+            b[wrong] = bb
+            still = (xb < lower[bb]) | (xb >= upper[bb])
+            wrong = wrong[still]
+        bins[s : s + _BIN_CHUNK] = b
+        counts += np.bincount(b, minlength=strata)
+    return bins, counts
 
 
 @dataclass(frozen=True)
@@ -112,35 +166,37 @@ class CoverageCentric:
             "strata": strata,
             "dropped_hardest": n_hard,
         }
-        hard = extreme_k(scores, n_hard, largest=True)
+        # One partition finds both the hard cut t (the n_hard-th largest score)
+        # and the pool's maximum (the next one); the pool's minimum is the global
+        # minimum because only the largest scores are dropped.
+        hard = np.zeros(0, dtype=np.int64)
+        hi = float(np.max(scores)) if n else math.nan
+        if n_hard and pool:
+            cut = np.partition(scores, [pool - 1, pool])
+            t, hi = float(cut[pool]), float(cut[pool - 1])
+            del cut
+            # everything above t is dropped, then the ties at t with the smallest indices
+            strict = np.flatnonzero(scores > t)
+            ties = np.flatnonzero(scores == t)[: n_hard - len(strict)]
+            hard = np.concatenate([strict, ties])
+        elif n_hard:
+            hard = np.arange(n, dtype=np.int64)
         details["hard_cutoff_score"] = float(scores[hard].min()) if n_hard else None
         if pool == 0:
             empty = np.zeros(0, dtype=np.int64)
             return Selection(empty, np.zeros(0, np.int32), details={**details, "strata_table": []})
 
-        keep = np.ones(n, dtype=bool)
-        keep[hard] = False
-        lo = float(np.min(scores, where=keep, initial=np.inf))
-        hi = float(np.max(scores, where=keep, initial=-np.inf))
+        lo = float(np.min(scores))
         if not math.isfinite(hi - lo):
             raise ValueError(f"cci: the score range [{lo}, {hi}] is too wide to bin in float64")
         edges = strata_edges(lo, hi, strata)
-
-        # Bin b holds [e_b, e_{b+1}); searchsorted(side="right") - 1 is the last
-        # edge <= score, and the clip puts the maximum into the last bin. Done
-        # in chunks so the int64 intermediate stays small (16-bit labels kept).
-        bins = np.empty(n, dtype=np.uint16)
-        for s in range(0, n, _BIN_CHUNK):  # a loop over chunks of ~4M, not examples
-            chunk = np.searchsorted(edges, scores[s : s + _BIN_CHUNK], side="right") - 1
-            np.clip(chunk, 0, strata - 1, out=chunk)
-            bins[s : s + _BIN_CHUNK] = chunk
+        bins, counts = bin_scores(scores, edges)
+        counts -= np.bincount(bins[hard], minlength=strata)
         bins[hard] = strata  # a sentinel bin after the real ones
-        del keep
-        counts = np.bincount(bins, minlength=strata + 1)
+        counts = np.append(counts, n_hard)
         # Grouped by bin, positions ascending within each bin: a stable sort of
         # 16-bit keys is NumPy's O(n) radix sort (int32 keys would use timsort).
         order = np.argsort(bins, kind="stable")
-        del bins
         starts = np.concatenate([[0], np.cumsum(counts)])
         counts = counts[:strata]
 
@@ -149,7 +205,6 @@ class CoverageCentric:
         rng = np.random.default_rng(self.seed)
         remaining = budget
         picks: list[np.ndarray] = []
-        labels: list[np.ndarray] = []
         taken = np.zeros(strata, dtype=np.int64)
         visit_rank = np.full(strata, -1, dtype=np.int64)
         for j, b in enumerate(visit):  # a loop over strata, never over examples
@@ -158,15 +213,20 @@ class CoverageCentric:
             if take:
                 members = order[starts[b] : starts[b + 1]]
                 picks.append(rng.choice(members, size=take, replace=False))
-                labels.append(np.full(take, b, dtype=np.int32))
                 taken[b] = take
                 remaining -= take
         if remaining:  # impossible by the allocation argument in method.md; guard it
             raise RuntimeError(f"cci: allocation left {remaining} of the budget unassigned")
 
-        chosen = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
-        stratum = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32)
-        by_index = np.argsort(chosen, kind="stable")
+        del order
+        # Picks are distinct positions: marking them in an n-long mask and reading
+        # it back orders them in O(n) (cheaper than sorting the picks); each one's
+        # stratum is then read from its bin label.
+        chosen = np.zeros(n, dtype=bool)
+        for p in picks:  # a loop over strata
+            chosen[p] = True
+        chosen = np.flatnonzero(chosen)
+        stratum = bins[chosen].astype(np.int32)
         details.update(
             score_min=lo,
             score_max=hi,
@@ -185,7 +245,5 @@ class CoverageCentric:
             ],
         )
         return Selection(
-            indices=chosen[by_index].astype(np.int64, copy=False),
-            stratum=stratum[by_index],
-            details=details,
+            indices=chosen.astype(np.int64, copy=False), stratum=stratum, details=details
         )
