@@ -171,7 +171,15 @@ def select_coreset(
         }
         if sel.cluster is not None:
             columns["cluster"] = pa.array(sel.cluster, type=pa.int64())
-        pq.write_table(pa.table(columns), tmp / artifacts.SELECTION_TABLE, compression="zstd")
+        # Dictionary pages only for the few-valued columns (trying them on unique
+        # ids and scores is wasted work); the sorted index delta-encodes.
+        pq.write_table(
+            pa.table(columns),
+            tmp / artifacts.SELECTION_TABLE,
+            compression="zstd",
+            use_dictionary=[c for c in ("stratum", "cluster") if c in columns],
+            column_encoding={"index": "DELTA_BINARY_PACKED"},
+        )
         write_ids(tmp / artifacts.SELECTION_IDS, columns["id"])
         wrote_fasta = bool(fasta and corpus is not None)
         if wrote_fasta:
