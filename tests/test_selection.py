@@ -485,3 +485,59 @@ def test_select_rejects_mismatched_or_malformed_scores(tiny_corpus, tmp_path):
     with pytest.raises(ValueError, match="--scores"):
         select_coreset(method="cci", budget="5", out=tmp_path / "o5", corpus_path=tiny_corpus.path)
     assert not any(p.is_dir() for p in tmp_path.iterdir())  # nothing half-written
+
+
+def test_select_across_row_groups_batches_and_nan_gaps(tmp_path, monkeypatch):
+    """Many row groups, batches that straddle them, NaN gaps: same selection as in memory."""
+    import bioprune.selection.io as selection_io
+    from bioprune.data.corpus import CorpusWriter, write_corpus
+    from bioprune.selection.pipeline import select_coreset
+
+    monkeypatch.setattr(CorpusWriter, "ROWS_PER_GROUP", 7)
+    monkeypatch.setattr(selection_io, "BATCH_ROWS", 3)
+    n = 61
+    records = random_sequences(n, "rna", seed=5, min_len=3, max_len=20)
+    corpus = write_corpus(tmp_path / "corpus", records, "rna")
+    assert pq.ParquetFile(corpus.sequences_path).num_row_groups == 9
+    rng = np.random.default_rng(2)
+    scores = rng.lognormal(0, 1, n)
+    scores[rng.choice(n, 9, replace=False)] = np.nan
+
+    def rewrite(name, order=None, ids=None):
+        table = pq.read_table(write_scores(tmp_path / "raw.parquet", corpus, scores, ids=ids))
+        if order is not None:
+            table = table.take(pa.array(order))
+        pq.write_table(table, tmp_path / name, row_group_size=5)
+        return tmp_path / name
+
+    ordered = rewrite("ordered.parquet")
+    shuffled = rewrite("shuffled.parquet", order=rng.permutation(n))
+    finite = np.flatnonzero(np.isfinite(scores))
+    corpus_ids = np.array(corpus.ids())
+    cases = {
+        "topk": finite[TopK().select(scores[finite], 20).indices],
+        "cci": finite[CoverageCentric(strata=4, seed=1).select(scores[finite], 20).indices],
+    }
+    for method, expected in cases.items():
+        kw = {"method": method, "budget": "20", "params": {"seed": 1, "strata": 4}}
+        runs = {
+            "ordered+corpus": {"scores_path": ordered, "corpus_path": corpus.path},
+            "shuffled+corpus": {"scores_path": shuffled, "corpus_path": corpus.path},
+            "shuffled": {"scores_path": shuffled},  # ids streamed through the row order
+        }
+        for name, paths in runs.items():
+            out = tmp_path / f"{method}-{name}"
+            meta = select_coreset(out=out, **paths, **kw)
+            assert meta["non_finite_scores_excluded"] == 9
+            table = pq.read_table(out / "selection.parquet")
+            assert table.column("index").to_pylist() == expected.tolist(), name
+            assert table.column("id").to_pylist() == corpus_ids[expected].tolist(), name
+            np.testing.assert_array_equal(table.column("score").to_numpy(), scores[expected])
+            assert (out / "ids.txt").read_text().splitlines() == corpus_ids[expected].tolist()
+    late = corpus_ids.copy()
+    late[45] = "late"  # in the 7th corpus row group, a batch after the first
+    wrong = rewrite("wrong.parquet", ids=late)
+    with pytest.raises(ValueError, match=r"index 45 has id 'late' in the scores but '"):
+        kw = {"scores_path": wrong, "corpus_path": corpus.path}
+        select_coreset(method="topk", budget="3", out=tmp_path / "w", **kw)
+    assert not (tmp_path / "w").exists()

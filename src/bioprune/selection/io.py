@@ -21,6 +21,8 @@ column.
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +97,45 @@ def _no_nulls(batch, path: Path, start: int):
     return values
 
 
+#: Threads that decode row groups in parallel (Arrow releases the GIL while decoding).
+DECODE_THREADS = max(2, min(4, os.cpu_count() or 1))
+
+
+def _row_group_slices(pf, parts: int) -> list[tuple[list[int], int]]:
+    """``parts`` contiguous runs of ``pf``'s row groups with their first row."""
+    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    k = len(sizes)
+    cuts = sorted({k * i // parts for i in range(parts + 1)})
+    return [(list(range(a, b)), int(first[a])) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+def _map_row_groups(path: Path, column: str, fn) -> list:
+    """``fn(batch, first_row)`` over every :data:`BATCH_ROWS` batch of ``column``, in parallel.
+
+    The file's row groups are cut into contiguous runs, each decoded by its own
+    reader in one of :data:`DECODE_THREADS` threads; results come back in file
+    order (one list per run).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = _row_group_slices(_parquet_file(path), DECODE_THREADS * 4)
+
+    def run(groups_first):
+        groups, start = groups_first
+        out = []
+        pf = _parquet_file(path)
+        for batch in pf.iter_batches(
+            batch_size=BATCH_ROWS, row_groups=groups, columns=[column], use_threads=False
+        ):  # a loop over batches of ~1M rows
+            out.append(fn(batch, start))
+            start += batch.num_rows
+        return out
+
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        return [r for part in pool.map(run, runs) for r in part]
+
+
 def take_rows(path: str | Path, column: str, rows: np.ndarray):
     """``column[rows]`` of a Parquet file, for sorted int64 file ``rows``, streamed.
 
@@ -155,13 +196,12 @@ class ScoreTable:
 
             # Batches, not ParquetFile.read: the one-shot read grows its buffers by
             # reallocation, which costs more kernel time than the decoding itself.
-            pf = _parquet_file(self.path)
-            batches = pf.iter_batches(batch_size=BATCH_ROWS, columns=["id"], use_threads=False)
-            chunks, start = [], 0
-            for batch in batches:  # a loop over batches of ~1M rows
-                chunks.append(_no_nulls(batch, self.path, start))
-                start += len(chunks[-1])
-            ids = pa.chunked_array(chunks, type=pf.schema_arrow.field("id").type)
+            chunks = _map_row_groups(
+                self.path, "id", lambda batch, start: _no_nulls(batch, self.path, start)
+            )
+            ids = pa.chunked_array(
+                chunks, type=_parquet_file(self.path).schema_arrow.field("id").type
+            )
             if self.order is not None:
                 ids = ids.take(pa.array(self.order))
             self._ids = ids
@@ -319,29 +359,35 @@ def check_ids_match_corpus(table: ScoreTable, corpus) -> None:
     import pyarrow.compute as pc
 
     ours = table.ids
-    pf = _parquet_file(corpus.sequences_path)
-    start = 0
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=["id"], use_threads=False):
+    if len(ours) != len(corpus):
+        raise ValueError(
+            f"score file {table.path} has {len(ours):,} ids but corpus {corpus.path} has "
+            f"{len(corpus):,}; score this corpus with `bioprune score`"
+        )
+
+    def first_mismatch(batch, start: int) -> int | None:
+        """Index of the first id of this corpus batch that differs from the scores', or None."""
         theirs = batch.column(0)
         if theirs.type != ours.type:
             theirs = theirs.cast(ours.type)
         mine = ours.slice(start, len(theirs))
         theirs = pa.chunked_array([theirs])
-        if len(mine) != len(theirs) or not mine.equals(theirs):
-            k = min(len(mine), len(theirs))
-            same = pc.fill_null(pc.equal(mine.slice(0, k), theirs.slice(0, k)), False)
-            i = int(np.flatnonzero(~same.to_numpy())[0]) if k and not pc.all(same).as_py() else k
-            yours = mine[i].as_py() if i < len(mine) else None
-            there = theirs[i].as_py() if i < len(theirs) else None
-            raise ValueError(
-                f"score file {table.path} does not match corpus {corpus.path}: index "
-                f"{start + i} has id {yours!r} in the scores but {there!r} in the corpus"
-            )
-        start += len(theirs)
-    if start != len(ours):
+        if len(mine) == len(theirs) and mine.equals(theirs):
+            return None
+        k = min(len(mine), len(theirs))
+        same = pc.fill_null(pc.equal(mine.slice(0, k), theirs.slice(0, k)), False)
+        i = int(np.flatnonzero(~same.to_numpy())[0]) if k and not pc.all(same).as_py() else k
+        return start + i
+
+    bad = [i for i in _map_row_groups(corpus.sequences_path, "id", first_mismatch) if i is not None]
+    if bad:
+        i = bad[0]
+        corpus_ids = take_rows(corpus.sequences_path, "id", np.array([i]))
+        there = corpus_ids[0].as_py() if len(corpus_ids) else None
         raise ValueError(
-            f"score file {table.path} has {len(ours):,} ids but corpus {corpus.path} has "
-            f"{start:,}; score this corpus with `bioprune score`"
+            f"score file {table.path} does not match corpus {corpus.path}: index "
+            f"{i} has id {ours[i].as_py() if i < len(ours) else None!r} in the scores but "
+            f"{there!r} in the corpus"
         )
 
 
