@@ -110,8 +110,8 @@ def _row_group_slices(pf, parts: int) -> list[tuple[list[int], int]]:
     return [(list(range(a, b)), int(first[a])) for a, b in itertools.pairwise(cuts) if b > a]
 
 
-def _map_row_groups(path: Path, column: str, fn) -> list:
-    """``fn(batch, first_row)`` over every :data:`BATCH_ROWS` batch of ``column``, in parallel.
+def _map_row_groups(path: Path, columns: str | list[str], fn) -> list:
+    """``fn(batch, first_row)`` over every :data:`BATCH_ROWS` batch of ``columns``, in parallel.
 
     The file's row groups are cut into contiguous runs, each decoded by its own
     reader in one of :data:`DECODE_THREADS` threads; results come back in file
@@ -126,7 +126,10 @@ def _map_row_groups(path: Path, column: str, fn) -> list:
         out = []
         pf = _parquet_file(path)
         for batch in pf.iter_batches(
-            batch_size=BATCH_ROWS, row_groups=groups, columns=[column], use_threads=False
+            batch_size=BATCH_ROWS,
+            row_groups=groups,
+            columns=[columns] if isinstance(columns, str) else columns,
+            use_threads=False,
         ):  # a loop over batches of ~1M rows
             out.append(fn(batch, start))
             start += batch.num_rows
@@ -276,27 +279,28 @@ def read_scores(path: str | Path) -> ScoreTable:
     with ThreadPoolExecutor(max_workers=1) as pool:
         checksum = pool.submit(artifacts.file_checksum, path)
         scores = np.empty(n, dtype=np.float64)
-        index = None  # the whole index column, kept only once a row is out of order
-        start = 0
-        batches = pf.iter_batches(
-            batch_size=BATCH_ROWS, columns=["index", "score"], use_threads=False
-        )
-        for batch in batches:  # a loop over batches of ~1M rows, not examples
+
+        def decode(batch, start: int) -> bool:
+            """Copy a batch's scores into place; whether its index is start, start + 1, ..."""
             column = batch.column("index")
             if column.null_count:
                 raise ValueError(f"score file {path}: {column.null_count} row(s) have no index")
-            k = len(column)
-            values = column.to_numpy()
-            if index is None and not np.array_equal(values, np.arange(start, start + k)):
-                index = np.empty(n, dtype=np.int64)
-                index[:start] = np.arange(start)
-            if index is not None:
-                index[start : start + k] = values
+            in_order = np.array_equal(column.to_numpy(), np.arange(start, start + len(column)))
             column = batch.column("score")
             if column.null_count:
                 column = pc.fill_null(column, float("nan"))
-            scores[start : start + k] = column.to_numpy()
-            start += k
+            scores[start : start + len(column)] = column.to_numpy()
+            return in_order
+
+        # Row groups decode in parallel threads, each into its slice of `scores`.
+        ordered = all(_map_row_groups(path, ["index", "score"], decode))
+        index = None
+        if not ordered:  # rare: rows out of index order, so the whole index is needed
+            index = np.empty(n, dtype=np.int64)
+            start = 0
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=["index"]):
+                index[start : start + batch.num_rows] = batch.column(0).to_numpy()
+                start += batch.num_rows
         order = None  # None: keep the file's row order
         if index is not None:
             order = np.argsort(index, kind="stable")

@@ -171,6 +171,16 @@ def select_coreset(
         }
         if sel.cluster is not None:
             columns["cluster"] = pa.array(sel.cluster, type=pa.int64())
+        wrote_fasta = bool(fasta and corpus is not None)
+        # The FASTA (token gather + Arrow text kernels) is written in the thread
+        # while the table and ids.txt are written here.
+        fasta_job = (
+            pool.submit(
+                write_coreset_fasta, corpus, idx, columns["id"], tmp / artifacts.SELECTION_FASTA
+            )
+            if wrote_fasta
+            else None
+        )
         # Dictionary pages only for the few-valued columns (trying them on unique
         # ids and scores is wasted work); the sorted index delta-encodes.
         pq.write_table(
@@ -181,9 +191,8 @@ def select_coreset(
             column_encoding={"index": "DELTA_BINARY_PACKED"},
         )
         write_ids(tmp / artifacts.SELECTION_IDS, columns["id"])
-        wrote_fasta = bool(fasta and corpus is not None)
-        if wrote_fasta:
-            write_coreset_fasta(corpus, idx, columns["id"], tmp / artifacts.SELECTION_FASTA)
+        if fasta_job is not None:
+            fasta_job.result()
 
         parameters = strategy_parameters(strategy)
         meta: dict[str, Any] = {
