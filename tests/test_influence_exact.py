@@ -108,8 +108,8 @@ def reference_scores(model, corpus, names, indices, draws, fisher, lambdas):
     return np.array(scores), np.array(losses)
 
 
-def engine_fisher(model, corpus, names, batches, draws):
-    with PerExampleGradients(model, names, mode="fisher") as tracker:
+def engine_fisher(model, corpus, names, batches, draws, chunk=None):
+    with PerExampleGradients(model, names, mode="fisher", max_chunk_elements=chunk) as tracker:
         runner = MLMGradientRunner(
             model, corpus.alphabet, corpus, tracker, seed=SEED, draws=draws, device=CPU
         )
@@ -123,9 +123,12 @@ def engine_fisher(model, corpus, names, batches, draws):
         return {n: tracker.totals[n] / (count * draws) for n in names}, fired
 
 
-def engine_scores(model, corpus, names, batches, draws, weights):
+def engine_scores(model, corpus, names, batches, draws, weights, chunk=None):
     out_s, out_l = {}, {}
-    with PerExampleGradients(model, names, mode="score", weights=weights) as tracker:
+    tracker = PerExampleGradients(
+        model, names, mode="score", weights=weights, max_chunk_elements=chunk
+    )
+    with tracker:
         runner = MLMGradientRunner(
             model, corpus.alphabet, corpus, tracker, seed=SEED, draws=draws, device=CPU
         )
@@ -181,6 +184,22 @@ def test_fisher_and_scores_match_brute_force(corpus, kind, draws):
     np.testing.assert_allclose(got_s, ref_s, rtol=1e-4)
     np.testing.assert_allclose(got_l, ref_l, rtol=1e-5)
     assert (got_s > 0).all()
+
+
+def test_blocks_of_examples_and_row_bands_match_brute_force(corpus):
+    """Tiny blocks: one example and a band of a few weight rows at a time (and
+    several examples per block for the small tensors) give the same Fisher and
+    scores as the brute force, tied embedding included."""
+    model = small_model("rotary")
+    names = select_parameters(model, "all").names
+    hidden = model.config.hidden_size
+    chunk = 3 * hidden + 5  # bands of 3 rows of a (., hidden) weight; whole small tensors
+    fisher, _ = engine_fisher(model, corpus, names, BATCHES, 1, chunk=chunk)
+    assert_fisher_close(fisher, reference_fisher(model, corpus, names, ALL, 1), names)
+    lambdas, weights = weights_of(fisher)
+    got, _, _ = engine_scores(model, corpus, names, BATCHES, 1, weights, chunk=chunk)
+    ref, _ = reference_scores(model, corpus, names, ALL, 1, fisher, lambdas)
+    np.testing.assert_allclose([got[i] for i in ALL], ref, rtol=1e-4)
 
 
 def test_k_draws_average_per_draw_terms(corpus):
