@@ -39,7 +39,8 @@ join() {
     local i failed=0
     for i in "${!PIDS[@]}"; do
         if wait "${PIDS[$i]}"; then
-            echo "   done    ${NAMES[$i]}: $(tail -n 1 "$OUT/logs/${NAMES[$i]}.log")" >&2
+            # the command's closing summary (rich wraps it over two lines in a log file)
+            echo "   done    ${NAMES[$i]}: $(tail -n 2 "$OUT/logs/${NAMES[$i]}.log" | tr -s '\n ' ' ')" >&2
         else
             echo "   FAILED  ${NAMES[$i]}; its log ends:" >&2
             tail -n 20 "$OUT/logs/${NAMES[$i]}.log" >&2
