@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -14,28 +15,20 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, Permiss
 
 
 def run_app(app: typer.Typer) -> None:
+    """Run the CLI: usage errors are click's (exit 2); a user error is one red line, exit 2."""
     try:
-        app(standalone_mode=False)
+        # standalone mode: click itself prints usage errors and exits; anything
+        # else (our ValueError & co.) propagates here.
+        app(standalone_mode=True)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        # The message is plain text: file names and sequences may hold "[...]" or
+        # ":a:", which rich would otherwise read as markup or emoji codes.
+        console.print(f"[bold red]error:[/] {escape(str(msg))}", highlight=False, emoji=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 def parse_budget(text: str, n: int, what: str = "budget") -> int:
