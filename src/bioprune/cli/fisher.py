@@ -54,7 +54,9 @@ def fisher(
     seed: int = typer.Option(0, "--seed", help="Seed of the subset draw and of the mask draws."),
     mask_draws: int = typer.Option(1, "--mask-draws", help="Mask draws K per example."),
     params: str = typer.Option(
-        "all", "--params", help="all, lm_head, layers:A:B (0-based, B excluded) or a regex."
+        "all",
+        "--params",
+        help="all, lm_head, layers:I:J (encoder layers I <= i < J, 0-based) or a regex.",
     ),
     damping: float = typer.Option(
         1e-3, "--damping", help="lambda_p = damping * mean(F over p's tensor)."

@@ -36,7 +36,7 @@ def score(
     params: str = typer.Option(
         None,
         "--params",
-        help="Restrict to these of the Fisher's tensors: lm_head, layers:A:B or a regex "
+        help="Restrict to these of the Fisher's tensors: lm_head, layers:I:J or a regex "
         "(default: all of them).",
     ),
     batch_tokens: int = BATCH_TOKENS,
