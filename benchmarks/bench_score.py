@@ -40,6 +40,9 @@ from pathlib import Path
 import numpy as np
 
 METHODS = ("score", "train", "vmap")
+#: also accepted by --methods: scoring with the last encoder layer on every
+#: position (gather_last_layer=False), the path before that specialisation.
+EXTRA_METHODS = ("score-plain",)
 #: preset -> (batch size, framed tokens per example), CPU defaults kept short.
 SHAPES = {"tiny": (16, 128), "small": (16, 128), "esm2-8m": (16, 128), "rnafm": (8, 128)}
 
@@ -89,7 +92,7 @@ def _worker(args) -> dict:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=autocast)
 
-    if args.method == "score":
+    if args.method in ("score", "score-plain"):
         weights = {
             n: torch.full_like(model.get_parameter(n), 1.0 / 1.001, dtype=torch.float32)
             for n in names
@@ -100,6 +103,7 @@ def _worker(args) -> dict:
             mode="score",
             weights=weights,
             compute_dtype=autocast or torch.float32,
+            gather_last_layer=args.method == "score",
         ).__enter__()
         runner = MLMGradientRunner(
             model,
@@ -240,7 +244,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--params", default="all")
     ap.add_argument("--optimizer", action="store_true", help="add an AdamW step to training")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument(
+        "--methods", nargs="+", default=list(METHODS), choices=[*METHODS, *EXTRA_METHODS]
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     # worker mode
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -279,7 +285,7 @@ def main() -> None:
                         continue
                     r = json.loads(run.stdout.strip().splitlines()[-1])
                     print(
-                        f"{preset:6s} {method:6s} {r['tokens_per_s']:9.1f} tok/s "
+                        f"{preset:6s} {method:11s} {r['tokens_per_s']:9.1f} tok/s "
                         f"({r['cpu_tokens_per_s']:7.1f} per CPU s) "
                         f"{r['examples_per_s']:7.2f} ex/s  peak {r['peak_mb']:8.0f} MB "
                         f"working {r['working_mb']:7.0f} MB  ({r['params']:,} params, "
@@ -309,6 +315,14 @@ def main() -> None:
                     f"{preset:6s} score/vmap:  throughput {ratio:.2f}x (CPU time {cpu:.2f}x), "
                     f"peak memory {s['peak_mb'] / v['peak_mb']:.2f}x, "
                     f"working memory {s['working_mb'] / max(v['working_mb'], 1):.2f}x"
+                )
+            p = rows.get("score-plain", {})
+            if "tokens_per_s" in s and "tokens_per_s" in p:
+                ratio = s["tokens_per_s"] / p["tokens_per_s"]
+                cpu = s["cpu_tokens_per_s"] / p["cpu_tokens_per_s"]
+                print(
+                    f"{preset:6s} score/score-plain (gathered last layer): throughput "
+                    f"{ratio:.2f}x (CPU time {cpu:.2f}x)"
                 )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -27,9 +27,11 @@ from tests.conftest import random_sequences
 COMMON = ["--batch-tokens", "256", "--part-batches", "1", "--device", "cpu", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     # Same thread count in-process and in subprocesses: identical float results.
+    # Module scope, so that it also holds while the module-scoped fixtures
+    # (fisher_file, scores_file) run: they are set up before function-scoped ones.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -35,6 +35,13 @@ pass has delivered (hooks fire in reverse order of use).
 Padding: the caller passes, per pass, the token mask (``(B, T)``, encoder and
 embeddings) and the mask of gathered LM-head rows (``(B, S)``); ``delta`` is
 multiplied by the mask of the module's region, so pads contribute exactly 0.
+
+Gathered last layer (``gather_last_layer=True``, the default): the runner
+computes the last encoder layer's query, attention output, FFN and layer norms
+and the final layer norm only at the selected positions (``(B, S, .)``), see
+:func:`bioprune.influence.engine.gathered_last_layer`. Those modules then belong
+to the ``"head"`` region (:func:`gathered_module_names`); the last layer's
+attention layer norm, keys and values still see every position.
 """
 
 from __future__ import annotations
@@ -48,9 +55,31 @@ from torch import nn
 
 from bioprune.influence.params import stage_of
 
-__all__ = ["PerExampleGradients"]
+__all__ = ["PerExampleGradients", "gathered_module_names"]
 
 _LAYERNORM_TYPES = (nn.LayerNorm,)
+
+
+def gathered_module_names(model: nn.Module) -> set[str]:
+    """Modules that run on the selected positions only when the last layer is gathered.
+
+    In the last encoder layer only the selected positions' outputs reach the
+    loss, so everything after the attention's key/value inputs can run on them
+    alone: the query projection, the attention output projection, the FFN layer
+    norm and both FFN projections, and the final encoder layer norm. Names as in
+    ``model.named_modules()``.
+    """
+    last = f"esm.encoder.layer.{len(model.esm.encoder.layer) - 1}"
+    names = {
+        f"{last}.attention.self.query",
+        f"{last}.attention.output.dense",
+        f"{last}.LayerNorm",
+        f"{last}.intermediate.dense",
+        f"{last}.output.dense",
+    }
+    if model.esm.encoder.emb_layer_norm_after is not None:
+        names.add("esm.encoder.emb_layer_norm_after")
+    return names
 
 
 class PerExampleGradients:
@@ -73,6 +102,9 @@ class PerExampleGradients:
         written into one reused workspace (no allocation per block).
     compute_dtype : dtype of the per-example matmul (float32; bfloat16 under
         bf16 autocast). Squares and sums are always float32, totals float64.
+    gather_last_layer : whether the runner computes the last encoder layer on
+        the selected positions only (exact, and cheaper); the hooks of those
+        modules then take the LM-head mask (see :func:`gathered_module_names`).
 
     Usage
     -----
@@ -94,6 +126,7 @@ class PerExampleGradients:
         weights: dict[str, torch.Tensor] | None = None,
         max_chunk_elements: int | None = None,
         compute_dtype: torch.dtype = torch.float32,
+        gather_last_layer: bool = True,
     ):
         if mode not in ("score", "fisher"):
             raise ValueError(f"mode must be 'score' or 'fisher' (got {mode!r})")
@@ -109,6 +142,8 @@ class PerExampleGradients:
         self.max_chunk_elements = int(max_chunk_elements)
         self._workspace: torch.Tensor | None = None
         self.compute_dtype = compute_dtype
+        self.gather_last_layer = bool(gather_last_layer)
+        self.cut_module: nn.Module | None = None
         self._name_of: dict[int, str] = {}
         for name in self.names:
             self._name_of[id(model.get_parameter(name))] = name
@@ -164,12 +199,26 @@ class PerExampleGradients:
             target = esm.encoder.emb_layer_norm_after
         else:
             target = self.model.lm_head
+        # The gathered last layer is not called as a module; the runner calls enter().
+        self.cut_module = target
         self._handles.append(
             target.register_forward_pre_hook(self._leaf_input_hook, with_kwargs=True)
         )
 
     def _leaf_output_hook(self, module, inputs, output):
         leaf = output.detach().requires_grad_()
+        self.leaves.append(leaf)
+        return leaf
+
+    def enter(self, module: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """Input of a stage the runner computes without calling the module itself.
+
+        Returns a fresh leaf requiring grad when ``module`` is where autograd
+        starts (as its forward pre-hook would have made), else ``hidden``.
+        """
+        if module is not self.cut_module:
+            return hidden
+        leaf = hidden.detach().requires_grad_()
         self.leaves.append(leaf)
         return leaf
 
@@ -180,6 +229,7 @@ class PerExampleGradients:
 
     def _install_handlers(self) -> None:
         covered: set[str] = set()
+        gathered = gathered_module_names(self.model) if self.gather_last_layer else set()
         for mod_name, module in self.model.named_modules():
             own = {
                 pname: self._name_of[id(p)]
@@ -188,7 +238,8 @@ class PerExampleGradients:
             }
             if not own:
                 continue
-            region = "head" if mod_name.startswith("lm_head") else "tokens"
+            head = mod_name.startswith("lm_head") or mod_name in gathered
+            region = "head" if head else "tokens"
             if isinstance(module, nn.Linear):
                 hook = self._make_linear_hook(module, own, region)
             elif isinstance(module, nn.Embedding):
