@@ -20,6 +20,11 @@ def run_app(app: typer.Typer) -> None:
         # standalone mode: click itself prints usage errors and exits; anything
         # else (our ValueError & co.) propagates here.
         app(standalone_mode=True)
+    except SystemExit as exc:
+        # click ends even a successful run with SystemExit(0); return normally
+        # instead, so that main() can be called from Python.
+        if exc.code not in (0, None):
+            raise
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         # The message is plain text: file names and sequences may hold "[...]" or
