@@ -236,6 +236,9 @@ dist.destroy_process_group()
 """
 
 
+RENDEZVOUS_RACES = ("EADDRINUSE", "address already in use", "Address already in use")
+
+
 def test_two_processes_equal_one(tmp_path, model_dir, tiny_corpus, fisher_file, scores_file):
     from safetensors.torch import load_file
 
@@ -249,12 +252,23 @@ def test_two_processes_equal_one(tmp_path, model_dir, tiny_corpus, fisher_file, 
     cmd += ["--out", str(fisher2), "--then", "score", *base, "--fisher", str(fisher_file)]
     cmd += ["--out", str(scores2)]
     run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    if run.returncode and any(s in run.stderr for s in RENDEZVOUS_RACES):
+        # --standalone picks a free port that a parallel test may take first: retry once
+        run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     got, want = load_file(fisher2), load_file(fisher_file)
     assert got.keys() == want.keys()
     for k in want:  # float64 sums in another order, then float32: equal up to rounding
         torch.testing.assert_close(got[k], want[k], rtol=1e-6, atol=0)
-    assert pq.read_table(scores2).equals(pq.read_table(scores_file))
+    got_s, want_s = pq.read_table(scores2), pq.read_table(scores_file)
+    for col in ("index", "id", "length"):
+        assert got_s.column(col).equals(want_s.column(col))
+    # Same examples, masks and batches; the per-example sums may round differently
+    # with another thread count (about 1e-7 relative), so not bit for bit.
+    for col in ("score", "loss"):
+        np.testing.assert_allclose(
+            got_s.column(col).to_numpy(), want_s.column(col).to_numpy(), rtol=1e-6, atol=0
+        )
 
 
 def test_nonfinite_losses_stop_or_are_recorded(tmp_path, tiny_corpus):
