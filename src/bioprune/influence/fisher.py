@@ -255,18 +255,38 @@ def _maybe_die(parts_done: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _start_run(cfg, console):
+    """The common start of a fisher or score run (after its inputs are read).
+
+    Resolves the device and autocast dtype (``None`` for float32), joins the
+    process group under torchrun, and returns ``(out, device, autocast, dist,
+    console, say)``; ``say`` prints on rank 0 only.
+    """
+    import torch
+
+    from bioprune.influence.distributed import init_distributed
+    from bioprune.influence.engine import resolve_device, resolve_dtype
+
+    autocast = resolve_dtype(cfg.dtype)
+    autocast = None if autocast == torch.float32 else autocast
+    dist, device = init_distributed(resolve_device(cfg.device))
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    say = console.print if dist.is_main else (lambda *a, **k: None)
+    return Path(cfg.out), device, autocast, dist, console, say
+
+
 def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
     """Run eq. 9 over the subset and write ``cfg.out`` (one process or one torchrun rank)."""
     import torch
     from safetensors.torch import load_file, save_file
 
     from bioprune.data.corpus import Corpus
-    from bioprune.influence.distributed import init_distributed
     from bioprune.influence.engine import (
         MLMGradientRunner,
         plan_parts,
-        resolve_device,
-        resolve_dtype,
     )
     from bioprune.influence.files import atomic_path, write_masks
     from bioprune.influence.hooks import PerExampleGradients
@@ -275,19 +295,9 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
 
     cfg.validate()
-    out = Path(cfg.out)
-    if out.exists() and not cfg.overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    artifacts.check_output_dir(cfg.out, cfg.overwrite)
     corpus = Corpus(cfg.corpus)
-    device = resolve_device(cfg.device)
-    autocast = resolve_dtype(cfg.dtype)
-    autocast = None if autocast == torch.float32 else autocast
-    dist, device = init_distributed(device)
-    if console is None:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-    say = console.print if dist.is_main else (lambda *a, **k: None)
+    out, device, autocast, dist, console, say = _start_run(cfg, console)
     parts_dir = None
     try:
         model, alphabet = load_masked_lm(cfg.model, device=device)

@@ -93,12 +93,9 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
     import torch
 
     from bioprune.data.corpus import Corpus
-    from bioprune.influence.distributed import init_distributed
     from bioprune.influence.engine import (
         MLMGradientRunner,
         plan_parts,
-        resolve_device,
-        resolve_dtype,
     )
     from bioprune.influence.files import atomic_path, write_masks
     from bioprune.influence.fisher import (
@@ -106,6 +103,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
         _maybe_die,
         _nonfinite_message,
         _prepare_parts_dir,
+        _start_run,
         load_fisher,
     )
     from bioprune.influence.hooks import PerExampleGradients
@@ -114,20 +112,10 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
 
     cfg.validate()
-    out = Path(cfg.out)
-    if out.exists() and not cfg.overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    artifacts.check_output_dir(cfg.out, cfg.overwrite)
     corpus = Corpus(cfg.corpus)
     fisher = load_fisher(cfg.fisher)
-    device = resolve_device(cfg.device)
-    autocast = resolve_dtype(cfg.dtype)
-    autocast = None if autocast == torch.float32 else autocast
-    dist, device = init_distributed(device)
-    if console is None:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-    say = console.print if dist.is_main else (lambda *a, **k: None)
+    out, device, autocast, dist, console, say = _start_run(cfg, console)
     parts_dir = None
     try:
         model, alphabet = load_masked_lm(cfg.model, device=device)
