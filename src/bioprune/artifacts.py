@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +21,8 @@ __all__ = [
     "atomic_dir",
     "atomic_path",
     "atomic_write_text",
+    "check_not_input",
+    "check_output_dir",
     "file_checksum",
     "model_checksum",
     "provenance",
@@ -118,6 +120,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        size_error = _disk_full(exc, path, tmp)
+        Path(tmp).unlink(missing_ok=True)
+        if size_error is not None:
+            raise size_error from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -142,6 +150,12 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        size_error = _disk_full(exc, path, tmp)
+        Path(tmp).unlink(missing_ok=True)
+        if size_error is not None:
+            raise size_error from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -168,12 +182,52 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"cannot serialise {type(o).__name__} to JSON")
 
 
-def check_output_dir(path: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``."""
+def check_output_dir(
+    path: str | Path,
+    overwrite: bool,
+    inputs: Iterable[str | Path | None] = (),
+) -> Path:
+    """Refuse an existing output unless ``overwrite``, and any output that overlaps an input.
+
+    ``inputs`` are the paths the same command reads: an output that is one of
+    them, lies inside one, or contains one is refused even with ``overwrite``
+    (replacing it would delete the data being read).
+    """
     path = Path(path)
+    check_not_input(path, inputs)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
     return path
+
+
+def check_not_input(out: str | Path, inputs: Iterable[str | Path | None]) -> None:
+    """Raise ``ValueError`` when ``out`` is, contains or lies inside one of ``inputs``.
+
+    Paths are compared after resolving symlinks and ``..``, so ``./c`` and
+    ``c/../c`` are the same corpus.
+
+    >>> check_not_input("runs/scores.parquet", ["corpus", "model"])
+    >>> check_not_input("corpus/sub", ["corpus"])
+    Traceback (most recent call last):
+    ...
+    ValueError: --out corpus/sub lies inside the input corpus; choose an output outside every input
+    """
+    o = Path(os.path.abspath(os.path.realpath(out)))
+    for given in inputs:
+        if given is None:
+            continue
+        i = Path(os.path.abspath(os.path.realpath(given)))
+        if o == i:
+            how = "is"
+        elif i in o.parents:
+            how = "lies inside"
+        elif o in i.parents:
+            how = "contains"
+        else:
+            continue
+        raise ValueError(
+            f"--out {out} {how} the input {given}; choose an output outside every input"
+        )
 
 
 @contextmanager
@@ -201,6 +255,21 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as exc:
+        size_error = _disk_full(exc, path, tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if size_error is not None:
+            raise size_error from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _disk_full(exc: OSError, target: Path, partial: str | Path) -> OSError | None:
+    """The one-line DiskFullError for a disk-full ``exc`` (None for any other OSError)."""
+    from bioprune.errors import DISK_FULL_ERRNOS, BioPruneError, disk_full_error
+
+    if isinstance(exc, BioPruneError) or exc.errno not in DISK_FULL_ERRNOS:
+        return None
+    return disk_full_error(exc, target, partial)

@@ -61,7 +61,7 @@ def evaluate(
     from bioprune.evaluation.downstream import evaluate_model
 
     seed_list = _parse_seeds(seeds)
-    artifacts.check_output_dir(out, overwrite)
+    artifacts.check_output_dir(out, overwrite, inputs=(model, task))
     results = evaluate_model(
         model,
         task,

@@ -117,7 +117,11 @@ class Corpus:
         missing = np.flatnonzero(np.isnan(pos.astype(float)))
         if missing.size:
             examples = ", ".join(repr(wanted[int(i)].as_py()) for i in missing[:5])
-            raise KeyError(f"{missing.size} id(s) not found in corpus {self.path}: {examples}")
+            from bioprune.errors import MissingIdsError
+
+            raise MissingIdsError(
+                f"{self.path}: {missing.size} id(s) not found in this corpus: {examples}"
+            )
         return pos.astype(np.int64)
 
 

@@ -127,7 +127,7 @@ class PrepareConfig:
             if not p.is_file():
                 raise FileNotFoundError(f"input {p} does not exist or is not a file")
         self.formats = [detect_format(p, self.format) for p in self.inputs]
-        artifacts.check_output_dir(self.out, self.overwrite)
+        artifacts.check_output_dir(self.out, self.overwrite, inputs=self.inputs)
 
     def to_dict(self) -> dict:
         d = asdict(self)

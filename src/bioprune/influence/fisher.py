@@ -295,7 +295,9 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
 
     cfg.validate()
-    artifacts.check_output_dir(cfg.out, cfg.overwrite)
+    artifacts.check_output_dir(
+        cfg.out, cfg.overwrite, inputs=(cfg.corpus, cfg.model, cfg.subset_from)
+    )
     corpus = Corpus(cfg.corpus)
     out, device, autocast, dist, console, say = _start_run(cfg, console)
     parts_dir = None

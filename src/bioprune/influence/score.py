@@ -112,7 +112,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
 
     cfg.validate()
-    artifacts.check_output_dir(cfg.out, cfg.overwrite)
+    artifacts.check_output_dir(cfg.out, cfg.overwrite, inputs=(cfg.corpus, cfg.model, cfg.fisher))
     corpus = Corpus(cfg.corpus)
     fisher = load_fisher(cfg.fisher)
     out, device, autocast, dist, console, say = _start_run(cfg, console)

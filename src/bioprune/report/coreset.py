@@ -313,6 +313,7 @@ def inspect_coreset(
         "fraction": len(indices) / n if n else 0.0,
         "plots": {},
     }
+    artifacts.check_not_input(out, (corpus_path, selection_path, scores_path, labels_path))
     with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
         lengths = corpus.lengths
         stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}

@@ -106,7 +106,7 @@ def select_coreset(
         write_ids,
     )
 
-    out = artifacts.check_output_dir(out, overwrite)
+    out = artifacts.check_output_dir(out, overwrite, inputs=(scores_path, corpus_path))
     strategy = make_strategy(method, **(params or {}))
     if strategy.uses_scores and scores_path is None:
         raise ValueError(f"method {method!r} ranks by influence: pass --scores SCORES.parquet")

@@ -76,7 +76,7 @@ def adapt(config: AdaptConfig) -> dict[str, Any]:
     from bioprune.training.recipe import MaskedLMRecipe
 
     tc = config.training
-    artifacts.check_output_dir(config.out, tc.overwrite)
+    artifacts.check_output_dir(config.out, tc.overwrite, inputs=(config.corpus, config.model))
     corpus = Corpus(config.corpus)
     subset = random_subset(len(corpus), config.subset_size, tc.seed)
     model, alphabet = load_masked_lm(config.model)

@@ -141,7 +141,9 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     from bioprune.training.recipe import MaskedLMRecipe
 
     tc = config.training
-    artifacts.check_output_dir(config.out, tc.overwrite)
+    artifacts.check_output_dir(
+        config.out, tc.overwrite, inputs=(config.corpus, config.selection, config.init)
+    )
     corpus = Corpus(config.corpus)
     data: dict[str, Any] = {"corpus": str(config.corpus), "corpus_checksum": corpus.checksum}
     if config.selection is not None:
