@@ -6,6 +6,7 @@ the kill/resume and torchrun tests start real subprocesses.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -191,6 +192,16 @@ def _kill_then_resume(tmp_path, args: list[str], out: Path, after: int):
     assert parts.is_dir() and not out.exists()
     again = invoke(args)  # without --resume: refused, nothing lost
     assert again.exit_code != 0 and "--resume" in str(again.exception)
+    # a second --resume while another process holds the run: refused, naming the directory
+    before = sorted(p.name for p in parts.iterdir())
+    with open(parts / ".lock", "a+") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other.write("4242")
+        other.flush()
+        loser = invoke([*args, "--resume"])
+    assert loser.exit_code != 0
+    assert str(parts) in str(loser.exception) and "another running" in str(loser.exception)
+    assert sorted(p.name for p in parts.iterdir()) == before
     ok([*args, "--resume"])
     assert not parts.exists()
 

@@ -216,9 +216,16 @@ def _parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, dist) -> None:
-    """Create the work directory, or check that a resumed run matches the previous one."""
+def _prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, dist):
+    """Create the work directory, or check that a resumed run matches the previous one.
+
+    Returns the open lock file (rank 0; ``None`` elsewhere): the caller keeps it for the
+    run's lifetime. A second run on the same output (two ``--resume`` started by
+    mistake) is refused while the first holds it, instead of both merging and deleting
+    the same parts.
+    """
     key_path = parts_dir / "run.json"
+    lock = None
     if dist.is_main:
         if parts_dir.exists():
             if not resume:
@@ -226,8 +233,12 @@ def _prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, dist) -> No
                     f"{parts_dir} holds an unfinished run; pass --resume to continue it "
                     "or delete the directory to start over"
                 )
+            lock = _lock_parts_dir(parts_dir)
             if key_path.is_file():
-                previous = json.loads(key_path.read_text())
+                from bioprune.errors import reading
+
+                with reading(key_path, "the run description of an unfinished run"):
+                    previous = json.loads(key_path.read_text())
                 diff = sorted(
                     k for k in set(previous) | set(run_key) if previous.get(k) != run_key.get(k)
                 )
@@ -237,15 +248,41 @@ def _prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, dist) -> No
                         "use the same arguments or delete the directory"
                     )
         parts_dir.mkdir(parents=True, exist_ok=True)
+        if lock is None:
+            lock = _lock_parts_dir(parts_dir)
         artifacts.write_json(key_path, run_key)
     dist.barrier()
+    return lock
+
+
+def _lock_parts_dir(parts_dir: Path):
+    """An exclusive, non-blocking ``flock`` on ``PARTS/.lock`` (released when the process ends)."""
+    import fcntl
+
+    path = parts_dir / ".lock"
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise FileExistsError(
+            f"{parts_dir} is being written by another running bioprune process (pid {holder}); "
+            "wait for it to finish or stop it before resuming"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
 
 
 def _discard_if_empty(parts_dir: Path | None) -> None:
     """After a failed run: remove a work directory that holds nothing to resume."""
     if parts_dir is None or not parts_dir.is_dir():
         return
-    if all(p.name == "run.json" for p in parts_dir.iterdir()):
+    if all(p.name in {"run.json", ".lock"} for p in parts_dir.iterdir()):
         shutil.rmtree(parts_dir, ignore_errors=True)
 
 
@@ -336,7 +373,7 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
             "world_size": dist.world,
         }
         parts_dir = _parts_dir(out)
-        _prepare_parts_dir(parts_dir, run_key, cfg.resume, dist)
+        _lock = _prepare_parts_dir(parts_dir, run_key, cfg.resume, dist)
         ckpt_path = parts_dir / f"fisher-rank{dist.rank}.safetensors"
 
         names = selection.names

@@ -184,7 +184,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
             "dtype": cfg.dtype,
         }
         parts_dir = out.with_name(out.name + ".parts")
-        _prepare_parts_dir(parts_dir, run_key, cfg.resume, dist)
+        _lock = _prepare_parts_dir(parts_dir, run_key, cfg.resume, dist)
 
         def part_path(j: int) -> Path:
             return parts_dir / f"part-{j:06d}.parquet"
