@@ -58,10 +58,11 @@ def evaluate(
     and std, with the protocol and the checksums of the model and the data.
     """
     from bioprune import artifacts
-    from bioprune.evaluation.downstream import evaluate_model
+    from bioprune.evaluation.downstream import check_results_path, evaluate_model
 
     seed_list = _parse_seeds(seeds)
     artifacts.check_output_dir(out, overwrite, inputs=(model, task))
+    check_results_path(out)  # before training, not after
     results = evaluate_model(
         model,
         task,

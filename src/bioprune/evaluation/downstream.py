@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ from bioprune.evaluation.tasks import (
     load_task_spec,
 )
 
-__all__ = ["evaluate_model"]
+__all__ = ["check_results_path", "evaluate_model"]
 
 #: Kinds whose head reads per-residue embeddings (others read the mean-pooled vector).
 RESIDUE_LEVEL = PAIRWISE_KINDS | {"residue_classification"}
@@ -62,6 +63,34 @@ class _Standardizer:
         v = values[np.isfinite(values)]
         std = float(v.std()) if v.size > 1 else 1.0
         return cls(float(v.mean()) if v.size else 0.0, std if std > 0 else 1.0)
+
+
+def check_results_path(out: str | Path) -> Path:
+    """Refuse, before any training, a RESULTS.json path that cannot be written.
+
+    The file's directory may not exist yet (it is created on writing), but its
+    nearest existing ancestor must be a directory where a file can be created:
+    probed by creating and removing a hidden empty file, which also catches a
+    read-only file system and, unlike a permission check, works for root.
+    """
+    from bioprune.errors import InputError
+
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(out, "is a directory; --out names the RESULTS.json file to write")
+    ancestor = out.absolute().parent
+    while not ancestor.exists() and not ancestor.is_symlink() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(out, f"cannot be written: {ancestor} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".bioprune-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise InputError(out, f"cannot be written: {ancestor} is not writable ({reason})") from None
+    return out
 
 
 def evaluate_model(

@@ -189,27 +189,83 @@ def _indices_digest(idx: np.ndarray) -> str:
 
 
 def load_fisher(path: str | Path) -> FisherData:
-    """Read a Fisher file written by :func:`compute_fisher`."""
+    """Read a Fisher file written by :func:`compute_fisher`.
+
+    Raises :class:`~bioprune.errors.InputError` naming ``path`` when it is not a
+    readable safetensors file (garbage, truncated), not a bioprune Fisher file,
+    or when its metadata or values are damaged (missing fields, a tensor without
+    its damping, a non-float, negative or non-finite Fisher value).
+    """
+    import torch
     from safetensors import safe_open
+
+    from bioprune.errors import InputError, reading
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such Fisher file; compute one with `bioprune fisher`")
     tensors = {}
-    with safe_open(str(path), framework="pt") as fh:
+    with reading(path, "Fisher file"), safe_open(str(path), framework="pt") as fh:
         raw = fh.metadata() or {}
+        if raw.get("format") != FISHER_FORMAT:  # before reading any tensor data
+            raise InputError(
+                path,
+                f"not a bioprune Fisher file (format {raw.get('format')!r}, expected "
+                f"{FISHER_FORMAT!r}); compute one with `bioprune fisher`",
+            )
         for name in fh.keys():
             tensors[name] = fh.get_tensor(name)
-    if raw.get("format") != FISHER_FORMAT:
-        raise ValueError(f"{path} is not a bioprune Fisher file (format {raw.get('format')!r})")
-    meta = {k: (v if k in ("format",) else json.loads(v)) for k, v in raw.items()}
-    lambdas = {n: float(v) for n, v in meta["damping"]["lambda"].items()}
-    missing = [n for n in tensors if n not in lambdas]
+    with reading(path, "Fisher metadata"):
+        meta = {k: (v if k in ("format",) else json.loads(v)) for k, v in raw.items()}
+    lambdas = _fisher_lambdas(path, meta)
+    if not tensors:
+        raise InputError(path, "holds no Fisher tensors")
+    missing = sorted(n for n in tensors if n not in lambdas)
     if missing:
-        raise ValueError(f"{path}: no damping recorded for {missing}")
+        raise InputError(path, f"damaged metadata: no damping recorded for {missing[:5]}")
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            raise InputError(path, f"tensor {name} is {t.dtype}, not a floating-point Fisher")
+        if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+            raise InputError(
+                path,
+                f"tensor {name} holds negative or non-finite values: a diagonal Fisher is a "
+                "mean of squares; recompute it with `bioprune fisher`",
+            )
     return FisherData(
         tensors=tensors, lambdas=lambdas, meta=meta, checksum=artifacts.file_checksum(path)
     )
+
+
+def _fisher_lambdas(path: Path, meta: dict) -> dict[str, float]:
+    """The per-tensor damping of a Fisher file's metadata, after checking the fields that
+    ``score`` reads (a file edited or written by another tool fails here, naming the field)."""
+    import math
+
+    from bioprune.errors import InputError
+
+    def damaged(what: str) -> InputError:
+        return InputError(path, f"damaged Fisher metadata: {what}")
+
+    damping = meta.get("damping")
+    lam = damping.get("lambda") if isinstance(damping, dict) else None
+    if not isinstance(lam, dict):
+        raise damaged("no per-tensor damping (damping.lambda)")
+    lambdas = {}
+    for name, v in lam.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise damaged(f"damping of {name} is {v!r}, not a finite number >= 0")
+        lambdas[name] = float(v)
+    for key in ("mask_seed", "mask_draws"):
+        v = meta.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "mask_seed" else 1):
+            raise damaged(f"{key} is {v!r}")
+    params = meta.get("params")
+    if not isinstance(params, dict) or not isinstance(params.get("spec"), str):
+        raise damaged("no parameter spec (params.spec)")
+    if not isinstance(meta.get("model_checksum"), str):
+        raise damaged("no model_checksum")
+    return lambdas
 
 
 def _parts_dir(out: Path) -> Path:
@@ -278,6 +334,46 @@ def _lock_parts_dir(parts_dir: Path):
     return fh
 
 
+def _read_resume_part(ckpt_path: Path, shapes: dict, names: list[str], parts_dir: Path):
+    """A rank's running sums, checked against the run: ``(tensors on CPU, state dict)``.
+
+    A truncated or damaged part is refused naming the file, with how to start over
+    (the work directory's run.json already matched, so the sums are the only suspect).
+    """
+    from safetensors import safe_open
+
+    from bioprune.errors import InputError, reading
+
+    start_over = f"delete {parts_dir} to start over"
+    try:
+        with reading(ckpt_path, "Fisher resume part"), safe_open(str(ckpt_path), "pt") as fh:
+            meta = fh.metadata() or {}
+            keys = set(fh.keys())
+            lacking = [n for n in [*names, "__fired__"] if n not in keys]
+            if lacking:
+                raise InputError(ckpt_path, f"damaged resume part: lacks {lacking[:5]}")
+            state = {n: fh.get_tensor(n) for n in [*names, "__fired__"]}
+            info = json.loads(meta["state"]) if "state" in meta else None
+    except InputError as exc:
+        raise InputError(ckpt_path, f"{exc.reason}; {start_over}") from exc
+    ok = isinstance(info, dict) and all(
+        isinstance(info.get(k), int) and not isinstance(info.get(k), bool) and info[k] >= 0
+        for k in ("done_parts", "examples", "tokens")
+    )
+    if not ok or not isinstance(info.get("skipped"), list):
+        raise InputError(ckpt_path, f"damaged resume part: bad progress record; {start_over}")
+    for n in names:
+        if tuple(state[n].shape) != tuple(shapes[n]):
+            raise InputError(
+                ckpt_path,
+                f"damaged resume part: {n} has shape {tuple(state[n].shape)}, "
+                f"model {tuple(shapes[n])}; {start_over}",
+            )
+    if tuple(state["__fired__"].shape) != (len(names),):
+        raise InputError(ckpt_path, f"damaged resume part: bad __fired__ record; {start_over}")
+    return state, info
+
+
 def _discard_if_empty(parts_dir: Path | None) -> None:
     """After a failed run: remove a work directory that holds nothing to resume."""
     if parts_dir is None or not parts_dir.is_dir():
@@ -318,7 +414,7 @@ def _start_run(cfg, console):
 def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
     """Run eq. 9 over the subset and write ``cfg.out`` (one process or one torchrun rank)."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from bioprune.data.corpus import Corpus
     from bioprune.influence.engine import (
@@ -383,12 +479,7 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
         done_parts, examples, tokens, skipped = 0, 0, 0, []
         fired = torch.zeros(len(names), dtype=torch.float64, device=device)
         if cfg.resume and ckpt_path.is_file():
-            from safetensors import safe_open
-
-            state = load_file(str(ckpt_path), device=str(device))
-
-            with safe_open(str(ckpt_path), framework="pt") as fh:
-                info = json.loads(fh.metadata()["state"])
+            state, info = _read_resume_part(ckpt_path, selection.shapes, names, parts_dir)
             for n in names:
                 totals[n].copy_(state[n])
             fired.copy_(state["__fired__"])

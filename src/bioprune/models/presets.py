@@ -133,17 +133,33 @@ def save_alphabet(model_dir: str | Path, alphabet: Alphabet) -> None:
 
 
 def load_model_alphabet(model_dir: str | Path) -> Alphabet:
-    """The alphabet a bioprune model directory expects (checks the token order)."""
+    """The alphabet a bioprune model directory expects (checks the token order).
+
+    Raises :class:`~bioprune.errors.InputError` naming ``bioprune_alphabet.json``
+    when it is missing, unreadable, names an unknown alphabet or lists other tokens.
+    """
+    from bioprune.data.alphabet import ALPHABETS
+    from bioprune.errors import InputError, reading
+
     path = Path(model_dir) / artifacts.MODEL_ALPHABET
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{model_dir} has no {artifacts.MODEL_ALPHABET}: not a bioprune model directory "
-            "(create one with `bioprune init`)"
+        raise InputError(
+            path,
+            "no such file: not a bioprune model directory (create one with `bioprune init`)",
         )
-    meta = json.loads(path.read_text())
-    alphabet = get_alphabet(meta["alphabet"])
-    if tuple(meta["tokens"]) != alphabet.tokens:
-        raise ValueError(f"{path}: token order differs from bioprune's {alphabet.name} alphabet")
+    with reading(path, "model alphabet"):
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    name = meta.get("alphabet") if isinstance(meta, dict) else None
+    tokens = meta.get("tokens") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not isinstance(tokens, list):
+        raise InputError(
+            path, 'expected {"alphabet": NAME, "tokens": [...]}, as `bioprune init` writes'
+        )
+    if name not in ALPHABETS:
+        raise InputError(path, f"unknown alphabet {name!r}; choose one of {sorted(ALPHABETS)}")
+    alphabet = ALPHABETS[name]
+    if tuple(tokens) != alphabet.tokens:
+        raise InputError(path, f"token order differs from bioprune's {alphabet.name} alphabet")
     return alphabet
 
 
@@ -168,6 +184,8 @@ def init_model(
     hf_logging.disable_progress_bar()  # the command prints its own one-line summary
     p = get_preset(preset)
     a = get_alphabet(alphabet)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"--dropout {dropout} must lie in [0, 1)")
     config = build_config(p, a, dropout=dropout)
     torch.manual_seed(seed)
     model = EsmForMaskedLM(config)
