@@ -335,6 +335,44 @@ def test_cr_only_line_endings_read_like_lf(tmp_path, monkeypatch, capsys, fmt):
     assert a.checksum == b.checksum
 
 
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 64])
+def test_line_endings_split_across_blocks_read_the_same(tmp_path, monkeypatch, block):
+    """CRLF, CR-only and mixed endings give the same records whatever the block boundaries
+    (a CR last in a block may be half of a CRLF)."""
+    from bioprune.data import readers
+
+    fasta = ">a one\nACG\nUU\n\n>b\nGG\n>c\n\nAC\n"
+    text = "ACGU\n\nGG\nC\n"
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 1 << 20)
+    want = {
+        "fa": [tuple(r) for r in readers.read_fasta(_write(tmp_path / "w.fa", fasta))],
+        "txt": [tuple(r) for r in readers.read_text(_write(tmp_path / "w.txt", text))],
+    }
+    monkeypatch.setattr(readers, "BLOCK_BYTES", block)
+    for eol in ("\r\n", "\r", "\n"):
+        for fmt, content, read in (("fa", fasta, readers.read_fasta),
+                                   ("txt", text, readers.read_text)):  # fmt: skip
+            mixed = content.replace("\n", eol)
+            if eol == "\r\n":  # and one bare CR, one bare LF
+                mixed = mixed.replace("\r\n", "\r", 1)[::-1].replace("\n\r", "\n", 1)[::-1]
+            path = _write(tmp_path / f"x.{fmt}", mixed)
+            assert [tuple(r) for r in read(path)] == want[fmt], (eol, block, fmt)
+
+
+def _write(path, text):
+    path.write_bytes(text.encode())
+    return path
+
+
+def test_garbage_parquet_input_is_one_line(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "t.parquet"
+    src.write_bytes(b"not a parquet file" * 20)
+    out = tmp_path / "c"
+    code, err = _prepare(src, "--alphabet", "rna", "--out", out, "--column", "seq",
+                         monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    _assert_prepare_refused(code, err, src, out, "cannot read Parquet input")
+
+
 @pytest.mark.parametrize(
     "content, fragment",
     [(b"", "holds no records"), (b">a\n\n>b\n", "all skipped (2 empty)")],

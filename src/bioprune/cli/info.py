@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from bioprune.cli.common import console
 
@@ -41,7 +42,9 @@ def info(
     corpus = Corpus(corpus_dir, allow_empty=True)
     stats = corpus_stats(corpus, verify=verify)
     if verify:
-        console.print(f"[green]verified[/] {corpus_dir}: content checksum matches manifest.json")
+        console.print(
+            f"[green]verified[/] {escape(str(corpus_dir))}: content checksum matches manifest.json"
+        )
     if plot is not None:
         plot_stats(corpus, stats, plot)
         console.print(f"wrote [bold]{plot}[/]")

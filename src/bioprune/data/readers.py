@@ -20,7 +20,14 @@ format      extensions                              id of a record
 FASTA record count, the line number of a text file, the data row of a table
 not counting the header), so error messages point at the exact record.
 All whitespace inside a sequence (line breaks, CR of CRLF files, spaces,
-tabs) is removed, as seqkit does.
+tabs) is removed, as seqkit does. LF, CRLF and CR-only (classic Mac) line
+endings read the same.
+
+Damaged input is an :class:`~bioprune.errors.InputError` naming the file, the
+byte offset and (FASTA/text) the record or line: damaged gzip data (truncated,
+bad CRC, trailing bytes after the last member other than NUL padding), a
+bzip2/xz/zstd file (only plain and gzip are read), a NUL byte or invalid
+UTF-8 in a FASTA/text file (a binary file). See :class:`_CountingReader`.
 
 Examples
 --------
@@ -66,6 +73,8 @@ BLOCK_BYTES = 1 << 20
 
 #: Rows per pyarrow batch for tables.
 TABLE_BATCH_ROWS = 65_536
+
+NEWLINE = b"\n"
 
 #: Whitespace removed from sequences (``bytes.translate`` delete set).
 _WHITESPACE = b" \t\r\n\v\f"
@@ -180,9 +189,8 @@ class _CountingReader:
     * with ``text=True``, line endings are normalised to ``\\n``: CRLF and
       CR-only (classic Mac) files read like LF files.
 
-    ``marker`` is what starts a record in the normalised data (``b"\\n>"`` for
-    FASTA, ``b"\\n"`` for text lines); it is counted as blocks are delivered
-    so that an error can say which record it is in.
+    A reader sets ``locate`` so that these errors can say which record or
+    line they are in (computed only when an error happens).
     """
 
     #: Bytes per ``read1`` from a gzip stream: data before a failure is still counted.
@@ -194,7 +202,6 @@ class _CountingReader:
         progress: ProgressCallback,
         *,
         text: bool = True,
-        marker: bytes | None = None,
     ):
         self.path = path
         gz = _is_gzip(path)
@@ -203,11 +210,11 @@ class _CountingReader:
         self.gzip = gz
         self.progress = progress
         self.text = text
-        self.marker = marker
+        #: Set by a reader: given the normalised data of this block before an error, where
+        #: the error is (", record 12", ", line 7"); only called on the error path.
+        self.locate: Callable[[bytes], str] | None = None
         self._pos = 0
         self.data_bytes = 0  # uncompressed bytes delivered so far
-        self._markers = 0  # record starts in the normalised data delivered so far
-        self._last = b"\n"  # last normalised byte delivered (the start counts as a new line)
         self._carry_cr = False
         self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
 
@@ -229,8 +236,9 @@ class _CountingReader:
             return b"".join(parts), exc
         return b"".join(parts), None
 
-    def read(self, n: int = BLOCK_BYTES) -> bytes:
+    def read(self, n: int | None = None) -> bytes:
         """The next block (``b""`` only at the end of the data)."""
+        n = BLOCK_BYTES if n is None else n
         while True:
             block, failure = self._read_block(n)
             pos = self.raw.tell()
@@ -249,27 +257,14 @@ class _CountingReader:
             if not self.text:
                 return block
             out = self._newlines(block, eof=not block)
-            if self.marker is not None and out:
-                self._markers += self._count_markers(out)
-                self._last = out[-1:]
             if out or not block:
                 return out
 
-    def _count_markers(self, data: bytes) -> int:
-        count = data.count(self.marker)
-        if len(self.marker) == 2 and self._last == b"\n" and data[:1] == self.marker[1:]:
-            count += 1  # a record start split across blocks (or at the start of the file)
-        return count
-
     def _where(self, raw_prefix: bytes) -> str:
         """The record or line at the end of ``raw_prefix`` (undelivered data of this block)."""
-        if self.marker is None:
+        if self.locate is None:
             return ""
-        normalized = raw_prefix.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        m = self._markers + (self._count_markers(normalized) if normalized else 0)
-        if self.marker == b"\n":
-            return f", line {m + 1}"
-        return f", record {m}" if m else ", before the first record"
+        return self.locate(raw_prefix.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
 
     def _fail(self, reason: str, raw_prefix: bytes, advice: str) -> None:
         offset = self.data_bytes + len(raw_prefix)
@@ -340,10 +335,18 @@ def read_fasta(path: str | Path, progress: ProgressCallback = _noop) -> Iterator
     a few C-level byte operations, not a Python loop per line.
     """
     path = Path(path)
-    reader = _CountingReader(path, progress, marker=b"\n>")
+    reader = _CountingReader(path, progress)
     number = 0
+    buf = bytearray()
+
+    def locate(prefix: bytes) -> str:
+        # records yielded + record starts delivered but not yet parsed + those in `prefix`
+        starts = number + buf.count(b"\n>") + buf.startswith(b">")
+        starts += prefix.count(b"\n>") + (prefix.startswith(b">") and buf[-1:] in (b"\n", b""))
+        return f", record {starts}" if starts else ", before the first record"
+
+    reader.locate = locate
     try:
-        buf = bytearray()
         started = False
         eof = False
         while not eof:
@@ -401,10 +404,16 @@ def read_text(path: str | Path, progress: ProgressCallback = _noop) -> Iterator[
     them) so that line numbers stay those of the file.
     """
     path = Path(path)
-    reader = _CountingReader(path, progress, marker=b"\n")
+    reader = _CountingReader(path, progress)
     number = 0
+    tail = b""
+
+    def locate(prefix: bytes) -> str:
+        # every complete line delivered was yielded before the next block is read
+        return f", line {number + 1 + prefix.count(NEWLINE)}"
+
+    reader.locate = locate
     try:
-        tail = b""
         seen_content = False
         while True:
             block = reader.read()
