@@ -304,6 +304,11 @@ def test_other_compression_is_named_not_misread(tmp_path, monkeypatch, capsys):
     code, err = _prepare(src, "--alphabet", "rna", "--out", out,
                          monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
     _assert_prepare_refused(code, err, src, out, "bzip2-compressed", "bunzip2")
+    named = tmp_path / "in.fa.xz"  # named .xz: refused by name, before --format matters
+    named.write_bytes(b"\xfd7zXZ\x00 not really")
+    code, err = _prepare(named, "--alphabet", "rna", "--out", out,
+                         monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    _assert_prepare_refused(code, err, named, out, "xz-compressed", "unxz")
 
 
 # ---- item 7: inputs that lose all their data ---------------------------------------------

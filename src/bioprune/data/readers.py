@@ -97,8 +97,19 @@ def _noop(_: int) -> None:
     return None
 
 
+#: Compressed-file suffixes that are named and refused (only gzip is read).
+_OTHER_COMPRESSION = {
+    ".bz2": ("bzip2", "bunzip2"),
+    ".xz": ("xz", "unxz"),
+    ".zst": ("zstd", "unzstd"),
+}
+
+
 def detect_format(path: str | Path, override: str | None = None) -> str:
     """The format of ``path``: ``override`` if given, else from its extension.
+
+    A ``.bz2``/``.xz``/``.zst`` name is refused with the tool that decompresses it
+    (only gzip is read; the content is checked too, see :func:`_is_gzip`).
 
     Raises
     ------
@@ -110,6 +121,13 @@ def detect_format(path: str | Path, override: str | None = None) -> str:
             raise ValueError(f"unknown --format {override!r}; choose one of {', '.join(FORMATS)}")
         return override
     name = Path(path).name.lower()
+    for suffix, (kind, tool) in _OTHER_COMPRESSION.items():
+        if name.endswith(suffix):
+            raise InputError(
+                path,
+                f"is {kind}-compressed; bioprune reads plain or gzip-compressed files only: "
+                f"decompress it first ({tool} {Path(path).name}) or recompress it with gzip",
+            )
     if name.endswith(".gz"):
         name = name[:-3]
     for fmt, exts in FORMATS.items():
