@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from bioprune.cli.common import console
 
@@ -20,17 +21,30 @@ def info(
     as_json: bool = typer.Option(
         False, "--json", help="Print the statistics as JSON on stdout instead of tables."
     ),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Also recompute the content checksum (tokens, lengths, sequences.parquet) and "
+        "compare it with manifest.json; a mismatch is an error. Every open already checks "
+        "sizes, dtypes, offsets, row counts and token ids.",
+    ),
 ) -> None:
     """Show a corpus: sequences and residues, length quantiles (min, 5/25/50/75/95%,
-    max), residue composition, and the records prepare skipped, cropped or replaced."""
+    max), residue composition, and the records prepare skipped, cropped or replaced.
+    The corpus is checked on open (sizes, offsets, token ids); --verify also checks
+    the content checksum."""
     from rich.console import Console
     from rich.table import Table
 
     from bioprune.data.corpus import Corpus
     from bioprune.data.stats import corpus_stats, plot_stats
 
-    corpus = Corpus(corpus_dir)
-    stats = corpus_stats(corpus)
+    corpus = Corpus(corpus_dir, allow_empty=True)
+    stats = corpus_stats(corpus, verify=verify)
+    if verify:
+        console.print(
+            f"[green]verified[/] {escape(str(corpus_dir))}: content checksum matches manifest.json"
+        )
     if plot is not None:
         plot_stats(corpus, stats, plot)
         console.print(f"wrote [bold]{plot}[/]")
@@ -47,7 +61,8 @@ def info(
     overview.add_row("residues", f"{stats['num_tokens']:,}")
     limit = stats["max_length"]
     overview.add_row("max_length (crop limit)", "not recorded" if limit is None else str(limit))
-    overview.add_row("checksum", str(stats["checksum"]))
+    state = "verified" if stats["checksum_verified"] else "recorded; check it with --verify"
+    overview.add_row("checksum", f"{stats['checksum']} ({state})")
     overview.add_row("bioprune version", f"{stats['bioprune_version']} ({stats['created']})")
     for src in stats["sources"]:
         overview.add_row(
@@ -55,6 +70,8 @@ def info(
             f"{src['path']} ({src['format']}, {src['size']:,} bytes, "
             f"{src['records_read']:,} read, {src['records_written']:,} written)",
         )
+    for note in stats["notes"]:
+        overview.add_row("note", note)
     out.print(overview)
 
     lengths = Table(title="length (residues)", title_justify="left")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from bioprune.cli.common import console
 
@@ -15,6 +18,13 @@ Formats come from the extension (.fa .fasta .fna .fas .ffn .faa: FASTA; .txt
 or from --format. Sequences are upper-cased (RNA: T becomes U) and checked
 against the alphabet. Every record read is written or counted under one
 reason; the counts are printed at the end and stored in manifest.json.
+
+An input from which no record is written (empty, or every record skipped) is
+an error unless --allow-empty. A protein corpus whose residues are more than
+90% A/C/G/T/U gets a warning (and a note in manifest.json). Damaged gzip data,
+a binary file (NUL bytes, invalid UTF-8) and bzip2/xz/zstd files are one-line
+errors naming the file and byte offset; CR-only (old Mac) line endings read
+like LF.
 
 \b
 Checks, in this order:
@@ -80,6 +90,12 @@ def prepare(
         "(default: from each file's extension).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+    allow_empty: bool = typer.Option(
+        False,
+        "--allow-empty",
+        help="Write the corpus even if no record survives (an empty input, or every record "
+        "skipped); without it that is an error, since later stages would have nothing to do.",
+    ),
     seed: int = typer.Option(
         0, "--seed", help="Recorded in the manifest for provenance (prepare is not random)."
     ),
@@ -109,6 +125,7 @@ def prepare(
         id_column=id_column,
         format=fmt,
         overwrite=overwrite,
+        allow_empty=allow_empty,
         seed=seed,
     )
     total_bytes = sum(p.stat().st_size for p in config.inputs)
@@ -137,7 +154,8 @@ def prepare(
                 rate=state["records"] / elapsed,
             )
 
-        result = run_prepare(config, progress=on_batch)
+        with _warnings_to_console():
+            result = run_prepare(config, progress=on_batch)
         progress.update(task, completed=total_bytes)
 
     table = Table(title=f"{out}", title_justify="left")
@@ -153,6 +171,25 @@ def prepare(
 
 
 prepare.__doc__ = _HELP
+
+
+class _ConsoleHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(
+            f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, emoji=False
+        )
+
+
+@contextmanager
+def _warnings_to_console():
+    """Show the library's logged warnings (``bioprune`` logger) on the console for this run."""
+    logger = logging.getLogger("bioprune")
+    handler = _ConsoleHandler(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def register(app: typer.Typer) -> None:

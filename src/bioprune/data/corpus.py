@@ -16,7 +16,6 @@ read the corpus into RAM: a stage touching example ``i`` reads only its bytes.
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -25,12 +24,29 @@ import numpy as np
 
 from bioprune import artifacts
 from bioprune.data.alphabet import Alphabet, get_alphabet
+from bioprune.errors import InputError
 
 __all__ = ["Corpus", "CorpusWriter", "write_corpus"]
 
 
 class Corpus:
-    """A prepared corpus, memory-mapped.
+    """A prepared corpus, memory-mapped, checked on open.
+
+    Opening a corpus checks everything that is cheap (see :func:`check_store`):
+    the manifest's keys and types, every file's presence, header, dtype and
+    size, the offsets (start at 0, never decrease, end at the token count),
+    the row count against the manifest and ``sequences.parquet``, and every
+    token id against the alphabet's residue ids. A violation is an
+    :class:`~bioprune.errors.InputError` naming the file and the reason.
+
+    The content checksum (blake2b of the tokens and lengths, plus the
+    ``sequences.parquet`` file) is verified the first time :attr:`checksum`
+    is read: a stage that records the checksum in its output (fisher, score,
+    select, pretrain, adapt, inspect) thus never records a checksum the data
+    does not have. :attr:`recorded_checksum` is the manifest's value, unverified.
+
+    An empty corpus (0 sequences; ``prepare --allow-empty``) is refused unless
+    ``allow_empty=True``: there is nothing to score, select or train on.
 
     Examples
     --------
@@ -41,7 +57,7 @@ class Corpus:
     array([0, 6, 4])
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, allow_empty: bool = False):
         self.path = Path(path)
         manifest_path = self.path / artifacts.CORPUS_MANIFEST
         if not manifest_path.is_file():
@@ -49,17 +65,18 @@ class Corpus:
                 f"{self.path} is not a bioprune corpus (no {artifacts.CORPUS_MANIFEST}); "
                 "create one with `bioprune prepare`"
             )
-        self.manifest: dict = json.loads(manifest_path.read_text())
+        from bioprune.data.integrity import check_store, open_store
+
+        self.manifest, self.tokens, self.offsets = open_store(self.path)
         self.alphabet: Alphabet = get_alphabet(self.manifest["alphabet"])
-        self.tokens: np.ndarray = np.load(self.path / artifacts.CORPUS_TOKENS, mmap_mode="r")
-        self.offsets: np.ndarray = np.load(self.path / artifacts.CORPUS_OFFSETS, mmap_mode="r")
-        n = int(self.manifest["num_sequences"])
-        if len(self.offsets) != n + 1 or int(self.offsets[-1]) != len(self.tokens):
-            raise ValueError(
-                f"{self.path}: token store does not match manifest.json "
-                f"({n} sequences; offsets has {len(self.offsets)} entries, "
-                f"{len(self.tokens)} tokens) — the corpus is damaged; prepare it again"
+        check_store(self.path, self.manifest, self.tokens, self.offsets, self.alphabet)
+        if not len(self) and not allow_empty:
+            raise InputError(
+                self.path,
+                "the corpus holds no sequences (prepared with --allow-empty), so there is "
+                "nothing to score, select or train on; prepare it from inputs with sequences",
             )
+        self._verified: str | None = None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -73,9 +90,34 @@ class Corpus:
         return np.diff(np.asarray(self.offsets)).astype(np.int64)
 
     @property
-    def checksum(self) -> str:
-        """Content checksum of the token store, recorded by ``prepare``."""
+    def recorded_checksum(self) -> str:
+        """The content checksum ``manifest.json`` records (not verified against the data)."""
         return str(self.manifest["checksum"])
+
+    @property
+    def checksum(self) -> str:
+        """The content checksum, verified against the data on first use (then cached).
+
+        Stages record this value in their outputs, so they only ever record a
+        checksum that the tokens, lengths and ``sequences.parquet`` really have.
+        Raises :class:`~bioprune.errors.InputError` when the data was changed.
+        """
+        if self._verified is None:
+            self.verify()
+        return str(self._verified)
+
+    def verify(self, progress=None) -> dict:
+        """Recompute the content checksum and compare it with the manifest's.
+
+        Streams the token store and offsets in chunks (memory bounded) and hashes
+        ``sequences.parquet``; see :func:`bioprune.data.integrity.verify_checksum`.
+        Returns what was checked; raises ``InputError`` on a mismatch.
+        """
+        from bioprune.data.integrity import verify_checksum
+
+        result = verify_checksum(self, progress=progress)
+        self._verified = self.recorded_checksum
+        return result
 
     @property
     def max_length(self) -> int:
@@ -264,7 +306,9 @@ class CorpusWriter:
         self._pending_lengths.clear()
 
     def close(self) -> dict:
-        """Flush, finalise the files; returns ``alphabet``, counts and ``checksum``."""
+        """Flush, finalise the files; returns ``alphabet``, counts, ``checksum`` (content:
+        tokens and lengths, see :func:`bioprune.data.integrity.content_checksum`) and
+        ``sequences_checksum`` (the ``sequences.parquet`` file)."""
         self._flush()
         self._parquet.close()
         self._tokens.close()
@@ -279,6 +323,11 @@ class CorpusWriter:
             "num_sequences": self.num_sequences,
             "num_tokens": self.num_tokens,
             "checksum": f"blake2b:{combined.hexdigest()}",
+            # The ids and sequence text are not in the content checksum (that would change
+            # every existing corpus's checksum); the file's own checksum guards them.
+            "sequences_checksum": artifacts.file_checksum(
+                self.directory / artifacts.CORPUS_SEQUENCES
+            ),
         }
 
 
@@ -308,4 +357,4 @@ def write_corpus(
             **artifacts.provenance(),
         }
         artifacts.write_json(tmp / artifacts.CORPUS_MANIFEST, manifest)
-    return Corpus(path)
+    return Corpus(path, allow_empty=True)

@@ -39,6 +39,7 @@ still-unique one.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,9 @@ import numpy as np
 from bioprune import artifacts
 from bioprune.data.alphabet import INVALID, Alphabet, get_alphabet
 from bioprune.data.readers import Record, detect_format, read_records
+from bioprune.errors import InputError
+
+logger = logging.getLogger("bioprune")
 
 __all__ = ["COUNT_KEYS", "PrepareConfig", "PrepareResult", "prepare"]
 
@@ -70,6 +74,10 @@ COUNT_KEYS = (
 #: Records normalised and validated together.
 BATCH_RECORDS = 4096
 
+#: A protein corpus whose residues are more than this fraction A/C/G/T/U is noted as
+#: probably nucleic acid (proteins have about 20%: Ala 8%, Gly 7%, Thr 5.5%, Cys 1.4%).
+NUCLEIC_FRACTION = 0.9
+
 #: Called once per batch with (on-disk bytes consumed, records read).
 PrepareProgress = Callable[[int, int], None]
 
@@ -91,6 +99,9 @@ class PrepareConfig:
     column, id_column : sequence and id columns of CSV/TSV/Parquet inputs.
     format : force one format for every input (else by extension).
     overwrite : replace an existing ``out``.
+    allow_empty : write a corpus even when no record is written (else an error:
+        an empty input, or one whose every record is skipped, is almost always
+        a mistake, and every later stage would have nothing to work on).
     seed : recorded for the pipeline's provenance; prepare draws no random numbers.
     """
 
@@ -105,6 +116,7 @@ class PrepareConfig:
     id_column: str | None = None
     format: str | None = None
     overwrite: bool = False
+    allow_empty: bool = False
     seed: int = 0
     formats: list[str] = field(init=False, default_factory=list)
 
@@ -145,6 +157,7 @@ class PrepareResult:
     num_tokens: int
     counts: dict[str, int]
     manifest: dict
+    notes: list[str] = field(default_factory=list)
 
 
 class _IdHashSet:
@@ -363,8 +376,13 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
     Raises
     ------
     ValueError
-        on a malformed input, an invalid character under ``on_invalid="error"``
-        or a duplicate id without ``dedupe_ids``; nothing is left at ``out``.
+        on a malformed input, an invalid character under ``on_invalid="error"``,
+        a duplicate id without ``dedupe_ids``, or no record written without
+        ``allow_empty``; nothing is left at ``out``.
+
+    Warnings (also returned as ``notes`` and stored in the manifest) go to the
+    ``bioprune`` logger: a protein corpus whose residues are more than
+    :data:`NUCLEIC_FRACTION` A/C/G/T/U.
     """
     from bioprune.data.corpus import CorpusWriter
 
@@ -386,6 +404,7 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
         for p, fmt in zip(config.inputs, config.formats, strict=True)
     ]
     on_bytes, flush_progress = _open_progress(progress)
+    composition = np.zeros(256, dtype=np.int64)  # written residues per token id
 
     with artifacts.atomic_dir(config.out, overwrite=config.overwrite) as tmp:
         writer = CorpusWriter(tmp, alphabet)
@@ -449,10 +468,14 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
                 text = raw.decode("latin-1")
                 off = offsets.tolist()
                 written = 0
+                if not bad_records:
+                    composition += np.bincount(tokens, minlength=256)
                 for k, i in enumerate(keep):
                     if k in bad_records:
                         continue
                     a, b = off[k], off[k + 1]
+                    if bad_records:
+                        composition += np.bincount(tokens[a:b], minlength=256)
                     writer.add(final_ids[i], batch[i].description, text[a:b], tokens[a:b])
                     written += 1
                     counts["long_cropped"] += cropped[k]
@@ -460,7 +483,12 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
                 counts["written"] += written
                 source["records_written"] += written
                 flush_progress(n_read)
+        if not counts["written"] and not config.allow_empty:
+            raise _nothing_written(config, counts)
         store = writer.close()
+        notes = _composition_notes(alphabet, composition)
+        for note in notes:
+            logger.warning("%s", note)
         skipped = counts["empty_skipped"] + counts["long_skipped"] + counts["invalid_skipped"]
         if (
             counts["read"] != counts["written"] + skipped
@@ -476,6 +504,7 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
             "sources": sources,
             "options": config.to_dict(),
             "seed": config.seed,
+            "notes": notes,
             **artifacts.provenance(),
         }
         manifest["options"].pop("formats", None)
@@ -488,4 +517,41 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
         num_tokens=store["num_tokens"],
         counts=counts,
         manifest=manifest,
+        notes=notes,
     )
+
+
+def _nothing_written(config: PrepareConfig, counts: dict[str, int]) -> InputError:
+    """The error for a run that would write an empty corpus (without ``allow_empty``)."""
+    names = ", ".join(str(p) for p in config.inputs)
+    if not counts["read"]:
+        why = "holds no records" if len(config.inputs) == 1 else "hold no records"
+    else:
+        reasons = [
+            f"{counts[k]:,} {k.removesuffix('_skipped')}"
+            for k in ("empty_skipped", "long_skipped", "invalid_skipped")
+            if counts[k]
+        ]
+        why = f"{counts['read']:,} records read, all skipped ({', '.join(reasons)})"
+    return InputError(
+        names,
+        f"{why}, so the corpus would be empty; check the input and the options "
+        "(--format, --column, --max-length, --on-long, --on-invalid), or pass --allow-empty "
+        "to write an empty corpus anyway",
+    )
+
+
+def _composition_notes(alphabet: Alphabet, composition: np.ndarray) -> list[str]:
+    """Warnings about the written residues (a nucleic-acid corpus prepared as protein)."""
+    total = int(composition.sum())
+    if alphabet.name != "protein" or not total:
+        return []
+    ids = [alphabet.tokens.index(c) for c in "ACGTU"]
+    fraction = int(composition[ids].sum()) / total
+    if fraction <= NUCLEIC_FRACTION:
+        return []
+    return [
+        f"{fraction:.1%} of the residues are A, C, G, T or U: this looks like RNA/DNA, not "
+        "protein (proteins have about 20%); if it is nucleic acid, prepare it again with "
+        "--alphabet rna"
+    ]

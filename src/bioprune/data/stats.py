@@ -48,8 +48,12 @@ def composition_counts(
     return counts
 
 
-def corpus_stats(corpus: Corpus, chunk: int = CHUNK_TOKENS) -> dict:
+def corpus_stats(corpus: Corpus, chunk: int = CHUNK_TOKENS, *, verify: bool = False) -> dict:
     """Counts, length quantiles and residue composition of ``corpus``.
+
+    ``verify`` also recomputes the content checksum (:meth:`Corpus.verify`; an
+    ``InputError`` when the data no longer matches the manifest); the result's
+    ``checksum_verified`` says whether it was.
 
     Returns
     -------
@@ -59,8 +63,12 @@ def corpus_stats(corpus: Corpus, chunk: int = CHUNK_TOKENS) -> dict:
     linear interpolation), ``composition`` (token -> ``count`` and
     ``fraction`` of all residues; every residue token of the alphabet, plus
     any other token that occurs), and from the manifest ``max_length``,
-    ``counts`` (prepare's skip/crop/replace counts) and ``sources``.
+    ``counts`` (prepare's skip/crop/replace counts), ``sources``, ``notes``
+    (prepare's warnings), ``checksum``/``sequences_checksum`` and
+    ``checksum_verified``.
     """
+    if verify:
+        corpus.verify()
     lengths = corpus.lengths
     alphabet = corpus.alphabet
     if len(lengths):
@@ -89,6 +97,9 @@ def corpus_stats(corpus: Corpus, chunk: int = CHUNK_TOKENS) -> dict:
         "counts": manifest.get("counts", {}),
         "sources": manifest.get("sources", []),
         "checksum": manifest.get("checksum"),
+        "checksum_verified": verify,
+        "sequences_checksum": manifest.get("sequences_checksum"),
+        "notes": manifest.get("notes", []),
         "bioprune_version": manifest.get("bioprune_version"),
         "created": manifest.get("created"),
     }
