@@ -90,8 +90,11 @@ def run_app(app: typer.Typer) -> None:
 
 def _fail(message: str) -> None:
     # The message is plain text: file names and sequences may hold "[...]" or
-    # ":a:", which rich would otherwise read as markup or emoji codes.
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, emoji=False)
+    # ":a:", which rich would otherwise read as markup or emoji codes. soft_wrap: one
+    # line whatever the terminal width, so a long path is never split (and grep finds it).
+    console.print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, emoji=False, soft_wrap=True
+    )
     sys.exit(2)
 
 
