@@ -101,6 +101,7 @@ def adapt(
             f"{_fmt(info['train_loss_first'])} -> {_fmt(info['train_loss_final'])}, "
             f"{info['wall_s']:.1f} s",
             highlight=False,
+            soft_wrap=True,
         )
         report_stop(info, out, stop)
 

@@ -27,6 +27,7 @@ def export(
         + (f", val loss {val:.4f}" if val is not None else "")
         + ")",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -135,6 +135,7 @@ def report_stop(info: dict, out: Path, stop: StopRequest) -> None:
         f"{info.get('checkpoint')}; continue with the same command plus --resume"
         + (" and a larger --max-time" if reason == "time" else ""),
         highlight=False,
+        soft_wrap=True,
     )
     if reason == "signal" and stop.signum is not None:
         raise typer.Exit(128 + int(stop.signum))
@@ -239,7 +240,8 @@ def pretrain(
             f"wrote [bold]{out}[/]: {info['steps']} steps ({info['stopped_by']}), "
             f"{info['tokens_seen']:,} tokens, train loss {info['train_loss_final']:.4f}"
             + (f", val loss {val:.4f} (ppl {info['val_perplexity']:.2f})" if val else "")
-            + f", {info['wall_s']:.1f} s"
+            + f", {info['wall_s']:.1f} s",
+            soft_wrap=True,  # one line in a log file, whatever the console width
         )
         report_stop(info, out, stop)
 

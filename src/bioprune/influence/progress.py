@@ -89,8 +89,14 @@ class RunProgress:
     def __exit__(self, exc_type, *exc) -> None:
         if self._progress is not None:
             self._progress.stop()
-        if self._lines is not None and exc_type is None and self._lines.lines:
-            self._lines.update(self.examples, tokens=self.tokens, note=self.note, force=True)
+        lines = self._lines
+        if (
+            lines is not None
+            and exc_type is None
+            and lines.lines
+            and lines.written_done != self.examples
+        ):
+            lines.update(self.examples, tokens=self.tokens, note=self.note, force=True)
 
     def advance(self, examples: int, tokens: int) -> None:
         self.examples += examples
