@@ -413,9 +413,12 @@ class MaskedLMRecipe:
 
     def _say(self, message: str) -> None:
         if self.env.is_main and self.config.show_progress:
-            from rich.console import Console
+            console = getattr(self, "_console", None)
+            if console is None:
+                from rich.console import Console
 
-            Console(stderr=True).print(message, highlight=False)
+                console = Console(stderr=True)
+            console.print(message, highlight=False, markup=False, soft_wrap=True)
 
     def _autocast(self):
         import torch
@@ -447,8 +450,15 @@ class MaskedLMRecipe:
         from bioprune.training.progress import TrainingProgress
 
         c, st = self.config, self.state
+        self._console = console
         kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
         self._open_live_curve()
+        self._say(
+            f"{self.recipe}: {self.planned_steps:,} planned steps ({c.epochs} epoch(s) x "
+            f"{self.batches_per_epoch:,} batches of {self.global_batch}"
+            + (f", stopping after {c.max_time_s:,.0f} s" if c.max_time_s else "")
+            + f"); curve so far in {self.ckpt_dir / LIVE_CURVE}"
+        )
         if st.step == 0 and len(self.val_indices):
             self._record_validation()
         start = time.perf_counter()
@@ -520,9 +530,8 @@ class MaskedLMRecipe:
         by_time = bool(c.max_time_s and st.wall_s >= c.max_time_s)
         request = should_stop() if should_stop is not None else None
         if self.env.distributed:  # one rank's clock or signal stops them all
-            by_time, by_request = (
-                v > 0 for v in all_reduce_sum([float(by_time), float(bool(request))], self.env)
-            )
+            flags = all_reduce_sum([float(by_time), float(bool(request))], self.env).tolist()
+            by_time, by_request = flags[0] > 0, flags[1] > 0
             if by_request and not request:
                 request = "signal"
         if request:
