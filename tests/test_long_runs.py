@@ -90,6 +90,13 @@ def test_progress_lines_format_and_rate_limit():
     )
     assert out[1].endswith("| elapsed 0:00:45 | ETA 0:00:55 | val loss 2.6000")
     assert format_duration(3725) == "1:02:05" and format_duration(None) == "?"
+    from bioprune.cli.pretrain import parse_duration
+
+    assert parse_duration("45m") == 2700 and parse_duration("1h30m") == 5400
+    assert parse_duration("90") == 90 and parse_duration("1.5h") == 5400
+    for bad in ["", "45x", "m", "0s", "-5m"]:
+        with pytest.raises(ValueError, match="--max-time"):
+            parse_duration(bad)
     assert progress_style(True, None, True) == "bar"
     assert progress_style(True, None, False) == "lines"
     assert progress_style(False, None, False) == "off"
@@ -191,6 +198,8 @@ def test_time_budget_and_stop_request_leave_a_usable_model_and_extend_exactly(
     assert a["checkpoint"] == str(ckpt) and ckpt.is_file()
     assert AutoModelForMaskedLM.from_pretrained(out) is not None  # usable as it stands
     assert json.loads((out / artifacts.MODEL_TRAINING).read_text())["stopped_by"] == "time"
+    with pytest.raises(FileExistsError, match=r"stopped by time at step 1.*pass --resume"):
+        _pretrain(tiny_corpus, out, max_steps=9)
     with pytest.raises(ValueError, match="already reached; pass a larger budget"):
         _pretrain(tiny_corpus, out, max_steps=9, max_time_s=1e-6, resume=True)
     b = _pretrain(tiny_corpus, out, max_steps=9, max_time_s=3600, resume=True)

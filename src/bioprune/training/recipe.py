@@ -107,13 +107,19 @@ def check_training_output(out: str | Path, overwrite: bool, resume: bool) -> boo
         return False
     if overwrite:
         return True
-    if resume and (checkpoint_dir(out) / CHECKPOINT_FILE).is_file():
+    if (checkpoint_dir(out) / CHECKPOINT_FILE).is_file():
         try:
             info = json.loads((out / artifacts.MODEL_TRAINING).read_text())
         except (OSError, ValueError):
             info = {}
         if isinstance(info, dict) and info.get("checkpoint"):
-            return True
+            if resume:
+                return True
+            raise FileExistsError(
+                f"{out} already exists (stopped by {info.get('stopped_by') or '?'} at step "
+                f"{info.get('steps')}, checkpoint kept); pass --resume to continue it (a larger "
+                "budget extends it) or --overwrite to start again"
+            )
     raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
 
 
