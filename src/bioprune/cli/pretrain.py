@@ -191,7 +191,12 @@ def pretrain(
     dtype: str = typer.Option(
         "auto", "--dtype", help="Autocast: auto (bf16 on GPU), float32 or bfloat16."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT.ckpt if present."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue from OUT.ckpt if present (a larger --max-steps/--epochs/--max-time "
+        "extends the run).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT and its checkpoint."),
     progress: bool = PROGRESS,
 ) -> None:
