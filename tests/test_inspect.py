@@ -129,3 +129,42 @@ def test_inspect_refuses_a_selection_from_another_corpus(selected, tmp_path):
         inspect_coreset(other.path, sel, tmp_path / "r")
     with pytest.raises(FileNotFoundError, match="not a selection"):
         inspect_coreset(other.path, tmp_path, tmp_path / "r")
+
+
+def test_wide_scores_get_a_log_axis_and_label_patterns_group(selected, tmp_path):
+    """Scores spanning 300 to 1.6e6 are histogrammed on a log axis; --label-group
+    'dup-of:*' counts every dup-of:<id> label as one row."""
+    from typer.testing import CliRunner
+
+    from bioprune.cli.main import app
+
+    corpus, sel, _, _ = selected
+    n, ids = len(corpus), corpus.ids()
+    wide = tmp_path / "wide.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "index": np.arange(n, dtype=np.int64),
+                "id": pa.array(ids, pa.string()),
+                "length": corpus.lengths,
+                "score": np.geomspace(300, 1.6e6, n),
+                "loss": np.ones(n),
+            }
+        ),
+        wide,
+    )
+    labels = tmp_path / "labels.tsv"
+    labels.write_text(
+        "".join(f"{ids[i]}\t{'dup-of:' + ids[i - 1] if i % 2 else 'unique'}\n" for i in range(n))
+    )
+    out = tmp_path / "r"
+    args = ["inspect", "--corpus", str(corpus.path), "--selection", str(sel), "--out", str(out)]
+    res = CliRunner().invoke(
+        app, [*args, "--scores", str(wide), "--labels", str(labels), "--label-group", "dup-of:*"]
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scores"]["histogram_x_scale"] == "log"
+    rows = {r["label"]: r for r in summary["labels"]["per_label"]}
+    assert set(rows) == {"dup-of:*", "unique"}
+    assert rows["dup-of:*"]["corpus"] == n // 2 and summary["labels"]["groups"] == ["dup-of:*"]

@@ -428,10 +428,12 @@ def test_resume_refuses_a_checkpoint_of_another_run(tiny_corpus, tmp_path):
     first = recipe(1e-3)
     first.setup()
     first.train()  # checkpoint at step 1; never saved, so the checkpoint stays
+    first.close()  # releases OUT.ckpt/lock
     assert (tmp_path / "m.ckpt" / "checkpoint.pt").is_file()
     same = recipe(1e-3)
     same.setup()
     assert same.state.step == 1
+    same.close()
     with pytest.raises(ValueError, match="differs in hyperparameters"):
         recipe(2e-3).setup()
 

@@ -35,7 +35,17 @@ SAVE_MASKS = typer.Option(
 )
 RESUME = typer.Option(False, "--resume", help="Continue a killed run from its parts directory.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing OUT.")
-NO_PROGRESS = typer.Option(False, "--no-progress", help="No progress bar (logs, CI).")
+NO_PROGRESS = typer.Option(
+    False,
+    "--no-progress",
+    help="No progress output (neither the bar nor, unless --log-every-s is given, log lines).",
+)
+LOG_EVERY_S = typer.Option(
+    None,
+    "--log-every-s",
+    help="A plain progress line every S seconds (done/total, ex/s, tok/s, elapsed, ETA) "
+    "instead of the bar; default: the bar on a terminal, a line every 30 s otherwise.",
+)
 
 
 def fisher(
@@ -74,6 +84,7 @@ def fisher(
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
     no_progress: bool = NO_PROGRESS,
+    log_every_s: float = LOG_EVERY_S,
 ) -> None:
     """Diagonal empirical Fisher of the MLM loss over a seeded subset (method.md eq. 9).
 
@@ -102,6 +113,7 @@ def fisher(
         overwrite=overwrite,
         checkpoint_seconds=checkpoint_seconds,
         progress=not no_progress,
+        progress_every_s=log_every_s,
     )
     res = compute_fisher(cfg, console=console)
     if _is_main():

@@ -6,13 +6,19 @@ import json
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 
+from bioprune import artifacts
 from bioprune.cli.common import console
 
 
 def info(
-    corpus_dir: Path = typer.Argument(..., help="A corpus directory written by `prepare`."),
+    corpus_dir: Path = typer.Argument(
+        ...,
+        help="A corpus directory written by `prepare`, or a model directory written by "
+        "`pretrain`/`adapt`/`export` (shows its training state).",
+    ),
     plot: Path = typer.Option(
         None,
         "--plot",
@@ -33,12 +39,14 @@ def info(
     max), residue composition, and the records prepare skipped, cropped or replaced.
     The corpus is checked on open (sizes, offsets, token ids); --verify also checks
     the content checksum."""
-    from rich.console import Console
     from rich.table import Table
 
     from bioprune.data.corpus import Corpus
     from bioprune.data.stats import corpus_stats, plot_stats
 
+    if (corpus_dir / artifacts.MODEL_TRAINING).is_file():
+        _show_training_state(corpus_dir, as_json)
+        return
     corpus = Corpus(corpus_dir, allow_empty=True)
     stats = corpus_stats(corpus, verify=verify)
     if verify:
@@ -101,6 +109,66 @@ def info(
         for key, value in stats["counts"].items():
             counts.add_row(key, f"{value:,}")
         out.print(counts)
+
+
+#: training.json keys shown by `bioprune info MODEL_DIR`, in this order.
+TRAINING_STATE_KEYS = (
+    "recipe",
+    "steps",
+    "planned_steps",
+    "epochs_completed",
+    "stopped_by",
+    "examples_seen",
+    "tokens_seen",
+    "train_loss_final",
+    "val_loss",
+    "val_perplexity",
+    "wall_s",
+    "max_time_s",
+    "resumed_from_step",
+    "checkpoint",
+    "exported_from",
+)
+
+
+def training_state(model_dir: Path) -> dict:
+    """The training state a model directory's ``training.json`` records."""
+    path = model_dir / artifacts.MODEL_TRAINING
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} does not hold a training record")
+    state = {k: record.get(k) for k in TRAINING_STATE_KEYS if k in record}
+    hp = record.get("hyperparameters") or {}
+    state["budget"] = {k: hp.get(k) for k in ("epochs", "max_steps", "max_tokens") if k in hp}
+    return state
+
+
+def _show_training_state(model_dir: Path, as_json: bool) -> None:
+    from rich.table import Table
+
+    state = training_state(model_dir)
+    if as_json:
+        typer.echo(json.dumps(state, indent=2))
+        return
+    table = Table(title=f"model {model_dir}: training state", title_justify="left")
+    table.add_column("key")
+    table.add_column("value", overflow="fold")
+    for key, value in state.items():
+        if value is None or value == {}:
+            continue
+        if isinstance(value, float):
+            text = f"{value:.4f}" if key != "wall_s" else f"{value:,.1f} s"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            text = f"{value:,}"
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k} {v}" for k, v in value.items() if v is not None)
+        else:
+            text = str(value)
+        table.add_row(key, text)
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,12 @@ def inspect(
         "--labels",
         help="TSV id<TAB>label (header optional, further columns ignored): per-label coverage.",
     ),
+    label_group: Optional[list[str]] = typer.Option(
+        None,
+        "--label-group",
+        help="Count the label values matching this glob pattern as one (e.g. 'dup-of:*'); "
+        "repeatable, the first matching pattern wins.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
     """Length distributions, residue composition, per-label coverage and the score
@@ -31,7 +37,13 @@ def inspect(
     from bioprune.report.coreset import inspect_coreset
 
     summary = inspect_coreset(
-        corpus, selection, out, scores_path=scores, labels_path=labels, overwrite=overwrite
+        corpus,
+        selection,
+        out,
+        scores_path=scores,
+        labels_path=labels,
+        label_groups=label_group or None,
+        overwrite=overwrite,
     )
     line = (
         f"wrote [bold]{out}[/]: {len(summary['plots'])} plots; coreset "

@@ -29,7 +29,7 @@ app = typer.Typer(
 #: Pipeline order of the commands in --help.
 COMMAND_ORDER = [
     "prepare", "info", "init", "adapt", "fisher", "score", "select", "inspect",
-    "pretrain", "evaluate", "report", "run",
+    "pretrain", "export", "evaluate", "report", "run",
 ]  # fmt: skip
 
 
@@ -45,6 +45,22 @@ for _name in _command_modules():
     _module = importlib.import_module(f"bioprune.cli.{_name}")
     if hasattr(_module, "register"):
         _module.register(app)
+
+
+def _one_line_summaries() -> None:
+    """Each command's line in ``bioprune --help`` is its docstring's first paragraph
+    joined into one line: a docstring wrapped at 80 columns in the source would
+    otherwise show its line breaks mid-sentence in the list."""
+    import inspect
+
+    for command in app.registered_commands:
+        if command.short_help is None and command.callback is not None:
+            doc = command.help or inspect.getdoc(command.callback) or ""
+            first = doc.strip().split("\n\n")[0]
+            command.short_help = " ".join(first.replace("\b", "").split())
+
+
+_one_line_summaries()
 
 
 def _print_version(value: bool) -> None:

@@ -99,19 +99,22 @@ def prepare(
     seed: int = typer.Option(
         0, "--seed", help="Recorded in the manifest for provenance (prepare is not random)."
     ),
+    progress_on: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Progress: a bar on a terminal, plain lines in a log (--no-progress: none, unless "
+        "--log-every-s is given).",
+    ),
+    log_every_s: float = typer.Option(
+        None,
+        "--log-every-s",
+        help="A plain progress line every S seconds (bytes read of total, records, rec/s, "
+        "elapsed, ETA) instead of the bar; default: a line every 30 s when not on a terminal.",
+    ),
 ) -> None:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.table import Table
-
     from bioprune.data.prepare import COUNT_KEYS, PrepareConfig
     from bioprune.data.prepare import prepare as run_prepare
+    from bioprune.progress import DEFAULT_EVERY_S, ProgressLines, progress_style
 
     config = PrepareConfig(
         inputs=inputs,
@@ -129,6 +132,43 @@ def prepare(
         seed=seed,
     )
     total_bytes = sum(p.stat().st_size for p in config.inputs)
+    style = progress_style(progress_on, log_every_s, console.is_terminal)
+    if style != "bar":
+        lines = None
+        if style == "lines":
+            lines = ProgressLines(
+                "prepare",
+                total_bytes,
+                "bytes",
+                lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+                every_s=DEFAULT_EVERY_S if log_every_s is None else log_every_s,
+            )
+        state = {"records": 0, "bytes": 0}
+
+        def on_batch_lines(nbytes: int, nrecords: int) -> None:
+            state["records"] += nrecords
+            state["bytes"] += nbytes
+            if lines is not None:
+                lines.update(state["bytes"], note=f"{state['records']:,} records")
+
+        result = run_prepare(config, progress=on_batch_lines)
+        if lines is not None:
+            lines.update(total_bytes, note=f"{state['records']:,} records", force=True)
+    else:
+        result = _prepare_with_bar(config, total_bytes, run_prepare)
+    _summary(result, out, alphabet, COUNT_KEYS)
+
+
+def _prepare_with_bar(config, total_bytes: int, run_prepare):
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     progress = Progress(
         TextColumn("[bold]prepare[/]"),
         BarColumn(),
@@ -157,11 +197,16 @@ def prepare(
         with _warnings_to_console():
             result = run_prepare(config, progress=on_batch)
         progress.update(task, completed=total_bytes)
+    return result
+
+
+def _summary(result, out: Path, alphabet: str, count_keys) -> None:
+    from rich.table import Table
 
     table = Table(title=f"{out}", title_justify="left")
     table.add_column("count")
     table.add_column("records", justify="right")
-    for key in COUNT_KEYS:
+    for key in count_keys:
         table.add_row(key, f"{result.counts[key]:,}")
     console.print(table)
     console.print(

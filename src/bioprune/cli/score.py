@@ -11,6 +11,7 @@ from bioprune.cli.fisher import (
     BATCH_TOKENS,
     DEVICE,
     DTYPE,
+    LOG_EVERY_S,
     MAX_BATCH,
     NO_PROGRESS,
     ON_NONFINITE,
@@ -49,6 +50,7 @@ def score(
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
     no_progress: bool = NO_PROGRESS,
+    log_every_s: float = LOG_EVERY_S,
 ) -> None:
     """Self-influence I(z) of every example (method.md eq. 11); larger = more influential.
 
@@ -74,6 +76,7 @@ def score(
         resume=resume,
         overwrite=overwrite,
         progress=not no_progress,
+        progress_every_s=log_every_s,
     )
     res = compute_scores(cfg, console=console)
     if _is_main():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from bioprune.cli.common import console
+from bioprune.progress import format_duration
 
 METHODS = ("random", "topk", "bottomk", "cci", "cluster")
 
@@ -92,7 +95,14 @@ def select(
         "mmseqs_command": mmseqs_command,
         "threads": threads,
     }
-    with console.status(f"selecting a coreset ({method})"):
+    # A spinner draws nothing in a log file: there, say what runs and, after, how long.
+    if console.is_terminal:
+        waiting = console.status(f"selecting a coreset ({method})")
+    else:
+        console.print(f"select: selecting a coreset ({method}) ...", highlight=False)
+        waiting = nullcontext()
+    start = time.perf_counter()
+    with waiting:
         meta = select_coreset(
             method=method,
             budget=budget,
@@ -103,6 +113,10 @@ def select(
             fasta=fasta,
             overwrite=overwrite,
             config=config,
+        )
+    if not console.is_terminal:
+        console.print(
+            f"select: done in {format_duration(time.perf_counter() - start)}", highlight=False
         )
     _report(meta, method, out, corpus)
 

@@ -276,6 +276,14 @@ class _Runner:
             TimeElapsedColumn,
         )
 
+        console = Console(stderr=True)
+        if self.show_progress and not console.is_terminal:  # a log file: plain lines
+            from bioprune.progress import LineTasks
+
+            return LineTasks(
+                lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+                prefix="evaluate ",
+            )
         return Progress(
             TextColumn("{task.description}"),
             BarColumn(),

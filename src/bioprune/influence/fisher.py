@@ -78,6 +78,7 @@ class FisherConfig:
     checkpoint_seconds: float = 300.0
     max_chunk_elements: int | None = None  # per-example gradient chunk; None: by device
     progress: bool = True
+    progress_every_s: float | None = None  # plain progress lines every S s (None: bar on a TTY)
 
     def validate(self) -> None:
         if (self.subset_size is None) == (self.subset_from is None):
@@ -515,7 +516,11 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
                 compute_dtype=compute_dtype,
             ) as tracker,
             RunProgress(
-                "fisher", total_examples, enabled=cfg.progress and dist.is_main, console=console
+                "fisher",
+                total_examples,
+                enabled=cfg.progress and dist.is_main,
+                console=console,
+                every_s=cfg.progress_every_s if dist.is_main else None,
             ) as bar,
         ):
             tracker.totals = totals
@@ -529,7 +534,8 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
                 device=device,
                 autocast_dtype=autocast,
             )
-            for j in todo:
+            for count, j in enumerate(todo):
+                bar.note = f"part {j + 1} of {len(parts)} ({count} of {len(todo)} done)"
                 for batch in parts[j]:
                     n_batch = len(batch)
                     res = runner.run_batch(batch)

@@ -62,6 +62,7 @@ class ScoreConfig:
     overwrite: bool = False
     max_chunk_elements: int | None = None  # per-example gradient chunk; None: by device
     progress: bool = True
+    progress_every_s: float | None = None  # plain progress lines every S s (None: bar on a TTY)
 
     def validate(self) -> None:
         if self.mask_draws is not None and self.mask_draws < 1:
@@ -214,7 +215,11 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
                 compute_dtype=compute_dtype,
             ) as tracker,
             RunProgress(
-                "score", total_examples, enabled=cfg.progress and dist.is_main, console=console
+                "score",
+                total_examples,
+                enabled=cfg.progress and dist.is_main,
+                console=console,
+                every_s=cfg.progress_every_s if dist.is_main else None,
             ) as bar,
         ):
             runner = MLMGradientRunner(
@@ -228,6 +233,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
                 autocast_dtype=autocast,
             )
             for count, j in enumerate(todo, start=1):
+                bar.note = f"part {j + 1} of {len(parts)} ({count - 1} of {len(todo)} done)"
                 cols: dict[str, list] = {"index": [], "score": [], "loss": [], "nonfinite": []}
                 for batch in parts[j]:
                     res = runner.run_batch(batch)

@@ -113,8 +113,14 @@ def _read_labels(path: Path, corpus_ids) -> tuple[Any, Any, str, dict[str, int]]
     return ids, labels, name, {"rows": len(ids), "ids_not_in_corpus": len(ids) - in_corpus}
 
 
-def _label_coverage(corpus_ids, indices: np.ndarray, label_ids, labels) -> list[dict[str, Any]]:
-    """Per label: examples in the corpus and in the coreset (unlabelled as one row)."""
+def _label_coverage(
+    corpus_ids, indices: np.ndarray, label_ids, labels, groups: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Per label: examples in the corpus and in the coreset (unlabelled as one row).
+
+    ``groups``: glob patterns (``fnmatch``, e.g. ``dup-of:*``); label values
+    matching one are counted together under the pattern (the first that matches).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -128,6 +134,17 @@ def _label_coverage(corpus_ids, indices: np.ndarray, label_ids, labels) -> list[
         encoded = encoded.combine_chunks()
     names = encoded.dictionary.to_pylist()
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    if groups:  # merge the label values a pattern matches (on the dictionary, not examples)
+        import fnmatch
+
+        merged = [
+            next((g for g in groups if n != "\x00unlabelled" and fnmatch.fnmatchcase(n, g)), n)
+            for n in names
+        ]
+        uniq = list(dict.fromkeys(merged))
+        where = {n: i for i, n in enumerate(uniq)}
+        codes = np.array([where[n] for n in merged], dtype=np.int64)[codes]
+        names = uniq
     corpus_counts = np.bincount(codes, minlength=len(names))
     coreset_counts = np.bincount(codes[indices], minlength=len(names))
     rows = [
@@ -230,11 +247,19 @@ def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict)
     nrows = 2 if strata else 1
     fig, axes = plt.subplots(nrows, 1, figsize=(8, 3.6 * nrows), squeeze=False)
     ax = axes[0, 0]
-    bins = np.histogram_bin_edges(scores, bins=120) if len(scores) else 10
+    # Scores span orders of magnitude (300 to 1.6e6 on a real corpus): on a linear
+    # axis nearly everything falls into the first bin. Log bins when all are > 0.
+    log_x = bool(len(scores)) and scores.min() > 0 and scores.max() / scores.min() > 100
+    if log_x:
+        bins = np.geomspace(scores.min(), scores.max() * (1 + 1e-9), 121)
+    else:
+        bins = np.histogram_bin_edges(scores, bins=120) if len(scores) else 10
     ax.hist(scores, bins=bins, color=_CORPUS_COLOR, alpha=0.6, label=f"corpus ({len(scores):,})")
     ax.hist(picked, bins=bins, color=_CORESET_COLOR, alpha=0.9, label=f"coreset ({len(picked):,})")
     ax.set_yscale("log")
-    ax.set_xlabel("self-influence I")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("self-influence I" + (" (log scale)" if log_x else ""))
     ax.set_ylabel("examples (log scale)")
     if strata:
         for e in d["edges"]:
@@ -258,6 +283,7 @@ def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return "log" if log_x else "linear"
 
 
 def inspect_coreset(
@@ -267,6 +293,7 @@ def inspect_coreset(
     *,
     scores_path: str | Path | None = None,
     labels_path: str | Path | None = None,
+    label_groups: list[str] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Compare a selection with its corpus; write plots and ``summary.json`` to ``out``.
@@ -341,8 +368,10 @@ def inspect_coreset(
         if labels_path is not None:
             corpus_ids = corpus.read_columns(["id"]).column("id").combine_chunks()
             label_ids, labels, name, facts = _read_labels(Path(labels_path), corpus_ids)
-            rows = _label_coverage(corpus_ids, indices, label_ids, labels)
+            rows = _label_coverage(corpus_ids, indices, label_ids, labels, label_groups)
             summary["labels"] = {"file": str(labels_path), "name": name, **facts, "per_label": rows}
+            if label_groups:
+                summary["labels"]["groups"] = list(label_groups)
             _plot_labels(tmp / PLOT_LABELS, rows, name)
             summary["plots"]["labels"] = PLOT_LABELS
 
@@ -366,7 +395,9 @@ def inspect_coreset(
             }
             if meta.get("method") == "cci":
                 summary["scores"]["strata"] = meta["details"].get("strata_table")
-            _plot_scores(tmp / PLOT_SCORES, table.scores[finite], picked[np.isfinite(picked)], meta)
+            summary["scores"]["histogram_x_scale"] = _plot_scores(
+                tmp / PLOT_SCORES, table.scores[finite], picked[np.isfinite(picked)], meta
+            )
             summary["plots"]["scores"] = PLOT_SCORES
         summary.update(artifacts.provenance())
         artifacts.write_json(tmp / SUMMARY, summary)

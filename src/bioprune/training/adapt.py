@@ -63,20 +63,24 @@ class AdaptConfig:
             raise ValueError("adaptation is exactly one epoch over the subset (paper A.5)")
 
 
-def adapt(config: AdaptConfig) -> dict[str, Any]:
+def adapt(config: AdaptConfig, *, should_stop=None, console=None) -> dict[str, Any]:
     """Adapt ``config.model`` for one epoch on a random subset; write ``config.out``.
 
     Returns the ``training.json`` record. Under ``torchrun`` every rank calls
-    this; rank 0 writes the outputs.
+    this; rank 0 writes the outputs. ``should_stop`` (a callable, see
+    :meth:`MaskedLMRecipe.train`) stops the run at the next step boundary with a
+    checkpoint and a usable model (``stopped_by`` in the record); ``console`` is
+    the rich console progress goes to.
     """
     from bioprune.data.corpus import Corpus
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
     from bioprune.models.presets import count_parameters
     from bioprune.training.distributed import setup_distributed, teardown_distributed
-    from bioprune.training.recipe import MaskedLMRecipe
+    from bioprune.training.recipe import MaskedLMRecipe, check_training_output
 
     tc = config.training
-    artifacts.check_output_dir(config.out, tc.overwrite, inputs=(config.corpus, config.model))
+    artifacts.check_not_input(config.out, (config.corpus, config.model))
+    check_training_output(config.out, tc.overwrite, tc.resume)
     corpus = Corpus(config.corpus)
     subset = random_subset(len(corpus), config.subset_size, tc.seed)
     model, alphabet = load_masked_lm(config.model)
@@ -99,13 +103,16 @@ def adapt(config: AdaptConfig) -> dict[str, Any]:
         "validation": "none: the adapted model only feeds scoring on the same subset",
     }
     env = setup_distributed(tc.device)
+    run = None
     try:
         run = MaskedLMRecipe(
             tc, model, corpus, subset, np.zeros(0, np.int64), config.out,
             recipe="adapt", data_fingerprint=data, env=env,
         )  # fmt: skip
         run.setup()
-        run.train()
+        run.train(should_stop, console=console)
         return run.save({artifacts.MODEL_SUBSET: subset})
     finally:
+        if run is not None:
+            run.close()
         teardown_distributed()

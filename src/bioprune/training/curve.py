@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bioprune import artifacts
 
-__all__ = ["CURVE_COLUMNS", "plot_curve", "write_curve_csv"]
+__all__ = ["CURVE_COLUMNS", "append_curve_rows", "plot_curve", "write_curve_csv"]
 
 #: Columns of ``curve.csv``; empty cells where a row has no value (e.g. no
 #: validation at a logging step).
@@ -33,6 +33,17 @@ def write_curve_csv(path: str | Path, rows: list[dict]) -> None:
     for row in rows:
         writer.writerow({k: _cell(row.get(k)) for k in CURVE_COLUMNS})
     artifacts.atomic_write_text(path, buf.getvalue())
+
+
+def append_curve_rows(path: str | Path, rows: list[dict]) -> None:
+    """Append finished rows to a curve file that :func:`write_curve_csv` started.
+
+    For the live curve of a running job (``tail -f``-able); flushed per call.
+    """
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CURVE_COLUMNS, lineterminator="\n")
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k)) for k in CURVE_COLUMNS})
 
 
 def _cell(v) -> str:

@@ -59,9 +59,11 @@ def selection_indices(selection: str | Path, corpus) -> tuple[np.ndarray, dict[s
 
     Reads ``selection.parquet`` (column ``index``; its ``id`` column, when
     present, must name the same examples in ``corpus``), else ``ids.txt`` (one
-    id per line) mapped through :meth:`Corpus.indices_of`.
+    id per line) mapped through :meth:`Corpus.indices_of`. A ``selection.json``
+    that records another corpus checksum is refused.
     """
     selection = Path(selection)
+    _check_selection_corpus(selection, corpus)
     table_path = selection / artifacts.SELECTION_TABLE
     ids_path = selection / artifacts.SELECTION_IDS
     if table_path.is_file():
@@ -105,6 +107,34 @@ def selection_indices(selection: str | Path, corpus) -> tuple[np.ndarray, dict[s
     return np.sort(idx), info
 
 
+def _check_selection_corpus(selection: Path, corpus) -> None:
+    """Refuse a selection made from another corpus (its ``selection.json`` checksum).
+
+    Ids alone do not tell corpora apart: two corpora may share ids
+    (``seq1``, ``seq2``, ...) and hold other sequences under them.
+    """
+    import json
+
+    meta_path = selection / artifacts.SELECTION_META
+    if not meta_path.is_file():
+        return  # a hand-made selection (ids.txt / selection.parquet only): ids are checked
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{meta_path} is not valid JSON ({exc})") from None
+    inputs = meta.get("inputs") if isinstance(meta, dict) else None
+    inputs = inputs if isinstance(inputs, dict) else {}
+    recorded = inputs.get("corpus_checksum") or (inputs.get("scores_metadata") or {}).get(
+        "corpus_checksum"
+    )
+    if recorded and recorded != corpus.checksum:
+        raise ValueError(
+            f"{meta_path}: the selection was made from another corpus (checksum "
+            f"{recorded[:24]}..., {corpus.path} has {corpus.checksum[:24]}...); "
+            "pass the --corpus it was selected from"
+        )
+
+
 def _build_model(config: PretrainConfig, corpus):
     import torch
     from transformers import EsmForMaskedLM
@@ -129,21 +159,23 @@ def _build_model(config: PretrainConfig, corpus):
     return model, source
 
 
-def pretrain(config: PretrainConfig) -> dict[str, Any]:
+def pretrain(config: PretrainConfig, *, should_stop=None, console=None) -> dict[str, Any]:
     """Train a masked LM on ``config.corpus`` (or its selection); write ``config.out``.
 
     Returns the ``training.json`` record. Under ``torchrun`` every rank calls
-    this; rank 0 writes the outputs.
+    this; rank 0 writes the outputs. ``should_stop`` (a callable, see
+    :meth:`MaskedLMRecipe.train`) stops the run at the next step boundary with a
+    checkpoint and a usable model (``stopped_by`` in the record); ``console`` is
+    the rich console progress goes to.
     """
     from bioprune.data.corpus import Corpus
     from bioprune.training.batches import validation_split
     from bioprune.training.distributed import setup_distributed, teardown_distributed
-    from bioprune.training.recipe import MaskedLMRecipe
+    from bioprune.training.recipe import MaskedLMRecipe, check_training_output
 
     tc = config.training
-    artifacts.check_output_dir(
-        config.out, tc.overwrite, inputs=(config.corpus, config.selection, config.init)
-    )
+    artifacts.check_not_input(config.out, (config.corpus, config.selection, config.init))
+    check_training_output(config.out, tc.overwrite, tc.resume)
     corpus = Corpus(config.corpus)
     data: dict[str, Any] = {"corpus": str(config.corpus), "corpus_checksum": corpus.checksum}
     if config.selection is not None:
@@ -161,13 +193,16 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "command": "pretrain",
     }
     env = setup_distributed(tc.device)
+    run = None
     try:
         run = MaskedLMRecipe(
             tc, model, corpus, train_idx, val_idx, config.out,
             recipe="pretrain", data_fingerprint=data, env=env,
         )  # fmt: skip
         run.setup()
-        run.train()
+        run.train(should_stop, console=console)
         return run.save({artifacts.MODEL_VALIDATION: val_idx})
     finally:
+        if run is not None:
+            run.close()
         teardown_distributed()

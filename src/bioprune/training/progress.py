@@ -1,23 +1,65 @@
-"""A rich progress bar for training: steps, loss, tokens/s and ETA (on stderr)."""
+"""Training progress on stderr: a rich bar on a terminal, plain lines in a log.
+
+Steps done of planned, loss, tokens/s, elapsed and ETA. Which of the two is
+shown follows :func:`bioprune.progress.progress_style`.
+"""
 
 from __future__ import annotations
+
+from bioprune.progress import DEFAULT_EVERY_S, ProgressLines, progress_style
 
 __all__ = ["TrainingProgress"]
 
 
 class TrainingProgress:
-    """Context manager; ``update`` after every optimizer step. Disabled -> does nothing."""
+    """Context manager; ``update`` after every optimizer step. Disabled -> does nothing.
 
-    def __init__(self, total: int, done: int, tokens: int, enabled: bool, title: str):
-        self.enabled = enabled
+    Parameters
+    ----------
+    total : planned optimizer steps.
+    done : steps taken before this session (a resumed run).
+    tokens : tokens seen before this session.
+    enabled : show anything at all (``every_s`` overrides a false value).
+    title : name at the start of the bar or line.
+    every_s : plain lines every ``every_s`` seconds instead of the bar.
+    console : rich console to draw on (default: a new one on stderr).
+    """
+
+    def __init__(
+        self,
+        total: int,
+        done: int,
+        tokens: int,
+        enabled: bool,
+        title: str,
+        *,
+        every_s: float | None = None,
+        console=None,
+    ):
+        from rich.console import Console
+
         self._tokens0 = tokens  # tokens seen before this session (a resumed run)
         self.total, self.done, self.title = total, done, title
+        self.console = console or Console(stderr=True)
+        self.style = progress_style(enabled, every_s, self.console.is_terminal)
+        self.enabled = self.style != "off"
         self._progress = None
+        self._lines = None
+        if self.style == "lines":
+            self._lines = ProgressLines(
+                title,
+                total,
+                "step",
+                lambda line: self.console.print(
+                    line, markup=False, highlight=False, soft_wrap=True
+                ),
+                every_s=DEFAULT_EVERY_S if every_s is None else every_s,
+                done=done,
+            )
 
     def __enter__(self) -> TrainingProgress:
-        if not self.enabled:
+        if self.style != "bar":
             return self
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -36,7 +78,7 @@ class TrainingProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=self.console,
             transient=False,
         )
         self._progress.__enter__()
@@ -45,8 +87,21 @@ class TrainingProgress:
         )
         return self
 
-    def update(self, step: int, loss: float | None, tokens: int, seconds: float) -> None:
+    def update(
+        self,
+        step: int,
+        loss: float | None,
+        tokens: int,
+        seconds: float,
+        *,
+        note: str = "",
+        force: bool = False,
+    ) -> None:
         """Show ``step``; the rate is the tokens of this session over its wall time."""
+        if self._lines is not None:
+            self._lines.update(
+                step, tokens=tokens - self._tokens0, loss=loss, note=note, force=force
+            )
         if self._progress is None:
             return
         rate = (tokens - self._tokens0) / seconds if seconds > 0 else 0.0

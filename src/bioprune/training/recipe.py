@@ -13,6 +13,20 @@ One readable lifecycle (torchtune style), no framework:
 4. **save** the final model in HF format with ``training.json`` and the curve,
    atomically, then remove the checkpoint.
 
+A run can also be *stopped* at a step boundary — by a time budget
+(``max_time_s``) or by a stop request (the ``should_stop`` callable of
+:meth:`MaskedLMRecipe.train`, which the CLI sets from SIGINT/SIGTERM): it then
+writes the checkpoint *and* a usable model directory whose ``training.json``
+says ``stopped_by: time`` or ``signal``, and ``resume`` continues it, with a
+larger budget if wanted (see :meth:`MaskedLMRecipe.load_checkpoint` for what
+may change on resume).
+
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain
+containers only, so a crafted ``checkpoint.pt`` cannot run code. A lock file
+``OUT.ckpt/lock`` (``flock``, released by the kernel when the process dies)
+keeps two runs from training into the same output at once. The curve so far
+is appended to ``OUT.ckpt/curve.csv`` as the run goes.
+
 The loss of a step (standard MLM, as HF's ``DataCollatorForLanguageModeling``
 + ``EsmForMaskedLM``): the cross-entropy summed over every masked position of
 the *global* batch divided by the number of those positions, i.e. the
@@ -25,10 +39,12 @@ is split across micro-batches and ranks. Masks are fresh every epoch:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +58,16 @@ from bioprune.data.masking import IGNORE_INDEX, mask_draw
 from bioprune.training.batches import epoch_batches, micro_batches
 from bioprune.training.schedule import SCHEDULES
 
-__all__ = ["KILL_AFTER_STEP_ENV", "MaskedLMRecipe", "TrainingConfig", "checkpoint_dir"]
+__all__ = [
+    "KILL_AFTER_STEP_ENV",
+    "MaskedLMRecipe",
+    "TrainingConfig",
+    "check_training_output",
+    "checkpoint_dir",
+    "load_checkpoint_payload",
+]
+
+log = logging.getLogger("bioprune")
 
 #: Crash-test hook: when set to ``N``, the process SIGKILLs itself right after
 #: optimizer step ``N`` (used by the resume-equivalence test; harmless otherwise).
@@ -51,12 +76,79 @@ KILL_AFTER_STEP_ENV = "BIOPRUNE_KILL_AFTER_STEP"
 #: Checkpoint directory beside the output: ``OUT.ckpt/``.
 CHECKPOINT_SUFFIX = ".ckpt"
 CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = "bioprune-training-checkpoint"
+#: Lock held by the run training into ``OUT`` (``OUT.ckpt/lock``).
+LOCK_FILE = "lock"
+#: The curve so far, appended row by row while training (``OUT.ckpt/curve.csv``).
+LIVE_CURVE = "curve.csv"
+#: ``stopped_by`` values of a run stopped before its budget; its checkpoint is kept.
+INTERRUPTIONS = ("time", "signal", "request")
+#: Budget fields: they may change on resume (see ``MaskedLMRecipe.load_checkpoint``).
+BUDGET_FIELDS = ("epochs", "max_steps", "max_tokens")
 
 
 def checkpoint_dir(out: str | Path) -> Path:
     """Where a run writing ``out`` keeps its checkpoint (``OUT.ckpt``)."""
     out = Path(out)
     return out.with_name(out.name + CHECKPOINT_SUFFIX)
+
+
+def check_training_output(out: str | Path, overwrite: bool, resume: bool) -> bool:
+    """Refuse an existing ``out`` unless ``overwrite``, or ``resume`` of a stopped run.
+
+    A run stopped by time or signal (or one that kept its checkpoint) leaves a
+    model directory *and* ``OUT.ckpt``; resuming it replaces that model when it
+    ends. Returns whether ``out`` exists and may be replaced.
+    """
+    import json
+
+    out = Path(out)
+    if not out.exists():
+        return False
+    if overwrite:
+        return True
+    if (checkpoint_dir(out) / CHECKPOINT_FILE).is_file():
+        try:
+            info = json.loads((out / artifacts.MODEL_TRAINING).read_text())
+        except (OSError, ValueError):
+            info = {}
+        if isinstance(info, dict) and info.get("checkpoint"):
+            if resume:
+                return True
+            raise FileExistsError(
+                f"{out} already exists (stopped by {info.get('stopped_by') or '?'} at step "
+                f"{info.get('steps')}, checkpoint kept); pass --resume to continue it (a larger "
+                "budget extends it) or --overwrite to start again"
+            )
+    raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+
+
+def load_checkpoint_payload(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint without unpickling code (``weights_only=True``).
+
+    A crafted, truncated or foreign file raises :class:`ValueError` naming it.
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises many types for a bad file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ValueError(
+            f"{path} is not a readable bioprune checkpoint ({reason}); remove it and start "
+            "again with --overwrite, or restore the file"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a bioprune training checkpoint (no format marker)")
+    missing = [
+        k for k in ("model", "optimizer", "scheduler", "state", "torch_rng") if k not in payload
+    ]
+    if missing:
+        raise ValueError(f"{path} is an incomplete checkpoint (missing {', '.join(missing)})")
+    return payload
 
 
 @dataclass
@@ -85,6 +177,12 @@ class TrainingConfig:
     """Stop after this many optimizer steps (equal-compute budgets)."""
     max_tokens: int | None = None
     """Stop after the step that brings the tokens seen (framed, unpadded) to this."""
+    max_time_s: float | None = None
+    """Stop at the first step boundary after this many seconds of training, counting
+    every session of a resumed run; the checkpoint and a model directory are written."""
+    keep_checkpoint: bool = False
+    """Keep ``OUT.ckpt`` after a run that used up its budget, so that a later
+    ``resume`` with a larger budget can extend it."""
     seed: int = 0
     """Seeds the epoch order, the mask draws and (for presets) the initialisation."""
     eval_every: int = 0
@@ -102,7 +200,10 @@ class TrainingConfig:
     overwrite: bool = False
     """Replace an existing output (and discard an existing checkpoint)."""
     show_progress: bool = True
-    """Show a progress bar on rank 0."""
+    """Show progress on rank 0 (a bar on a terminal, plain lines otherwise)."""
+    progress_every_s: float | None = None
+    """Plain progress lines every N seconds instead of the bar (None: bar on a terminal,
+    a line every 30 s otherwise)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Recipe-specific settings recorded in training.json (not validated here)."""
 
@@ -117,6 +218,7 @@ class TrainingConfig:
             (self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
             (self.max_tokens is None or self.max_tokens >= 1, "--max-tokens must be >= 1"),
+            (self.max_time_s is None or self.max_time_s > 0, "--max-time must be > 0"),
             (self.seed >= 0, f"seed must be >= 0 (got {self.seed})"),
             (self.eval_every >= 0, "--eval-every must be >= 0"),
             (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
@@ -128,12 +230,21 @@ class TrainingConfig:
                 raise ValueError(message)
 
     def hyperparameters(self) -> dict[str, Any]:
-        """Everything that shapes the trajectory (recorded, and checked on resume)."""
+        """Everything that shapes the trajectory, and the budget (recorded in training.json)."""
         keep = (
             "lr weight_decay warmup_steps schedule batch_size grad_accum epochs "
             "max_steps max_tokens seed"
         ).split()
         return {k: getattr(self, k) for k in keep}
+
+    def trajectory(self) -> dict[str, Any]:
+        """The hyperparameters a resumed run must share with its checkpoint.
+
+        The budget (epochs, max_steps, max_tokens, max_time_s) is left out: it only
+        decides when to stop, never what a step does (the linear schedule's total is
+        checked separately).
+        """
+        return {k: v for k, v in self.hyperparameters().items() if k not in BUDGET_FIELDS}
 
 
 @dataclass
@@ -254,6 +365,7 @@ class MaskedLMRecipe:
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.framed_lengths = self.corpus.lengths + 2
         ckpt = self.ckpt_dir / CHECKPOINT_FILE
+        self._lock()
         if c.resume and ckpt.is_file():
             self.load_checkpoint(ckpt)
             self._say(f"resuming from {ckpt} at step {self.state.step}")
@@ -265,11 +377,54 @@ class MaskedLMRecipe:
                 "continue it or --overwrite to start again"
             )
 
+    def _lock(self) -> None:
+        """Hold ``OUT.ckpt/lock`` for the whole run (rank 0): a second run into the
+        same output fails at once instead of racing this one for the checkpoint."""
+        if not self.env.is_main or getattr(self, "_lock_fh", None) is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        path = self.ckpt_dir / LOCK_FILE
+        fh = open(path, "a+")  # held until close()
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise FileExistsError(
+                f"{path}: another run (pid {holder}) is training into {self.out} right now; "
+                "wait for it to finish or stop it (its checkpoint is resumable)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._lock_fh = fh
+
+    def close(self) -> None:
+        """Release the lock; remove ``OUT.ckpt`` when nothing worth keeping is left in it."""
+        fh = getattr(self, "_lock_fh", None)
+        if fh is None:
+            return
+        self._lock_fh = None
+        if self.ckpt_dir.is_dir() and not (self.ckpt_dir / CHECKPOINT_FILE).exists():
+            import shutil
+
+            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+        fh.close()
+
     def _say(self, message: str) -> None:
         if self.env.is_main and self.config.show_progress:
-            from rich.console import Console
+            console = getattr(self, "_console", None)
+            if console is None:
+                from rich.console import Console
 
-            Console(stderr=True).print(message, highlight=False)
+                console = Console(stderr=True)
+            console.print(message, highlight=False, markup=False, soft_wrap=True)
 
     def _autocast(self):
         import torch
@@ -279,12 +434,37 @@ class MaskedLMRecipe:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     # ------------------------------------------------------------------- train
-    def train(self) -> TrainState:
-        """Run until the epochs or a budget are spent; returns the final state."""
+    def train(
+        self,
+        should_stop: Callable[[], bool | str | None] | None = None,
+        *,
+        console=None,
+    ) -> TrainState:
+        """Run until the epochs or a budget are spent, or until stopped; returns the state.
+
+        Parameters
+        ----------
+        should_stop : called after every optimizer step; a true value stops the
+            run at that step boundary (a string is the reason recorded as
+            ``stopped_by``, ``True`` records ``"request"``). The CLI sets it from
+            SIGINT/SIGTERM; the recipe itself installs no signal handlers.
+        console : rich console for the progress bar or lines (default: stderr).
+
+        A stopped run (``should_stop`` or ``max_time_s``) writes its checkpoint
+        before returning; :meth:`save` then writes a usable model and keeps it.
+        """
         from bioprune.training.progress import TrainingProgress
 
         c, st = self.config, self.state
+        self._console = console
         kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
+        self._open_live_curve()
+        self._say(
+            f"{self.recipe}: {self.planned_steps:,} planned steps ({c.epochs} epoch(s) x "
+            f"{self.batches_per_epoch:,} batches of {self.global_batch}"
+            + (f", stopping after {c.max_time_s:,.0f} s" if c.max_time_s else "")
+            + f"); curve so far in {self.ckpt_dir / LIVE_CURVE}"
+        )
         if st.step == 0 and len(self.val_indices):
             self._record_validation()
         start = time.perf_counter()
@@ -295,6 +475,8 @@ class MaskedLMRecipe:
             tokens=st.tokens,
             enabled=c.show_progress and self.env.is_main,
             title=self.recipe,
+            every_s=c.progress_every_s if self.env.is_main else None,
+            console=console,
         )
         with progress:
             while not st.done and st.epoch < c.epochs:
@@ -312,15 +494,31 @@ class MaskedLMRecipe:
                         st.epoch, st.batch = st.epoch + 1, 0
                     st.wall_s = wall_before + time.perf_counter() - start
                     st.done = self._budget_spent()
+                    interrupted = None if st.done else self._interruption(should_stop)
+                    stopping = st.done or interrupted is not None
                     epoch_end = st.batch == 0
-                    self._log(loss, force=st.done or epoch_end)
-                    if len(self.val_indices) and (
-                        (c.eval_every and st.step % c.eval_every == 0) or epoch_end or st.done
-                    ):
+                    self._log(loss, force=stopping or epoch_end)
+                    validated = len(self.val_indices) and (
+                        (c.eval_every and st.step % c.eval_every == 0) or epoch_end or stopping
+                    )
+                    if validated:
                         self._record_validation()
-                    progress.update(st.step, st.last_train_loss, st.tokens, st.wall_s - wall_before)
-                    if c.checkpoint_every and st.step % c.checkpoint_every == 0 and not st.done:
+                    self._flush_live_curve()
+                    progress.update(
+                        st.step,
+                        st.last_train_loss,
+                        st.tokens,
+                        st.wall_s - wall_before,
+                        note=self._progress_note() if validated else "",
+                        force=bool(validated) or stopping,
+                    )
+                    if interrupted is not None or (st.done and c.keep_checkpoint):
                         self.save_checkpoint()
+                    elif c.checkpoint_every and st.step % c.checkpoint_every == 0 and not st.done:
+                        self.save_checkpoint()
+                    if interrupted is not None:
+                        st.stop_reason, st.done = interrupted, True
+                        log.info("%s stopped by %s at step %d", self.recipe, interrupted, st.step)
                     if kill_after and st.step == kill_after:
                         os.kill(os.getpid(), signal.SIGKILL)
                     if st.done or epoch_end:
@@ -329,6 +527,44 @@ class MaskedLMRecipe:
                 st.stop_reason = "epochs"
         st.done = True
         return st
+
+    def _interruption(self, should_stop) -> str | None:
+        """``"time"``, the stop request's reason, or None; the same on every rank."""
+        from bioprune.training.distributed import all_reduce_sum
+
+        c, st = self.config, self.state
+        by_time = bool(c.max_time_s and st.wall_s >= c.max_time_s)
+        request = should_stop() if should_stop is not None else None
+        if self.env.distributed:  # one rank's clock or signal stops them all
+            flags = all_reduce_sum([float(by_time), float(bool(request))], self.env).tolist()
+            by_time, by_request = flags[0] > 0, flags[1] > 0
+            if by_request and not request:
+                request = "signal"
+        if request:
+            return request if isinstance(request, str) else "request"
+        return "time" if by_time else None
+
+    def _progress_note(self) -> str:
+        val = [r for r in self.state.curve if r.get("val_loss") is not None]
+        return f"val loss {val[-1]['val_loss']:.4f}" if val else ""
+
+    # -------------------------------------------------------------- live curve
+    def _open_live_curve(self) -> None:
+        """(Re)write ``OUT.ckpt/curve.csv`` with the rows so far (a resumed run's)."""
+        from bioprune.training.curve import write_curve_csv
+
+        self._curve_written = len(self.state.curve)
+        if self.env.is_main:
+            write_curve_csv(self.ckpt_dir / LIVE_CURVE, self.state.curve)
+
+    def _flush_live_curve(self) -> None:
+        """Append the rows finished since the last call (a row is final after its step)."""
+        from bioprune.training.curve import append_curve_rows
+
+        rows = self.state.curve[self._curve_written :]
+        if rows and self.env.is_main:
+            append_curve_rows(self.ckpt_dir / LIVE_CURVE, rows)
+        self._curve_written = len(self.state.curve)
 
     def train_step(self, global_batch: np.ndarray, epoch: int) -> float:
         """One optimizer step on ``global_batch``; returns its masked-token-mean loss."""
@@ -493,7 +729,7 @@ class MaskedLMRecipe:
         paths = {"corpus", "selection", "init", "model"}
         return {
             "recipe": self.recipe,
-            "hyperparameters": self.config.hyperparameters(),
+            "hyperparameters": self.config.trajectory(),
             "data": {k: v for k, v in self.data_fingerprint.items() if k not in paths},
             "train_examples": len(self.train_indices),
             "train_indices_checksum": _array_checksum(self.train_indices),
@@ -507,13 +743,25 @@ class MaskedLMRecipe:
 
         if self.env.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            # A checkpoint is a point to continue from: never "done", whatever
+            # stopped this session.
+            state = {**asdict(self.state), "done": False, "stop_reason": ""}
             payload = {
-                "format": "bioprune-training-checkpoint",
+                "format": CHECKPOINT_FORMAT,
                 "resume_key": self._resume_key(),
+                "budget": {
+                    **{k: getattr(self.config, k) for k in BUDGET_FIELDS},
+                    "planned_steps": self.planned_steps,
+                },
+                # what `bioprune export` needs to rebuild the model without the inputs
+                "recipe": self.recipe,
+                "model_config": self.model.config.to_json_string(),
+                "alphabet": self.alphabet.name,
+                "summary": _plain({**self.summary(), **self.config.extra}),
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "state": asdict(self.state),
+                "state": state,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             }
@@ -522,25 +770,83 @@ class MaskedLMRecipe:
         barrier(self.env)
 
     def load_checkpoint(self, path: Path) -> None:
-        """Restore everything :meth:`save_checkpoint` wrote; refuse a different run's."""
+        """Restore everything :meth:`save_checkpoint` wrote; refuse a different run's.
+
+        What may change on resume is the *budget* — ``epochs``, ``max_steps``,
+        ``max_tokens`` and ``max_time_s`` — since it only decides when to stop;
+        everything else that shapes a step must match. Two limits keep the steps
+        already taken unchanged: under the ``linear`` schedule the planned total
+        (where the rate reaches zero) must stay the same, and the new budget must
+        not be spent already at the checkpoint.
+        """
         import torch
 
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = load_checkpoint_payload(path)
         saved, now = payload.get("resume_key", {}), self._resume_key()
         if saved != now:
             diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            hp = ""
+            if "hyperparameters" in diff:
+                a, b = saved.get("hyperparameters") or {}, now["hyperparameters"]
+                hp = (
+                    " ("
+                    + ", ".join(
+                        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+                        for k in sorted(set(a) | set(b))
+                        if a.get(k) != b.get(k)
+                    )
+                    + ")"
+                )
             raise ValueError(
-                f"checkpoint {path} belongs to a different run (differs in {', '.join(diff)}); "
-                "rerun with the original settings, or pass --overwrite without --resume"
+                f"checkpoint {path} belongs to a different run (differs in {', '.join(diff)}"
+                f"{hp}); rerun with the original settings, or pass --overwrite without --resume"
             )
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.state = TrainState(**payload["state"])
-        torch.set_rng_state(payload["torch_rng"])
-        if payload["cuda_rng"] and torch.cuda.is_available():
+        budget = payload.get("budget") or {}
+        if (
+            self.config.schedule == "linear"
+            and budget.get("planned_steps") is not None
+            and budget["planned_steps"] != self.planned_steps
+        ):
+            raise ValueError(
+                f"checkpoint {path}: the linear schedule decays to zero at the planned total of "
+                f"{budget['planned_steps']} steps, and this budget plans {self.planned_steps}; "
+                "changing it would change the rate of the steps already taken. Resume with the "
+                "original --epochs/--max-steps (a --max-time may change)"
+            )
+        try:
+            state = TrainState(**payload["state"])
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+            torch.set_rng_state(payload["torch_rng"])
+        except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ValueError(f"checkpoint {path} does not fit this run ({reason})") from None
+        self.state = state
+        if payload.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         self.resumed_from_step = self.state.step
+        self._check_budget_left(path)
+
+    def _check_budget_left(self, path: Path) -> None:
+        """Refuse to resume when the (new) budget is already used up at the checkpoint."""
+        c, st = self.config, self.state
+        spent = [
+            (c.max_steps and st.step >= c.max_steps, f"--max-steps {c.max_steps}"),
+            (c.max_tokens and st.tokens >= c.max_tokens, f"--max-tokens {c.max_tokens}"),
+            (st.epoch >= c.epochs, f"--epochs {c.epochs}"),
+            (
+                c.max_time_s and st.wall_s >= c.max_time_s,
+                f"--max-time {c.max_time_s:g}s (used {st.wall_s:.0f} s)" if c.max_time_s else "",
+            ),
+        ]
+        for done, what in spent:
+            if done:
+                raise ValueError(
+                    f"checkpoint {path} is at step {st.step} ({st.tokens:,} tokens, epoch "
+                    f"{st.epoch}), which {what} has already reached; pass a larger budget "
+                    "to extend the run"
+                )
 
     # -------------------------------------------------------------------- save
     def summary(self) -> dict[str, Any]:
@@ -562,8 +868,12 @@ class MaskedLMRecipe:
             "validation_examples": len(self.val_indices),
             "steps": st.step,
             "planned_steps": self.planned_steps,
+            "max_time_s": self.config.max_time_s,
             "epochs_completed": st.epoch,
             "stopped_by": st.stop_reason,
+            "checkpoint": str(self.ckpt_dir / CHECKPOINT_FILE)
+            if self._keeps_checkpoint()
+            else None,
             "examples_seen": st.examples,
             "tokens_seen": st.tokens,
             "masked_tokens_seen": st.masked_tokens,
@@ -586,12 +896,18 @@ class MaskedLMRecipe:
             "their number (token mean); masks fresh every epoch (draw = epoch)",
         }
 
+    def _keeps_checkpoint(self) -> bool:
+        """A stopped run, or one asked to, keeps ``OUT.ckpt`` for a later resume."""
+        return self.state.stop_reason in INTERRUPTIONS or self.config.keep_checkpoint
+
     def save(self, extra_files: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-        """Rank 0 writes the final model directory atomically; removes the checkpoint."""
+        """Rank 0 writes the model directory atomically; removes the checkpoint unless kept.
+
+        A stopped run's model (``stopped_by`` time/signal) is as usable as a
+        finished one's; ``resume`` replaces it when the continued run ends.
+        """
         import shutil
 
-        from bioprune.models.presets import save_alphabet
-        from bioprune.training.curve import plot_curve, write_curve_csv
         from bioprune.training.distributed import barrier
 
         info = {
@@ -599,27 +915,49 @@ class MaskedLMRecipe:
             **self.config.extra,
             **artifacts.provenance(),
         }
+        replace = self.config.overwrite or check_training_output(
+            self.out, self.config.overwrite, self.config.resume
+        )
         if self.env.is_main:
             from transformers.utils import logging as hf_logging
 
+            bars = hf_logging.is_progress_bar_enabled()
             hf_logging.disable_progress_bar()  # our own summary line says it was written
-            with artifacts.atomic_dir(self.out, overwrite=self.config.overwrite) as tmp:
-                self.model.save_pretrained(tmp)
-                save_alphabet(tmp, self.alphabet)
-                for name, array in (extra_files or {}).items():
-                    np.save(tmp / name, np.asarray(array))
-                write_curve_csv(tmp / artifacts.MODEL_CURVE_CSV, self.state.curve)
-                plot_curve(
-                    tmp / artifacts.MODEL_CURVE_PNG,
-                    self.state.curve,
-                    f"bioprune {self.recipe}: {self.out.name}",
-                    vocab_size=len(self.alphabet),
-                    lr=self._lr_per_step(),
-                )
-                artifacts.write_json(tmp / artifacts.MODEL_TRAINING, info)
-            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+            try:
+                self._write_model_dir(replace, info, extra_files)
+            finally:
+                if bars:  # leave the library's global switch as we found it
+                    hf_logging.enable_progress_bar()
+            if not self._keeps_checkpoint():
+                shutil.rmtree(self.ckpt_dir, ignore_errors=True)
         barrier(self.env)
         return info
+
+    def _write_model_dir(self, replace: bool, info: dict, extra_files) -> None:
+        from bioprune.models.presets import save_alphabet
+        from bioprune.training.curve import plot_curve, write_curve_csv
+
+        with artifacts.atomic_dir(self.out, overwrite=replace) as tmp:
+            self.model.save_pretrained(tmp)
+            save_alphabet(tmp, self.alphabet)
+            for name, array in (extra_files or {}).items():
+                np.save(tmp / name, np.asarray(array))
+            write_curve_csv(tmp / artifacts.MODEL_CURVE_CSV, self.state.curve)
+            plot_curve(
+                tmp / artifacts.MODEL_CURVE_PNG,
+                self.state.curve,
+                f"bioprune {self.recipe}: {self.out.name}",
+                vocab_size=len(self.alphabet),
+                lr=self._lr_per_step(),
+            )
+            artifacts.write_json(tmp / artifacts.MODEL_TRAINING, info)
+
+
+def _plain(obj):
+    """JSON round trip: only str/int/float/bool/None/list/dict, as weights_only loading allows."""
+    import json
+
+    return json.loads(json.dumps(obj, default=artifacts._json_default))
 
 
 def _array_checksum(a: np.ndarray) -> str:

@@ -1,0 +1,210 @@
+"""Progress of long runs: a rich bar on a terminal, plain lines in a log file.
+
+A rich progress bar draws nothing when stderr is not a terminal (``nohup``,
+SLURM, Snakemake, ``> log 2>&1``), so a long run there looked dead. Every long
+stage therefore reports through :class:`ProgressLines` when its console is not
+a terminal, or when the user asks for lines with ``--log-every-s``: one plain
+line every ``every_s`` seconds (and at the first update, so a log shows life
+at once) with work done of total, throughput, loss where there is one, elapsed
+time and ETA, e.g.::
+
+    pretrain: step 120/2,000 (6.0%) | loss 3.1234 | 2.10 step/s 9,876 tok/s
+      | elapsed 0:00:57 | ETA 0:14:55   (one line in the log)
+
+The lines are written through the caller's rich ``Console`` (the CLI's, on
+stderr); library code never picks a stream itself. :func:`progress_style`
+decides between bar, lines and nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+__all__ = [
+    "DEFAULT_EVERY_S",
+    "LineTasks",
+    "ProgressLines",
+    "format_duration",
+    "progress_style",
+]
+
+#: Seconds between plain progress lines when the user gave no ``--log-every-s``.
+DEFAULT_EVERY_S = 30.0
+
+
+def progress_style(enabled: bool, every_s: float | None, is_terminal: bool) -> str:
+    """``"bar"``, ``"lines"`` or ``"off"``.
+
+    ``enabled`` false silences everything unless ``every_s`` is given (so
+    ``--no-progress --log-every-s 60`` still logs lines); an explicit
+    ``every_s`` always means lines; otherwise a terminal gets the bar and
+    anything else (a pipe, a file) lines.
+    """
+    if every_s is not None:
+        return "lines"
+    if not enabled:
+        return "off"
+    return "bar" if is_terminal else "lines"
+
+
+def format_duration(seconds: float | None) -> str:
+    """``3725.0`` -> ``"1:02:05"``; unknown (None, inf, nan) -> ``"?"``."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class ProgressLines:
+    """Plain, timestamp-free progress lines, at most one every ``every_s`` seconds.
+
+    Parameters
+    ----------
+    title : command name that starts every line.
+    total : units of work in the whole run (``None`` when unknown).
+    unit : what is counted (``"step"``, ``"examples"``, ``"bytes"``).
+    write : called with each finished line (e.g. ``console.print``).
+    every_s : minimum seconds between lines; ``0`` writes one per update.
+    done : units already done before this session (a resumed run); rates and
+        the ETA count only this session's work.
+    clock : seconds, monotonic (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        title: str,
+        total: int | None,
+        unit: str,
+        write: Callable[[str], None],
+        *,
+        every_s: float = DEFAULT_EVERY_S,
+        done: int = 0,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.title, self.total, self.unit = title, total, unit
+        self.write, self.every_s, self.clock = write, max(0.0, every_s), clock
+        self.done0 = self.done = done
+        self.start = clock()
+        self.last: float | None = None
+        self.lines = 0
+        self.written_done: int | None = None  # ``done`` of the last line written
+
+    def update(
+        self,
+        done: int,
+        *,
+        tokens: int | None = None,
+        loss: float | None = None,
+        note: str = "",
+        force: bool = False,
+    ) -> None:
+        """Record progress ``done`` (absolute); write a line when one is due.
+
+        ``tokens`` counts this session's tokens (for tok/s); ``note`` is appended.
+        """
+        self.done = done
+        now = self.clock()
+        if not force and self.last is not None and now - self.last < self.every_s:
+            return
+        self.last = now
+        self.lines += 1
+        self.written_done = done
+        self.write(self.format(now, tokens=tokens, loss=loss, note=note))
+
+    def format(
+        self, now: float, *, tokens: int | None = None, loss: float | None = None, note: str = ""
+    ) -> str:
+        elapsed = now - self.start
+        work = self.done - self.done0
+        rate = work / elapsed if elapsed > 0 else 0.0
+        if self.unit == "step":
+            head = f"step {self.done:,}"
+        else:
+            head = f"{self.done:,}"
+        if self.total:
+            head += f"/{self.total:,}"
+            head += f" {self.unit}" if self.unit != "step" else ""
+            head += f" ({100.0 * self.done / self.total:.1f}%)"
+        elif self.unit != "step":
+            head += f" {self.unit}"
+        parts = [f"{self.title}: {head}"]
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        speed = (
+            f"{rate:,.2f} {_rate_unit(self.unit)}"
+            if rate < 10
+            else f"{rate:,.0f} {_rate_unit(self.unit)}"
+        )
+        if tokens is not None and elapsed > 0:
+            speed += f" {tokens / elapsed:,.0f} tok/s"
+        parts.append(speed)
+        eta = (self.total - self.done) / rate if self.total and rate > 0 else None
+        if self.total and self.done >= self.total:
+            eta = 0.0
+        parts.append(f"elapsed {format_duration(elapsed)}")
+        parts.append(f"ETA {format_duration(eta)}")
+        if note:
+            parts.append(note)
+        return " | ".join(parts)
+
+
+def _rate_unit(unit: str) -> str:
+    return {"step": "step/s", "examples": "ex/s", "bytes": "B/s", "records": "rec/s"}.get(
+        unit, f"{unit}/s"
+    )
+
+
+class LineTasks:
+    """The few ``rich.progress.Progress`` calls a stage uses, written as plain lines.
+
+    ``add_task(description, total=..., **fields)``, ``advance(task, n)`` and
+    ``update(task, completed=..., advance=..., **fields)``; a ``status`` field is
+    appended to the line and ``prefix`` put before each description. A drop-in
+    for a bar where the console is not a terminal.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        *,
+        every_s: float = DEFAULT_EVERY_S,
+        unit: str = "step",
+        prefix: str = "",
+    ):
+        self.write, self.every_s, self.unit, self.prefix = write, every_s, unit, prefix
+        self._tasks: list[tuple[ProgressLines, dict]] = []
+
+    def __enter__(self) -> LineTasks:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            for lines, fields in self._tasks:
+                if lines.lines and lines.done != lines.written_done:
+                    lines.update(lines.done, note=str(fields.get("status", "")), force=True)
+
+    def add_task(self, description: str, total: int | None = None, **fields) -> int:
+        self._tasks.append(
+            (
+                ProgressLines(
+                    self.prefix + description, total, self.unit, self.write, every_s=self.every_s
+                ),
+                fields,
+            )
+        )
+        return len(self._tasks) - 1
+
+    def advance(self, task: int, advance: int = 1) -> None:
+        self.update(task, advance=advance)
+
+    def update(self, task: int, *, completed=None, advance=None, **fields) -> None:
+        lines, saved = self._tasks[task]
+        saved.update(fields)
+        done = lines.done
+        if completed is not None:
+            done = completed
+        if advance is not None:
+            done += advance
+        lines.update(done, note=str(saved.get("status", "")))
