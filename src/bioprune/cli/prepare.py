@@ -151,7 +151,8 @@ def prepare(
             if lines is not None:
                 lines.update(state["bytes"], note=f"{state['records']:,} records")
 
-        result = run_prepare(config, progress=on_batch_lines)
+        with _warnings_to_console():
+            result = run_prepare(config, progress=on_batch_lines)
         if lines is not None:
             lines.update(total_bytes, note=f"{state['records']:,} records", force=True)
     else:
