@@ -286,3 +286,23 @@ def test_bad_map_file(case, fragments, tmp_path, tiny_model_dir, monkeypatch, ca
         (task / "valid.csv").write_text(text)
     _refused(task, tiny_model_dir, tmp_path / "r.json", monkeypatch, capsys, *fragments)
     assert not marker.exists()
+
+
+def test_row_files_are_relative_to_their_csv_and_may_climb_inside_the_task(tmp_path):
+    """structure_file / map names are relative to the CSV that names them; '..' is fine
+    while the file stays inside the task directory."""
+    from bioprune.data.alphabet import get_alphabet
+    from bioprune.evaluation.tasks import load_task, load_task_spec
+
+    task = tmp_path / "t"
+    (task / "splits").mkdir(parents=True)
+    (task / "splits" / "near.bpseq").write_text("1 G 3\n2 A 0\n3 C 1\n")
+    (task / "far.bpseq").write_text("1 G 0\n2 A 0\n3 C 0\n")
+    for split in ("train", "valid", "test"):
+        (task / "splits" / f"{split}.csv").write_text("structure_file\nnear.bpseq\n../far.bpseq\n")
+    (task / "task.yaml").write_text(
+        "train: splits/train.csv\nvalid: splits/valid.csv\ntest: splits/test.csv\n"
+    )
+    data = load_task(load_task_spec(task), get_alphabet("rna"), 100)
+    assert data.kind == "secondary_structure"
+    assert data.splits["train"].targets == [[(0, 2)], []]

@@ -216,8 +216,16 @@ def _check_options(yaml_path: Path, options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _inside(root: Path, name: str, named_in: Path, what: str, line: int | None = None) -> Path:
-    """``root / name`` resolved, refused when it is absolute or resolves outside ``root``.
+def _inside(
+    root: Path,
+    name: str,
+    named_in: Path,
+    what: str,
+    line: int | None = None,
+    base: Path | None = None,
+) -> Path:
+    """``base / name`` resolved (``base`` defaults to ``root``), refused when ``name`` is
+    absolute or resolves outside ``root``.
 
     A task names its files relative to its directory; an absolute path, a ``..``
     escape or a symlink that resolves outside the directory would make bioprune
@@ -230,7 +238,7 @@ def _inside(root: Path, name: str, named_in: Path, what: str, line: int | None =
             f"task directory {root} and must lie inside it",
             line,
         )
-    resolved = (root / name).resolve()
+    resolved = ((base or root) / name).resolve()
     if not resolved.is_relative_to(root):
         raise TaskFileError(
             named_in,
@@ -716,9 +724,9 @@ def _read_maps(table, alphabet, max_length, classes, kind) -> Split:
 
 
 def _task_file(table: _Table, k: int, name: str, what: str) -> Path:
-    """The file a row names (relative to the task directory, and inside it)."""
+    """The file a row names: relative to the CSV's directory, inside the task directory."""
     root = table.root if table.root is not None else table.path.parent.resolve()
-    return _inside(root, name, table.path, what, table.lines[k])
+    return _inside(root, name, table.path, what, table.lines[k], base=table.path.parent)
 
 
 def _read_map(path: Path, kind: str) -> np.ndarray:
