@@ -194,7 +194,10 @@ def test_structure_file_outside_the_task_directory(tmp_path, tiny_model_dir, mon
         ("train: [a.csv]\n", ("task.yaml", "train must be a string")),
         ("pos_weight: heavy\n", ("task.yaml", "pos_weight must be a number")),
         ("epoch: 3\n", ("task.yaml", "unknown key(s) ['epoch']")),
-        ("1: 3\n", ("task.yaml", "keys must be names")),
+        ("1: 3\nepochs: 2\n", ("task.yaml", "keys must be names")),
+        ("epochs: 3\nlr: 0.1\nepochs: 30\n", ("task.yaml line 3", "'epochs' is given twice")),
+        ("root: x\ndaemon: y\n", ("task.yaml", "none of its 2 key(s)", "not a task file")),
+        ("root:x:0:0:root:/root\n", ("task.yaml", "expected a mapping", "found a str")),
     ],
 )
 def test_broken_task_yaml(yaml, fragments, tmp_path, tiny_model_dir, monkeypatch, capsys):

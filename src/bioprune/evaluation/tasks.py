@@ -12,6 +12,7 @@ line 1).
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import math
 import os
@@ -122,6 +123,26 @@ class TaskSpec:
     root: Path | None = None  # the task directory (resolved); every task file lies inside it
 
 
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses a key given twice (the last would win silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, str) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
 def _read_yaml(yaml_path: Path) -> dict[str, Any]:
     """``task.yaml`` as a mapping, with ``yaml.safe_load`` (no tags that build objects)."""
     import yaml
@@ -131,11 +152,11 @@ def _read_yaml(yaml_path: Path) -> dict[str, Any]:
     if "\x00" in text:
         raise TaskFileError(yaml_path, "holds a NUL byte: a binary file, not a YAML task file")
     try:
-        loaded = yaml.safe_load(text)
+        loaded = yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or type(exc).__name__
-        if isinstance(exc, yaml.constructor.ConstructorError):
+        if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
             problem += " (task.yaml holds plain values; tags such as !!python/object are refused)"
         raise TaskFileError(
             yaml_path, f"invalid YAML: {problem}", None if mark is None else mark.line + 1
@@ -150,6 +171,12 @@ def _read_yaml(yaml_path: Path) -> dict[str, Any]:
     if bad:
         raise TaskFileError(yaml_path, f"keys must be names, found {bad[:5]}")
     unknown = sorted(set(loaded) - YAML_KEYS)
+    typos = [k for k in unknown if difflib.get_close_matches(k, YAML_KEYS, 1, 0.75)]
+    if unknown and len(unknown) == len(loaded) and not typos:
+        # not quoted back: a file none of whose keys is (nearly) a task key may hold anything
+        raise TaskFileError(
+            yaml_path, f"none of its {len(loaded)} key(s) is a task.yaml key; not a task file"
+        )
     if unknown:
         raise TaskFileError(
             yaml_path, f"unknown key(s) {unknown}; known keys are {sorted(YAML_KEYS)}"
