@@ -144,7 +144,8 @@ def _unique_key_loader():
 
 
 def _read_yaml(yaml_path: Path) -> dict[str, Any]:
-    """``task.yaml`` as a mapping, with ``yaml.safe_load`` (no tags that build objects)."""
+    """``task.yaml`` as a mapping, read by a ``yaml.SafeLoader`` (no tag builds an object)
+    that also refuses a key given twice; ``key:`` with no value is dropped (unset)."""
     import yaml
 
     with reading(yaml_path, "task.yaml"):

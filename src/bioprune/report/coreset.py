@@ -367,6 +367,12 @@ def inspect_coreset(
         "plots": {},
     }
     artifacts.check_not_input(out, (corpus_path, selection_path, scores_path, labels_path))
+    table = None
+    if scores_path is not None:  # checked before any plot is drawn
+        from bioprune.selection.io import check_scores_match_corpus, read_scores
+
+        table = read_scores(scores_path)
+        check_scores_match_corpus(table, corpus)
     with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
         lengths = corpus.lengths
         stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}
@@ -399,11 +405,7 @@ def inspect_coreset(
             _plot_labels(tmp / PLOT_LABELS, rows, name)
             summary["plots"]["labels"] = PLOT_LABELS
 
-        if scores_path is not None:
-            from bioprune.selection.io import check_scores_match_corpus, read_scores
-
-            table = read_scores(scores_path)
-            check_scores_match_corpus(table, corpus)
+        if table is not None:
             finite = np.isfinite(table.scores)
             picked = table.scores[indices]
             summary["scores"] = {
