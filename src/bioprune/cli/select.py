@@ -124,9 +124,11 @@ def select(
 def _report(meta: dict, method: str, out: Path, corpus: Path | None) -> None:
     b = meta["budget"]
     line = f"wrote [bold]{out}[/]: {method}, {b['selected']:,} of {b['n']:,} examples"
-    excluded = meta.get("non_finite_scores_excluded")
-    if excluded:
-        line += f"; {excluded:,} NaN score(s) excluded"
+    if meta.get("non_finite_scores_excluded"):
+        from bioprune.selection.pipeline import excluded_text
+
+        nan, inf = meta.get("nan_scores_excluded") or 0, meta.get("inf_scores_excluded") or 0
+        line += f"; {excluded_text(nan, inf)} excluded"
     d = meta["details"]
     if method == "cci":
         used = sum(1 for s in d["strata_table"] if s["picks"])

@@ -86,12 +86,14 @@ def read_bpseq(path: str | Path) -> tuple[str, list[tuple[int, int]]]:
     bases: list[str] = []
     partners: list[int] = []
     lines: list[int] = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         fields = line.split()
         if not fields or line.startswith("#") or not fields[0].isdigit():
             continue
         if len(fields) != 3 or not fields[2].lstrip("-").isdigit():
-            raise ValueError(f"{path} line {line_no}: expected 'index base partner', got {line!r}")
+            raise ValueError(
+                f"{path} line {line_no}: expected 'index base partner', got {len(fields)} field(s)"
+            )
         if int(fields[0]) != len(bases) + 1:
             raise ValueError(
                 f"{path} line {line_no}: index {fields[0]} out of order (expected {len(bases) + 1})"
@@ -111,7 +113,7 @@ def read_ct(path: str | Path) -> tuple[str, list[tuple[int, int]]]:
     (partner 0 = unpaired).
     """
     path = Path(path)
-    text = path.read_text().splitlines()
+    text = path.read_text(encoding="utf-8").splitlines()
     start = next((k for k, line in enumerate(text) if line.strip()), None)
     if start is None:
         raise ValueError(f"{path}: empty file; not a CT file")
@@ -130,8 +132,8 @@ def read_ct(path: str | Path) -> tuple[str, list[tuple[int, int]]]:
             continue
         if len(fields) < 6 or not fields[0].isdigit() or not fields[4].isdigit():
             raise ValueError(
-                f"{path} line {k + 1}: expected 'index base prev next partner index', "
-                f"got {text[k]!r}"
+                f"{path} line {k + 1}: expected 'index base prev next partner index' "
+                f"(integers but the base), got {len(fields)} field(s)"
             )
         bases.append(fields[1])
         partners.append(int(fields[4]))
@@ -151,7 +153,7 @@ def read_structure_file(path: str | Path) -> tuple[str, list[tuple[int, int]]]:
         return read_bpseq(path)
     if suffix == ".ct":
         return read_ct(path)
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     first = next((ln.split() for ln in lines if ln.strip() and not ln.startswith("#")), [])
     # A CT header is 'N title' with a non-integer second field; bpseq lines are 3 fields.
     if len(first) == 3 and all(f.lstrip("-").isdigit() for f in (first[0], first[2])):

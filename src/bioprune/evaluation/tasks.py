@@ -12,14 +12,18 @@ line 1).
 from __future__ import annotations
 
 import csv
+import difflib
+import io
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bioprune.data.alphabet import Alphabet
+from bioprune.data.alphabet import ALPHABETS, Alphabet
+from bioprune.errors import InputError, reading
 from bioprune.evaluation.structure import parse_dot_bracket, read_structure_file
 
 __all__ = [
@@ -28,6 +32,7 @@ __all__ = [
     "SPLITS",
     "Split",
     "TaskData",
+    "TaskFileError",
     "TaskSpec",
     "infer_kind",
     "load_task",
@@ -85,6 +90,25 @@ YAML_KEYS = frozenset(
 )  # fmt: skip
 
 
+class TaskFileError(InputError):
+    """A task file (task.yaml, a split CSV, a structure or map file) is malformed.
+
+    The message is ``"PATH line N: reason"`` (``"PATH: reason"`` without a line).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str, line: int | None = None):
+        self.line = line
+        super().__init__(path, reason)
+        if line is not None:
+            self.args = (f"{path} line {line}: {reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self):
+        return (type(self), (str(self.path), self.reason, self.line))
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Where a task's files are and what ``task.yaml`` says about it."""
@@ -96,12 +120,169 @@ class TaskSpec:
     yaml_path: Path | None = None
     alphabet: str | None = None  # the alphabet the task's sequences are written in
     metrics: list[str] | None = None  # the task's headline metrics (all are computed)
+    root: Path | None = None  # the task directory (resolved); every task file lies inside it
+
+
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses a key given twice (the last would win silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, str) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
+def _read_yaml(yaml_path: Path) -> dict[str, Any]:
+    """``task.yaml`` as a mapping, read by a ``yaml.SafeLoader`` (no tag builds an object)
+    that also refuses a key given twice; ``key:`` with no value is dropped (unset)."""
+    import yaml
+
+    with reading(yaml_path, "task.yaml"):
+        text = yaml_path.read_bytes().decode("utf-8")
+    if "\x00" in text:
+        raise TaskFileError(yaml_path, "holds a NUL byte: a binary file, not a YAML task file")
+    try:
+        loaded = yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
+            problem += " (task.yaml holds plain values; tags such as !!python/object are refused)"
+        raise TaskFileError(
+            yaml_path, f"invalid YAML: {problem}", None if mark is None else mark.line + 1
+        ) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise TaskFileError(
+            yaml_path, f"expected a mapping of keys to values, found a {type(loaded).__name__}"
+        )
+    bad = [k for k in loaded if not isinstance(k, str)]
+    if bad:
+        raise TaskFileError(yaml_path, f"keys must be names, found {bad[:5]}")
+    unknown = sorted(set(loaded) - YAML_KEYS)
+    typos = [k for k in unknown if difflib.get_close_matches(k, YAML_KEYS, 1, 0.75)]
+    if unknown and len(unknown) == len(loaded) and not typos:
+        # not quoted back: a file none of whose keys is (nearly) a task key may hold anything
+        raise TaskFileError(
+            yaml_path, f"none of its {len(loaded)} key(s) is a task.yaml key; not a task file"
+        )
+    if unknown:
+        raise TaskFileError(
+            yaml_path, f"unknown key(s) {unknown}; known keys are {sorted(YAML_KEYS)}"
+        )
+    return {k: v for k, v in loaded.items() if v is not None}  # `key:` alone means unset
+
+
+def _number(yaml_path: Path, key: str, value: Any, *, integer: bool, low: float, strict: bool):
+    """A task.yaml number (``1e-4`` is a string to YAML 1.1, so numeric strings are taken)."""
+    what = "an integer" if integer else "a number"
+    bound = f"{'>' if strict else '>='} {low:g}"
+    if isinstance(value, bool) or isinstance(value, list | dict):
+        raise TaskFileError(yaml_path, f"{key} must be {what} {bound}, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TaskFileError(yaml_path, f"{key} must be {what} {bound}, got {value!r}") from None
+    if (
+        not math.isfinite(number)
+        or (integer and not (isinstance(value, int) or number.is_integer()))
+        or (number <= low if strict else number < low)
+    ):
+        raise TaskFileError(yaml_path, f"{key} must be {what} {bound}, got {value!r}")
+    return int(number) if integer else number
+
+
+def _check_options(yaml_path: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """Check the type and range of every task.yaml value (one line naming the file and key)."""
+    from bioprune.evaluation.protocols import PROTOCOLS
+
+    out = dict(options)
+    for key in ("epochs", "batch_size", "max_length"):
+        if key in out:
+            out[key] = _number(yaml_path, key, out[key], integer=True, low=1, strict=False)
+    if "lr" in out:
+        out["lr"] = _number(yaml_path, "lr", out["lr"], integer=False, low=0, strict=True)
+    if "weight_decay" in out:
+        out["weight_decay"] = _number(
+            yaml_path, "weight_decay", out["weight_decay"], integer=False, low=0, strict=False
+        )
+    if "pos_weight" in out and out["pos_weight"] != "balanced":
+        out["pos_weight"] = _number(
+            yaml_path, "pos_weight", out["pos_weight"], integer=False, low=0, strict=True
+        )
+    if "protocol" in out and out["protocol"] not in PROTOCOLS:
+        raise TaskFileError(
+            yaml_path, f"protocol {out['protocol']!r} is not one of {list(PROTOCOLS)}"
+        )
+    if "one_partner_per_base" in out and not isinstance(out["one_partner_per_base"], bool):
+        raise TaskFileError(
+            yaml_path,
+            f"one_partner_per_base must be true or false, got {out['one_partner_per_base']!r}",
+        )
+    if "kind" in out and (not isinstance(out["kind"], str) or out["kind"] not in KINDS):
+        raise TaskFileError(yaml_path, f"unknown kind {out['kind']!r}; choose one of {list(KINDS)}")
+    if "alphabet" in out and out["alphabet"] not in ALPHABETS:
+        raise TaskFileError(
+            yaml_path, f"alphabet {out['alphabet']!r} is not one of {sorted(ALPHABETS)}"
+        )
+    for key in ("name", "description", "source", *SPLITS):
+        value = out.get(key, "")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise TaskFileError(yaml_path, f"{key} must be a string, got {value!r}")
+    return out
+
+
+def _inside(
+    root: Path,
+    name: str,
+    named_in: Path,
+    what: str,
+    line: int | None = None,
+    base: Path | None = None,
+) -> Path:
+    """``base / name`` resolved (``base`` defaults to ``root``), refused when ``name`` is
+    absolute or resolves outside ``root``.
+
+    A task names its files relative to its directory; an absolute path, a ``..``
+    escape or a symlink that resolves outside the directory would make bioprune
+    read (and quote in its errors) any file the user can read.
+    """
+    if os.path.isabs(name) or Path(name).is_absolute():
+        raise TaskFileError(
+            named_in,
+            f"{what} {name!r} is an absolute path; task files are named relative to the "
+            f"task directory {root} and must lie inside it",
+            line,
+        )
+    resolved = ((base or root) / name).resolve()
+    if not resolved.is_relative_to(root):
+        raise TaskFileError(
+            named_in,
+            f"{what} {name!r} resolves to {resolved}, outside the task directory {root} "
+            "(a '..' or a symlink); copy the file into the task directory",
+            line,
+        )
+    return resolved
 
 
 def load_task_spec(path: str | Path) -> TaskSpec:
-    """Resolve a task directory or task YAML into a :class:`TaskSpec`."""
-    import yaml
+    """Resolve a task directory or task YAML into a :class:`TaskSpec`.
 
+    The task directory is the directory given, or the YAML's directory; every
+    file the task names (splits, structure and map files) must lie inside it.
+    """
     path = Path(path)
     if path.is_dir():
         yaml_path = path / "task.yaml"
@@ -111,28 +292,19 @@ def load_task_spec(path: str | Path) -> TaskSpec:
         yaml_path, base = path, path.parent
     else:
         raise FileNotFoundError(f"task {path} does not exist (give a task directory or task YAML)")
+    root = base.resolve()
     options: dict[str, Any] = {}
     if yaml_path is not None:
-        loaded = yaml.safe_load(yaml_path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{yaml_path}: expected a mapping of keys to values")
-        unknown = sorted(set(loaded) - YAML_KEYS)
-        if unknown:
-            raise ValueError(
-                f"{yaml_path}: unknown key(s) {unknown}; known keys are {sorted(YAML_KEYS)}"
-            )
-        options = dict(loaded)
+        options = _check_options(yaml_path, _read_yaml(yaml_path))
     files = {}
     for split in SPLITS:
-        name = options.pop(split, f"{split}.csv")
-        f = (base / str(name)).resolve()
+        name = str(options.pop(split, f"{split}.csv"))
+        f = _inside(root, name, yaml_path or path, f"{split} split")
         if not f.is_file():
             where = f"named in {yaml_path}" if yaml_path and path.is_file() else f"in {base}"
             raise FileNotFoundError(f"task {path}: {split} split {f} not found ({where})")
         files[split] = f
     kind = options.pop("kind", None)
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"{yaml_path}: unknown kind {kind!r}; choose one of {list(KINDS)}")
     name = str(options.pop("name", path.stem if path.is_file() else path.name))
     for informational in ("description", "source"):
         options.pop(informational, None)
@@ -142,13 +314,14 @@ def load_task_spec(path: str | Path) -> TaskSpec:
         if isinstance(headline, str):
             headline = [headline]
         if not isinstance(headline, list) or not all(isinstance(m, str) for m in headline):
-            raise ValueError(f"{yaml_path}: metrics must be a list of metric names")
+            raise TaskFileError(yaml_path, "metrics must be a list of metric names")
         if kind is not None:
             unknown = [m for m in headline if m not in KIND_METRICS[kind]]
             if unknown:
-                raise ValueError(
-                    f"{yaml_path}: metric(s) {unknown} are not computed for a {kind} task; "
-                    f"choose among {list(KIND_METRICS[kind])}"
+                raise TaskFileError(
+                    yaml_path,
+                    f"metric(s) {unknown} are not computed for a {kind} task; "
+                    f"choose among {list(KIND_METRICS[kind])}",
                 )
     return TaskSpec(
         name=name,
@@ -158,10 +331,17 @@ def load_task_spec(path: str | Path) -> TaskSpec:
         yaml_path=yaml_path,
         alphabet=None if alphabet is None else str(alphabet),
         metrics=headline,
+        root=root,
     )
 
 
 # ---- CSV reading -------------------------------------------------------------
+
+#: Every column a task CSV may use; a header with none of them is not a task CSV.
+TASK_COLUMNS = frozenset(
+    {"sequence", "seq", "sequence_a", "sequence_b", "label", "labels", "structure",
+     "structure_file", "tags", "contact_map", "distance_map"}
+)  # fmt: skip
 
 
 @dataclass
@@ -170,24 +350,90 @@ class _Table:
     columns: list[str]
     rows: list[dict[str, str]]
     lines: list[int]  # file line of each row (header is line 1)
+    root: Path | None = None  # the task directory: files named in rows must lie inside it
 
 
-def _read_csv(path: Path) -> _Table:
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        if "sequence" not in columns and "seq" in columns:
-            columns[columns.index("seq")] = "sequence"  # BEACON's name for the column
-        reader.fieldnames = columns
-        rows, lines = [], []
-        for row in reader:
-            if not any((v or "").strip() for v in row.values()):
-                continue  # blank line
-            rows.append({k: (v or "").strip() for k, v in row.items() if k is not None})
-            lines.append(reader.line_num)
-    if not columns:
-        raise ValueError(f"{path}: empty file (expected a CSV header line)")
-    return _Table(path, columns, rows, lines)
+def _decode_text(path: Path) -> str:
+    """A task CSV's text: UTF-8 (a BOM is dropped); NUL or other bytes are refused by line."""
+    with reading(path, "task CSV"):
+        data = path.read_bytes()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise TaskFileError(
+            path,
+            "holds a NUL byte: a binary file, not a CSV text file",
+            data.count(b"\n", 0, nul) + 1,
+        )
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaskFileError(
+            path,
+            f"byte 0x{data[exc.start]:02x} is not UTF-8 text (a binary file, or another "
+            "encoding: save the CSV as UTF-8)",
+            data.count(b"\n", 0, exc.start) + 1,
+        ) from None
+
+
+def _read_csv(path: Path, root: Path | None = None) -> _Table:
+    """Parse a task CSV strictly: every row has the header's field count, quotes close on
+    their line, the header names task columns; errors name the file and line."""
+    reader = csv.reader(io.StringIO(_decode_text(path), newline=""), strict=True)
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            reason = str(exc)
+            if "unexpected end of data" in reason:
+                reason = "a quote opened on this line is never closed"
+            raise TaskFileError(path, f"malformed CSV: {reason}", start) from None
+        if reader.line_num != start and any("\n" in v or "\r" in v for v in record):
+            raise TaskFileError(
+                path,
+                f"a quoted field runs over lines {start}-{reader.line_num}: an unclosed quote? "
+                "(task fields hold no line breaks)",
+                start,
+            )
+        records.append((start, record))
+    if not records or not any(c.strip() for c in records[0][1]):
+        raise TaskFileError(path, "empty file or blank first line (expected a CSV header line)")
+    columns = [c.strip() for c in records[0][1]]
+    if "sequence" not in columns and "seq" in columns:
+        columns[columns.index("seq")] = "sequence"  # BEACON's name for the column
+    if not set(columns) & TASK_COLUMNS:
+        # not quoted back: a file that is not a task CSV may hold anything
+        raise TaskFileError(
+            path,
+            f"the header names none of the task columns ({', '.join(sorted(TASK_COLUMNS))}); "
+            "not a task CSV",
+            records[0][0],
+        )
+    named = [c for c in columns if c]
+    repeated = sorted({c for c in named if named.count(c) > 1})
+    if repeated:
+        raise TaskFileError(path, f"column(s) {repeated} appear more than once in the header", 1)
+    rows, lines = [], []
+    for line, record in records[1:]:
+        if not any(v.strip() for v in record):
+            continue  # blank line
+        if len(record) != len(columns):
+            few = len(record) < len(columns)
+            raise TaskFileError(
+                path,
+                f"{len(record)} field(s) but the header has {len(columns)} "
+                f"({', '.join(columns)}); "
+                + ("a value is missing" if few else "quote a value that holds a comma"),
+                line,
+            )
+        rows.append({k: v.strip() for k, v in zip(columns, record, strict=True) if k})
+        lines.append(line)
+    return _Table(path, columns, rows, lines, root)
 
 
 def _float(text: str) -> float | None:
@@ -299,7 +545,7 @@ def load_task(spec: TaskSpec, alphabet: Alphabet, max_length: int) -> TaskData:
     ``max_length`` residues, with their per-residue, pair or map targets; the
     count is kept per split.
     """
-    tables = {s: _read_csv(p) for s, p in spec.files.items()}
+    tables = {s: _read_csv(p, spec.root) for s, p in spec.files.items()}
     for s, t in tables.items():
         if not t.rows:
             raise ValueError(f"{t.path}: the {s} split is empty (no data rows)")
@@ -456,7 +702,9 @@ def _read_structures(table, alphabet, max_length, classes, kind) -> Split:
             name = row.get("structure_file", "")
             if not name:
                 raise ValueError(f"{where}: neither structure nor structure_file is given")
-            seq_file, pairs = read_structure_file(table.path.parent / name)
+            f = _task_file(table, k, name, "structure_file")
+            with reading(f, "structure file"):
+                seq_file, pairs = read_structure_file(f)
             if row.get("sequence"):
                 toks = _tokens(table, k, alphabet)
                 if len(toks) != len(seq_file):
@@ -484,20 +732,61 @@ def _read_maps(table, alphabet, max_length, classes, kind) -> Split:
         name = row[kind]
         if not name:
             raise ValueError(f"{where}: empty {kind} (expected a .npy file name)")
-        f = table.path.parent / name
+        f = _task_file(table, k, name, kind)
         if not f.is_file():
             raise FileNotFoundError(f"{where}: {kind} file {f} does not exist")
-        arr = np.load(f, allow_pickle=False)
+        arr = _read_map(f, kind)
         n = len(toks)
         if arr.shape != (n, n):
-            raise ValueError(
-                f"{where}: {kind} {name} has shape {arr.shape} but the sequence has {n} "
-                f"residues (expected ({n}, {n}))"
+            raise TaskFileError(
+                table.path,
+                f"{kind} {name} has shape {arr.shape} but the sequence has {n} residues "
+                f"(expected ({n}, {n}))",
+                table.lines[k],
             )
         cropped += n > max_length
         tokens.append(toks[:max_length])
-        targets.append(np.asarray(arr[:max_length, :max_length], dtype=np.float32))
+        targets.append(np.array(arr[:max_length, :max_length], dtype=np.float32))  # a copy
+        del arr  # closes the memory map
     return Split(table.path.stem, table.path, tokens, targets, None, cropped)
+
+
+def _task_file(table: _Table, k: int, name: str, what: str) -> Path:
+    """The file a row names: relative to the CSV's directory, inside the task directory."""
+    root = table.root if table.root is not None else table.path.parent.resolve()
+    return _inside(root, name, table.path, what, table.lines[k], base=table.path.parent)
+
+
+def _read_map(path: Path, kind: str) -> np.ndarray:
+    """A (L, L) map from a ``.npy`` file: plain numbers only, never a pickle."""
+    with reading(path, f"{kind} .npy file"), open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"PK"):
+        raise TaskFileError(path, f"is an .npz archive, not a .npy array ({kind} needs one)")
+    if magic != b"\x93NUMPY":
+        raise TaskFileError(
+            path, f"is not a .npy file (no NumPy header); save the {kind} with numpy.save"
+        )
+    try:
+        # memory-mapped: a header announcing a huge shape is checked against the file's
+        # size instead of allocating it, and nothing is read before the shape check
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Python objects" in str(exc):
+            raise TaskFileError(
+                path,
+                f"holds Python objects (a pickle), which bioprune never loads; save the {kind} "
+                "as an array of numbers",
+            ) from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "mmap length is greater than file size" in reason:
+            reason = "the file is shorter than its header announces (truncated?)"
+        raise TaskFileError(path, f"cannot read {kind} .npy file: {reason}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TaskFileError(
+            path, f"{kind} has dtype {arr.dtype}, expected numbers (bool, integer or float)"
+        )
+    return arr
 
 
 _READERS = {

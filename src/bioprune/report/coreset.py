@@ -286,6 +286,61 @@ def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict)
     return "log" if log_x else "linear"
 
 
+def _read_selection_meta(path: Path) -> dict[str, Any]:
+    """``selection.json``, checked to be one that ``bioprune select`` wrote (the parts used)."""
+    from bioprune.errors import InputError, reading
+
+    with reading(path, "selection.json"):
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    fix = "make the selection again with `bioprune select`"
+    if not isinstance(meta, dict) or meta.get("format") != "bioprune-selection":
+        raise InputError(path, f"not a selection.json written by `bioprune select`; {fix}")
+    details = meta.get("details")
+    if not isinstance(meta.get("inputs"), dict) or not isinstance(details, dict):
+        raise InputError(path, f"'inputs' or 'details' is missing or not a mapping; {fix}")
+    if meta.get("method") == "cci":
+        strata = details.get("strata_table")
+        ok = (
+            isinstance(strata, list)
+            and all(
+                isinstance(r, dict)
+                and all(isinstance(r.get(k), int) and not isinstance(r.get(k), bool)
+                        for k in ("pool", "picks"))
+                for r in strata
+            )
+            and isinstance(details.get("edges"), list)
+            and all(isinstance(e, int | float) for e in details["edges"])
+            and isinstance(details.get("dropped_hardest", 0), int)
+            and isinstance(details.get("strata", 0), int)
+            and isinstance(details.get("hard_cutoff_score"), int | float | None)
+        )  # fmt: skip
+        if not ok:
+            raise InputError(path, f"the CCI details (strata_table, edges) are damaged; {fix}")
+    return meta
+
+
+def _read_selection_indices(path: Path) -> np.ndarray:
+    """The sorted int64 ``index`` column of ``selection.parquet`` (no nulls)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioprune.errors import InputError, reading
+
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: the selection is incomplete; make it again with "
+            "`bioprune select`"
+        )
+    with reading(path, "selection table"):
+        schema = pq.read_schema(path)
+        if "index" not in schema.names or not pa.types.is_integer(schema.field("index").type):
+            raise InputError(path, "has no integer 'index' column; not a selection table")
+        column = pq.read_table(path, columns=["index"]).column("index")
+    if column.null_count:
+        raise InputError(path, f"{column.null_count} row(s) have no index")
+    return np.sort(column.to_numpy().astype(np.int64))
+
+
 def inspect_coreset(
     corpus_path: str | Path,
     selection_path: str | Path,
@@ -304,7 +359,6 @@ def inspect_coreset(
     import matplotlib
 
     matplotlib.use("Agg")
-    import pyarrow.parquet as pq
 
     from bioprune.data.corpus import Corpus
 
@@ -316,15 +370,14 @@ def inspect_coreset(
             f"{selection_path} is not a selection (no {artifacts.SELECTION_META}); "
             "make one with `bioprune select`"
         )
-    meta = json.loads(meta_path.read_text())
-    recorded = (meta.get("inputs") or {}).get("corpus_checksum")
+    meta = _read_selection_meta(meta_path)
+    recorded = meta["inputs"].get("corpus_checksum")
     if recorded and recorded != corpus.checksum:
         raise ValueError(
             f"selection {selection_path} was made from another corpus "
-            f"(checksum {recorded[:20]}..., this corpus {corpus.checksum[:20]}...)"
+            f"(checksum {str(recorded)[:20]}..., this corpus {corpus.checksum[:20]}...)"
         )
-    indices = pq.read_table(selection_path / artifacts.SELECTION_TABLE, columns=["index"])
-    indices = np.sort(indices.column("index").to_numpy().astype(np.int64))
+    indices = _read_selection_indices(selection_path / artifacts.SELECTION_TABLE)
     n = len(corpus)
     if len(indices) and (indices[0] < 0 or indices[-1] >= n):
         raise ValueError(f"selection {selection_path} holds indices outside corpus of {n}")
@@ -341,6 +394,12 @@ def inspect_coreset(
         "plots": {},
     }
     artifacts.check_not_input(out, (corpus_path, selection_path, scores_path, labels_path))
+    table = None
+    if scores_path is not None:  # checked before any plot is drawn
+        from bioprune.selection.io import check_scores_match_corpus, read_scores
+
+        table = read_scores(scores_path)
+        check_scores_match_corpus(table, corpus)
     with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
         lengths = corpus.lengths
         stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}
@@ -375,11 +434,7 @@ def inspect_coreset(
             _plot_labels(tmp / PLOT_LABELS, rows, name)
             summary["plots"]["labels"] = PLOT_LABELS
 
-        if scores_path is not None:
-            from bioprune.selection.io import check_scores_match_corpus, read_scores
-
-            table = read_scores(scores_path)
-            check_scores_match_corpus(table, corpus)
+        if table is not None:
             finite = np.isfinite(table.scores)
             picked = table.scores[indices]
             summary["scores"] = {

@@ -26,13 +26,13 @@ from bioprune import artifacts
 from bioprune.selection import make_strategy, strategy_parameters
 from bioprune.selection.base import Selection
 
-__all__ = ["select_coreset"]
+__all__ = ["excluded_text", "select_coreset"]
 
 
 def _score_based(strategy, table, budget: int) -> tuple[Selection, int, np.ndarray]:
     """Run a score-based strategy on the finite scores.
 
-    Returns the selection (corpus indices), how many NaN/inf scores were
+    Returns the selection (corpus indices), how many NaN/+inf scores were
     excluded, and the chosen examples' scores. When scores are excluded the
     strategy runs on the compressed finite scores and its positions are mapped
     back through the (few) excluded positions with one ``searchsorted``, so no
@@ -40,6 +40,7 @@ def _score_based(strategy, table, budget: int) -> tuple[Selection, int, np.ndarr
     meanwhile, so the peak memory does not grow by a copy.
     """
     scores = table.scores
+    nan_count, inf_count = table.nan_count, table.inf_count
     finite = np.isfinite(scores)
     excluded = int(len(scores) - np.count_nonzero(finite))
     if not excluded:
@@ -53,13 +54,24 @@ def _score_based(strategy, table, budget: int) -> tuple[Selection, int, np.ndarr
     try:
         sel = strategy.select(pooled, budget)
     except ValueError as exc:
-        raise ValueError(f"{exc} ({excluded:,} example(s) with NaN scores were excluded)") from None
+        raise ValueError(
+            f"{exc} ({excluded_text(nan_count, inf_count)} excluded from {table.path})"
+        ) from None
     chosen_scores = pooled[sel.indices]
     # Position p of the compressed array is corpus index p + (number of excluded
     # indices before it); the j-th excluded index lands before compressed
     # position gaps[j] - j, hence the searchsorted over those.
     sel.indices = sel.indices + np.searchsorted(gaps - np.arange(excluded), sel.indices, "right")
     return sel, excluded, chosen_scores
+
+
+def excluded_text(nan_count: int, inf_count: int) -> str:
+    """``"2 NaN and 1 infinite score(s)"``: NaN (unscored) and inf are told apart."""
+    parts = [
+        f"{nan_count:,} NaN" if nan_count else "",
+        f"{inf_count:,} infinite" if inf_count else "",
+    ]
+    return " and ".join(p for p in parts if p) + " score(s)"
 
 
 def select_coreset(
@@ -209,6 +221,8 @@ def select_coreset(
                 "fraction_of_n": (len(idx) / n) if n else 0.0,
             },
             "non_finite_scores_excluded": excluded if strategy.uses_scores else None,
+            "nan_scores_excluded": table.nan_count if strategy.uses_scores else None,
+            "inf_scores_excluded": table.inf_count if strategy.uses_scores else None,
             "inputs": {
                 "scores": str(scores_path) if scores_path is not None else None,
                 "scores_checksum": table.checksum if table is not None else None,
