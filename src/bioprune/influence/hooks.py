@@ -142,6 +142,11 @@ class PerExampleGradients:
         self.max_chunk_elements = int(max_chunk_elements)
         self._workspace: torch.Tensor | None = None
         self.compute_dtype = compute_dtype
+        if gather_last_layer:
+            # the gathered layer re-implements HF internals: only where they match
+            from bioprune.influence.engine import gathered_last_layer_supported
+
+            gather_last_layer = gathered_last_layer_supported(model)
         self.gather_last_layer = bool(gather_last_layer)
         self.cut_module: nn.Module | None = None
         self._name_of: dict[int, str] = {}
