@@ -105,6 +105,8 @@ class PerExampleGradients:
     gather_last_layer : whether the runner computes the last encoder layer on
         the selected positions only (exact, and cheaper); the hooks of those
         modules then take the LM-head mask (see :func:`gathered_module_names`).
+        Honoured only where the installed transformers matches the layer it
+        re-implements (``engine.gathered_last_layer_supported``; else plain).
 
     Usage
     -----
