@@ -19,11 +19,21 @@ layer norm run on the selected positions only, in the forward and the backward,
 and their per-example weight gradients sum over those positions only. The
 result is the same function of the same inputs, so losses, Fisher and scores
 do not change (tested against the plain path).
+
+That layer re-implements HF's ESM encoder loop as transformers 5.6 and later
+write it (model-level rotary embeddings, layers called with
+``position_embeddings=``, masks from ``transformers.masking_utils``).
+:func:`gathered_last_layer_supported` checks the installed release and the
+layer's signature once; elsewhere the runner takes the plain path (the same
+scores, slower) and logs one note.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import logging
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,9 +50,89 @@ __all__ = [
     "MLMGradientRunner",
     "encoder_at_selected",
     "gathered_last_layer",
+    "gathered_last_layer_supported",
     "plan_parts",
     "resolve_device",
 ]
+
+
+log = logging.getLogger(__name__)
+
+#: transformers releases, ``[low, high)``, whose ESM encoder the gathered last layer
+#: re-implements: 5.6 moved the rotary embedding to the model and made layers take
+#: ``position_embeddings=``; a new major release may change that call again.
+GATHERED_TRANSFORMERS = ((5, 6), (6, 0))
+
+_support_checked: dict[tuple, str | None] = {}
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    major, minor = [*(int(x) for x in re.findall(r"\d+", version)[:2]), 0, 0][:2]
+    return major, minor
+
+
+def _gathered_unsupported_reason(esm) -> str | None:
+    """Why the gathered last layer cannot run on ``esm`` here, or None when it can."""
+    import transformers
+
+    low, high = GATHERED_TRANSFORMERS
+    version = transformers.__version__
+    if not low <= _major_minor(version) < high:
+        return (
+            f"transformers {version} is outside {low[0]}.{low[1]} <= version < "
+            f"{high[0]}.{high[1]}, whose ESM encoder it re-implements"
+        )
+    try:
+        from transformers.masking_utils import create_bidirectional_mask  # noqa: F401
+        from transformers.models.esm.modeling_esm import rotate_half  # noqa: F401
+    except ImportError as err:
+        return f"transformers {version} lacks {err.name or err}"
+    kind = getattr(esm.config, "position_embedding_type", "absolute")
+    if kind not in ("absolute", "rotary"):
+        return f"position_embedding_type {kind!r} (only absolute and rotary are re-implemented)"
+    layer = esm.encoder.layer[len(esm.encoder.layer) - 1]
+    if "position_embeddings" not in inspect.signature(type(layer).forward).parameters:
+        return f"{type(layer).__name__}.forward takes no position_embeddings"
+    if kind == "rotary" and getattr(esm, "rotary_embeddings", None) is None:
+        return f"{type(esm).__name__} has no model-level rotary embedding"
+    sa = getattr(layer.attention, "self", None)
+    needed = ("num_attention_heads", "attention_head_size", "query", "key", "value")
+    if sa is None or not all(hasattr(sa, a) for a in needed):
+        return f"{type(layer).__name__}'s self-attention lacks one of {needed}"
+    if not (
+        hasattr(layer.attention, "LayerNorm")
+        and hasattr(layer.attention, "output")
+        and hasattr(layer, "feed_forward_chunk")
+    ):
+        return f"{type(layer).__name__} lacks attention.LayerNorm, .output or feed_forward_chunk"
+    return None
+
+
+def gathered_last_layer_supported(model) -> bool:
+    """Whether :func:`encoder_at_selected` can run ``model`` (an ``EsmForMaskedLM``).
+
+    Checked once per installed transformers release and model class; when not,
+    one warning on the ``bioprune`` logger says why and that the plain path (the
+    same scores, the last layer on every position) is used instead.
+    """
+    import transformers
+
+    esm = model.esm
+    key = (
+        transformers.__version__,
+        type(esm),
+        getattr(esm.config, "position_embedding_type", "absolute"),
+    )
+    if key not in _support_checked:
+        reason = _gathered_unsupported_reason(esm)
+        _support_checked[key] = reason
+        if reason is not None:
+            log.warning(
+                "gathered last layer off: %s; scoring runs the last encoder layer on every "
+                "position (the same scores, slower)",
+                reason,
+            )
+    return _support_checked[key] is None
 
 
 def resolve_device(device: str) -> torch.device:

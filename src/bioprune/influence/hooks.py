@@ -105,6 +105,8 @@ class PerExampleGradients:
     gather_last_layer : whether the runner computes the last encoder layer on
         the selected positions only (exact, and cheaper); the hooks of those
         modules then take the LM-head mask (see :func:`gathered_module_names`).
+        Honoured only where the installed transformers matches the layer it
+        re-implements (``engine.gathered_last_layer_supported``; else plain).
 
     Usage
     -----
@@ -142,6 +144,11 @@ class PerExampleGradients:
         self.max_chunk_elements = int(max_chunk_elements)
         self._workspace: torch.Tensor | None = None
         self.compute_dtype = compute_dtype
+        if gather_last_layer:
+            # the gathered layer re-implements HF internals: only where they match
+            from bioprune.influence.engine import gathered_last_layer_supported
+
+            gather_last_layer = gathered_last_layer_supported(model)
         self.gather_last_layer = bool(gather_last_layer)
         self.cut_module: nn.Module | None = None
         self._name_of: dict[int, str] = {}
