@@ -287,3 +287,27 @@ def test_converted_models_score_exactly(tmp_path):
         others = [i for i in range(10) if i != short]
         crowd, _, _ = ex.engine_scores(model, corpus, names, [[*others, short]], 1, weights)
         assert crowd[short] == pytest.approx(alone[short], rel=1e-5)
+
+
+def test_info_describes_a_converted_model_directory(tmp_path, capsys):
+    from bioprune.models.describe import describe_model
+    from bioprune.models.loading import load_masked_lm
+    from bioprune.models.presets import count_parameters
+
+    src = fx.save_rnafm(fx.rnafm_original(seed=8), tmp_path / "rnafm.pth")
+    cli_convert(src, tmp_path / "model")
+    d = describe_model(tmp_path / "model")
+    model, _ = load_masked_lm(tmp_path / "model")
+    assert d["parameters"] == count_parameters(model)
+    assert d["architecture"]["layers"] == fx.LAYERS and d["architecture"]["heads"] == fx.HEADS
+    assert d["vocabulary"] == {"model_rows": 25, "alphabet": "rna", "tokens": 25}
+    assert d["positions"] == {"type": "absolute", "max_residues": 1022}
+    conv = d["provenance"]["converted"]
+    assert conv["format"] == "rnafm" and conv["exact"] is True
+    assert conv["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    res = run_cli("info", tmp_path / "model", "--json")
+    assert res.returncode == 0
+    assert json.loads(capsys.readouterr().out) == d
+    res = run_cli("info", tmp_path / "model")
+    out = capsys.readouterr().out
+    assert "rnafm" in out and f"{d['parameters']:,}" in out

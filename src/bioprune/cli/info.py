@@ -11,7 +11,9 @@ from bioprune.cli.common import console
 
 
 def info(
-    corpus_dir: Path = typer.Argument(..., help="A corpus directory written by `prepare`."),
+    corpus_dir: Path = typer.Argument(
+        ..., help="A corpus directory written by `prepare`, or a model directory."
+    ),
     plot: Path = typer.Option(
         None,
         "--plot",
@@ -28,7 +30,11 @@ def info(
 
     from bioprune.data.corpus import Corpus
     from bioprune.data.stats import corpus_stats, plot_stats
+    from bioprune.models.describe import describe_model, is_model_dir
 
+    if is_model_dir(corpus_dir):
+        _show_model(describe_model(corpus_dir), as_json)
+        return
     corpus = Corpus(corpus_dir)
     stats = corpus_stats(corpus)
     if plot is not None:
@@ -84,6 +90,37 @@ def info(
         for key, value in stats["counts"].items():
             counts.add_row(key, f"{value:,}")
         out.print(counts)
+
+
+def _show_model(d: dict, as_json: bool) -> None:
+    """Print :func:`bioprune.models.describe.describe_model`'s dict (a table or JSON)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    t = Table(title=f"model {d['path']}", title_justify="left", show_header=False)
+    t.add_column("key")
+    t.add_column("value", overflow="fold")
+    a = d["architecture"]
+    t.add_row("architecture", f"{a['class'] or a['model_type']}: {a['layers']} layers x "
+              f"{a['hidden']}, {a['heads']} heads, FFN {a['ffn']}")  # fmt: skip
+    for key in ("token_dropout", "layer_norm_before_encoder", "tied_decoder", "residual_scale"):
+        if key in a:
+            t.add_row(key.replace("_", " "), str(a[key]))
+    p = d["parameters"]
+    t.add_row("parameters", "unknown (no safetensors)" if p is None else f"{p:,}")
+    v = d["vocabulary"]
+    t.add_row("vocabulary", f"{v['alphabet']} alphabet, {v['tokens']} tokens; "
+              f"{v['model_rows']} model rows")  # fmt: skip
+    pos = d["positions"]
+    t.add_row("positions", f"{pos['type']}, up to {pos['max_residues']} residues")
+    for kind, rec in d["provenance"].items():
+        t.add_row(kind, ", ".join(f"{k}={val}" for k, val in rec.items() if val is not None))
+    if not d["provenance"]:
+        t.add_row("provenance", "not recorded (not written by bioprune)")
+    Console().print(t)
 
 
 def register(app: typer.Typer) -> None:
