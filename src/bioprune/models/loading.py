@@ -19,6 +19,8 @@ def load_masked_lm(model_dir: str | Path, *, device=None, dtype=None):
     from transformers import AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
 
+    import bioprune.models.esmc  # noqa: F401  registers model_type "esmc" with the Auto classes
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a model directory (no config.json)")
@@ -30,9 +32,11 @@ def load_masked_lm(model_dir: str | Path, *, device=None, dtype=None):
         model = AutoModelForMaskedLM.from_pretrained(model_dir, dtype=dtype)
     finally:
         hf_logging.set_verbosity(verbosity)
-    if model.config.vocab_size != len(alphabet):
+    # ESM-C's table has 64 rows of which its tokenizer uses the first 33 (alphabet_size).
+    tokens = getattr(model.config, "alphabet_size", model.config.vocab_size)
+    if tokens != len(alphabet):
         raise ValueError(
-            f"{model_dir}: model vocabulary has {model.config.vocab_size} tokens but its "
+            f"{model_dir}: model vocabulary has {tokens} tokens but its "
             f"{alphabet.name} alphabet has {len(alphabet)}"
         )
     model.eval()

@@ -21,6 +21,7 @@ from bioprune import artifacts
 from bioprune.errors import InputError, reading
 from bioprune.models.convert.base import Converted, Source, build_model
 from bioprune.models.convert.esm_family import FairEsm, RnaFm
+from bioprune.models.convert.esmc import Esmc
 from bioprune.models.convert.hf_esm import HfEsm
 from bioprune.models.convert.safe_load import load_checkpoint
 
@@ -30,7 +31,7 @@ log = logging.getLogger("bioprune")
 
 CONVERSION_FILE = "conversion.json"
 
-FORMATS: dict[str, object] = {f.name: f for f in (RnaFm, FairEsm, HfEsm)}
+FORMATS: dict[str, object] = {f.name: f for f in (RnaFm, FairEsm, HfEsm, Esmc)}
 
 
 def register_format(fmt) -> None:
