@@ -128,8 +128,7 @@ def test_esmc_presets_refuse_rna_and_dropout():
 
 def small_esmc(seed=0):
     model = EsmcForMaskedLM(
-        EsmcConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                   intermediate_size=48)  # fmt: skip
+        EsmcConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48)
     ).eval()
     from tests.convert_fixtures import randomise
 
@@ -209,3 +208,42 @@ def test_esmc_score_does_not_depend_on_batch_neighbours(corpus):
     alone = _scores(model, corpus, names, [[short]], weights, True)[0]
     crowd = _scores(model, corpus, names, [[*longer, short]], weights, True)
     assert crowd[sorted([*longer, short]).index(short)] == pytest.approx(alone, rel=1e-5)
+
+
+def test_esmc_tiny_through_every_stage(tmp_path, corpus, capsys):
+    """init, pretrain, adapt, fisher, score, evaluate and info on an ESM-C model."""
+    import pyarrow.parquet as pq
+
+    import bioprune.resources
+
+    task = Path(bioprune.resources.__file__).parent / "tasks" / "protein_domain"
+
+    def ok(*args):
+        res = run_cli(*map(str, args))
+        assert res.returncode == 0, res.stderr
+        return res
+
+    c = corpus.path
+    fast = ["--device", "cpu", "--no-progress"]
+    ok("init", "--preset", "esmc-tiny", "--alphabet", "protein", "--out", tmp_path / "init")
+    ok("pretrain", "--corpus", c, "--init", tmp_path / "init", "--out", tmp_path / "pre",
+       "--max-steps", 2, "--batch-size", 4, "--warmup-steps", 1, *fast)  # fmt: skip
+    ok("pretrain", "--corpus", c, "--preset", "esmc-tiny", "--out", tmp_path / "pre2",
+       "--max-steps", 1, "--batch-size", 4, "--warmup-steps", 1, *fast)  # fmt: skip
+    ok("adapt", "--model", tmp_path / "pre", "--corpus", c, "--subset-size", 6,
+       "--batch-size", 3, "--out", tmp_path / "ft", *fast)  # fmt: skip
+    ok("fisher", "--model", tmp_path / "ft", "--corpus", c, "--subset-from", tmp_path / "ft",
+       "--out", tmp_path / "F.safetensors", "--device", "cpu")  # fmt: skip
+    ok("score", "--model", tmp_path / "ft", "--corpus", c, "--fisher", tmp_path / "F.safetensors",
+       "--out", tmp_path / "S.parquet", "--device", "cpu")  # fmt: skip
+    scores = pq.read_table(tmp_path / "S.parquet").column("score").to_numpy()
+    assert len(scores) == len(corpus) and np.isfinite(scores).all() and (scores > 0).all()
+    ok("evaluate", "--model", tmp_path / "ft", "--task", task,
+       "--out", tmp_path / "r.json", "--seeds", "0", "--epochs", "1",
+       "--protocol", "frozen-mlp")  # fmt: skip
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert "accuracy" in res["metrics"]
+    capsys.readouterr()
+    ok("info", tmp_path / "ft", "--json")
+    d = json.loads(capsys.readouterr().out)
+    assert d["architecture"]["model_type"] == "esmc" and d["vocabulary"]["model_rows"] == 64
