@@ -247,3 +247,23 @@ def test_esmc_tiny_through_every_stage(tmp_path, corpus, capsys):
     ok("info", tmp_path / "ft", "--json")
     d = json.loads(capsys.readouterr().out)
     assert d["architecture"]["model_type"] == "esmc" and d["vocabulary"]["model_rows"] == 64
+
+
+def test_a_protein_corpus_has_the_same_ids_for_esm2_and_esmc():
+    """Every id a protein corpus or a mask draw can hold means the same token in ESM-2's and
+    ESM-C's vocabularies; the only difference (id 31: <null_1> vs |) is never produced."""
+    from bioprune.data.alphabet import get_alphabet
+    from bioprune.data.masking import mask_draw
+    from bioprune.models.esmc import ESMC_TOKENS
+
+    a = get_alphabet("protein")
+    differ = [i for i, (x, y) in enumerate(zip(a.tokens, ESMC_TOKENS, strict=True)) if x != y]
+    assert differ == [31]
+    residues = a.encode(a.normalize(a.residues))
+    framing = {a.cls_id, a.eos_id, a.pad_id, a.mask_id, a.unk_id}
+    assert 31 not in set(residues.tolist()) | framing
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        seq = rng.choice(np.asarray(residues), size=int(rng.integers(1, 60)))
+        d = mask_draw(seq, a, seed=0, index=i)
+        assert 31 not in set(np.asarray(d.inputs).tolist())

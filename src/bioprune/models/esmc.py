@@ -46,6 +46,7 @@ from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 
 __all__ = [
+    "ESMC_TOKENS",
     "ESMC_VOCAB_ROWS",
     "EsmcConfig",
     "EsmcForMaskedLM",
@@ -55,6 +56,15 @@ __all__ = [
 
 #: Rows of ESM-C's embedding table and output head (the tokenizer uses the first 33).
 ESMC_VOCAB_ROWS = 64
+
+#: ESM-C's tokenizer vocabulary (``esm.utils.constants.esm3.SEQUENCE_VOCAB``), in id order.
+ESMC_TOKENS = (
+    "<cls>", "<pad>", "<eos>", "<unk>",
+    "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K",
+    "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z",
+    "O", ".", "-", "|",
+    "<mask>",
+)  # fmt: skip
 
 
 def esmc_ffn_size(hidden: int, expansion: float = 8 / 3) -> int:
