@@ -311,3 +311,26 @@ def test_info_describes_a_converted_model_directory(tmp_path, capsys):
     res = run_cli("info", tmp_path / "model")
     out = capsys.readouterr().out
     assert "rnafm" in out and f"{d['parameters']:,}" in out
+
+
+def test_safe_loader_on_legacy_and_garbage_files(tmp_path):
+    import argparse
+
+    from bioprune.errors import InputError, UnsafeFileError
+    from bioprune.models.convert.safe_load import load_checkpoint
+
+    legacy = tmp_path / "legacy.pt"  # torch < 1.6 format (no zip), as old checkpoints are
+    torch.save({"args": argparse.Namespace(a=1), "model": {"w": torch.ones(2)}}, legacy,
+               _use_new_zipfile_serialization=False)  # fmt: skip
+    assert load_checkpoint(legacy)["args"].a == 1
+    marker = tmp_path / "executed"
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": _RunsCode(marker)}, evil, _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafeFileError, match=r"\(posix\.system\)|\(nt\.system\)"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    for content in (b"", b"not a checkpoint at all"):
+        bad = tmp_path / "bad.pt"
+        bad.write_bytes(content)
+        with pytest.raises(InputError, match="cannot read checkpoint"):
+            load_checkpoint(bad)

@@ -26,7 +26,7 @@ log = logging.getLogger("bioprune")
 #: The only non-tensor globals a checkpoint may hold (fully qualified name -> class).
 ALLOWED_GLOBALS: dict[str, type] = {"argparse.Namespace": argparse.Namespace}
 
-_GLOBAL_IN_MESSAGE = re.compile(r"(?:GLOBAL|global) ([\w.]+(?:[ .][\w.]+)?)")
+_GLOBAL_IN_MESSAGE = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def _unsafe_globals(path: Path, error: BaseException) -> list[str]:
@@ -36,7 +36,7 @@ def _unsafe_globals(path: Path, error: BaseException) -> list[str]:
     try:
         found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception:  # legacy (non-zip) format: the error message names the first one
-        found = [m.replace(" ", ".") for m in _GLOBAL_IN_MESSAGE.findall(str(error))]
+        found = _GLOBAL_IN_MESSAGE.findall(str(error))
     return sorted({g for g in found if g not in ALLOWED_GLOBALS})
 
 
@@ -65,17 +65,24 @@ def load_checkpoint(path: str | Path, *, trust: bool = False):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         names = _unsafe_globals(path, exc)
-        if not names and "weights_only" not in str(exc).lower():
-            raise InputError(path, f"cannot read checkpoint: {str(exc).splitlines()[0]}") from exc
-        shown = ", ".join(names) if names else "unknown globals"
+        if not names:  # not a global we refused: a damaged or foreign file
+            # torch wraps the unpickler's own reason between long explanations
+            m = re.search(r"WeightsUnpickler error:\s*(.+?)\n", str(exc))
+            reason = m.group(1).strip() if m else str(exc).strip().splitlines()[0]
+            raise InputError(path, f"cannot read checkpoint (not a torch file?): {reason}") from exc
+        shown = ", ".join(names)
         raise UnsafeFileError(
             path,
             f"the checkpoint holds Python objects that loading would have to execute ({shown}); "
             f"bioprune only loads tensors and {', '.join(ALLOWED_GLOBALS)} without running "
             "code. If you trust where this file comes from, add --trust-checkpoint",
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        # (torch's legacy reader raises KeyError on a file without its magic number)
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, KeyError):
+            reason = "unknown file format"
+        else:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(path, f"cannot read checkpoint (not a torch file?): {reason}") from exc
