@@ -38,14 +38,17 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(noise / p.shape[-1] ** 0.5)
 
 
-def _prefixed(state: dict) -> dict:
+def _prefixed(state: dict, style: str = "sentence_encoder") -> dict:
+    """fairseq names: ``encoder.sentence_encoder.`` + encoder / ``encoder.`` + LM head
+    (fair-esm), or ``encoder.encoder.`` + everything (RNA-FM_pretrained.pth)."""
     out = {}
     for k, v in state.items():
-        prefix = (
-            "encoder."
-            if k.startswith(("lm_head.", "contact_head."))
-            else ("encoder.sentence_encoder.")
-        )
+        if style == "encoder.encoder":
+            prefix = "encoder.encoder."
+        elif k.startswith(("lm_head.", "contact_head.")):
+            prefix = "encoder."
+        else:
+            prefix = "encoder.sentence_encoder."
         out[prefix + k] = v.detach().clone()  # fairseq's checkpoints hold untied copies
     return out
 
@@ -63,7 +66,12 @@ def rnafm_original(seed: int = 0):
     return model
 
 
-def save_rnafm(model, path: Path, token_dropout: bool | None = None) -> Path:
+def save_rnafm(
+    model, path: Path, token_dropout: bool | None = None, style: str = "encoder.encoder"
+) -> Path:
+    """``style="encoder.encoder"``: every tensor under ``encoder.encoder.``, the contact
+    head included (as RNA-FM_pretrained.pth); ``"sentence_encoder"``: fair-esm's prefixes,
+    no contact head."""
     args = argparse.Namespace(
         arch="roberta_large", encoder_layers=LAYERS, encoder_embed_dim=HIDDEN,
         encoder_ffn_embed_dim=FFN, encoder_attention_heads=HEADS, max_positions=1024,
@@ -71,8 +79,10 @@ def save_rnafm(model, path: Path, token_dropout: bool | None = None) -> Path:
     )  # fmt: skip
     if token_dropout is not None:
         args.token_dropout = token_dropout
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("contact_head")}
-    torch.save({"args": args, "model": _prefixed(state)}, path)
+    state = model.state_dict()
+    if style != "encoder.encoder":
+        state = {k: v for k, v in state.items() if not k.startswith("contact_head")}
+    torch.save({"args": args, "model": _prefixed(state, style)}, path)
     return path
 
 

@@ -80,10 +80,13 @@ def max_diff_non_pad(a, b, ids, pad_id):
     return float((a[keep] - b[keep]).abs().max())
 
 
-@pytest.mark.parametrize("token_dropout", [None, True])
-def test_rnafm_logits_match_the_original(tmp_path, token_dropout):
+@pytest.mark.parametrize(
+    ("token_dropout", "style"),
+    [(None, "encoder.encoder"), (True, "encoder.encoder"), (None, "sentence_encoder")],
+)
+def test_rnafm_logits_match_the_original(tmp_path, token_dropout, style):
     src = fx.save_rnafm(fx.rnafm_original(seed=1), tmp_path / "RNA-FM_pretrained.pth",
-                        token_dropout=token_dropout)  # fmt: skip
+                        token_dropout=token_dropout, style=style)  # fmt: skip
     info = cli_convert(src, tmp_path / "model")  # format detected from the contents
     assert info["format"] == "rnafm" and info["detected"]
     assert info["exact"] and info["alphabet"] == "rna"
@@ -114,7 +117,7 @@ def test_rnafm_mask_row_comes_from_the_tied_lm_head(tmp_path):
     from safetensors.torch import load_file
 
     w = load_file(tmp_path / "model" / "model.safetensors")["esm.embeddings.word_embeddings.weight"]
-    orig = torch.load(src, weights_only=False)["model"]["encoder.lm_head.weight"]
+    orig = torch.load(src, weights_only=False)["model"]["encoder.encoder.lm_head.weight"]
     assert torch.equal(w, orig) and w[24].abs().sum() > 0
 
 
@@ -234,8 +237,8 @@ def test_trust_checkpoint_loads_other_globals(tmp_path):
 def test_missing_and_misshaped_tensors_are_errors_listing_them(tmp_path):
     src = fx.save_rnafm(fx.rnafm_original(), tmp_path / "rnafm.pth")
     data = torch.load(src, weights_only=False)
-    del data["model"]["encoder.sentence_encoder.layers.1.fc2.bias"]
-    data["model"]["encoder.sentence_encoder.layers.0.fc2.weight"] = torch.zeros(32, 63)
+    del data["model"]["encoder.encoder.layers.1.fc2.bias"]
+    data["model"]["encoder.encoder.layers.0.fc2.weight"] = torch.zeros(32, 63)
     torch.save(data, src)
     res = run_cli("convert", src, "--out", tmp_path / "model")
     assert res.returncode == 2

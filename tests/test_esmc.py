@@ -267,3 +267,19 @@ def test_a_protein_corpus_has_the_same_ids_for_esm2_and_esmc():
         seq = rng.choice(np.asarray(residues), size=int(rng.integers(1, 60)))
         d = mask_draw(seq, a, seed=0, index=i)
         assert 31 not in set(np.asarray(d.inputs).tolist())
+
+
+def test_converted_esmc_scores_match_brute_force(tmp_path, corpus):
+    """fisher/score on the ESM-C converted from the real package's safetensors layout."""
+    from bioprune.models.loading import load_masked_lm
+
+    d, *_ = _golden("esmc_golden_safetensors")
+    cli_convert(d / "model.safetensors", tmp_path / "model")
+    model, _ = load_masked_lm(tmp_path / "model")
+    names = select_parameters(model, "all").names
+    fisher, _ = ex.engine_fisher(model, corpus, names, BATCHES, 1)
+    ex.assert_fisher_close(fisher, ex.reference_fisher(model, corpus, names, ALL, 1), names)
+    lambdas, weights = ex.weights_of(fisher)
+    want, _ = ex.reference_scores(model, corpus, names, ALL, 1, fisher, lambdas)
+    np.testing.assert_allclose(_scores(model, corpus, names, BATCHES, weights, True), want,
+                               rtol=1e-4)  # fmt: skip

@@ -4,9 +4,11 @@ RNA-FM (ESM-1b layers, learned positions) and ESM-2 (rotary) share one naming
 scheme: ``embed_tokens``, ``layers.N.self_attn.{q,k,v,out}_proj``,
 ``self_attn_layer_norm``, ``fc1``, ``fc2``, ``final_layer_norm``,
 ``emb_layer_norm_before/after``, ``lm_head.{dense,layer_norm,weight,bias}``,
-``contact_head.regression``, under ``encoder.sentence_encoder.`` (encoder) and
-``encoder.`` (LM head) prefixes. This module maps them one by one; every
-source tensor is either mapped or dropped with a reason.
+``contact_head.regression``, under ``encoder.sentence_encoder.`` (fair-esm:
+encoder) and ``encoder.`` (LM head) prefixes, or ``encoder.encoder.`` for
+everything (RNA-FM_pretrained.pth; both original loaders strip any of them).
+This module maps them one by one; every source tensor is either mapped or
+dropped with a reason.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = ["add_zero_contact_head", "map_fairseq_state", "strip_prefixes"]
 PREFIXES = (
     "model.encoder.sentence_encoder.",
     "encoder.sentence_encoder.",
+    "encoder.encoder.",  # RNA-FM_pretrained.pth (fm's loader strips it like the others)
     "sentence_encoder.",
     "model.encoder.",
     "encoder.",
