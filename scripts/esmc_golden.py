@@ -23,9 +23,11 @@ machine; both packages import and run on Python 3.11 when their declared
     unzip esm-3.4.3-py3-none-any.whl -d esm343
     pip install --target deps --no-deps einops accelerate cloudpathlib zstd 'biotite<2' \
         brotli msgpack msgpack-numpy biopython httpx
-    PYTHONPATH=esm343:deps python scripts/esmc_golden.py --out tests/data
+    PYTHONPATH=esm343:deps python scripts/esmc_golden.py --out tests/data \
+        --source "PyPI esm-3.4.3-py3-none-any.whl"
     # esm 3.2.4a1: the .py files of github.com/evolutionaryscale/esm at 6e89bf7
-    PYTHONPATH=esm-6e89bf7:deps python scripts/esmc_golden.py --out tests/data
+    PYTHONPATH=esm-6e89bf7:deps python scripts/esmc_golden.py --out tests/data \
+        --source "github.com/evolutionaryscale/esm 6e89bf7 (.py files)"
 
 Each directory holds the weights (``weights.pth`` or ``model.safetensors``), a
 ``config.json`` with the architecture numbers, and ``golden.safetensors`` with
@@ -90,7 +92,9 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
-    out = ap.parse_args().out
+    ap.add_argument("--source", default="", help="where the esm package came from (recorded)")
+    cli = ap.parse_args()
+    out = cli.out
     torch.manual_seed(0)
     ids, mask = token_batch()
     version = getattr(esm, "__version__", "unknown")
@@ -131,7 +135,7 @@ def main() -> None:
     (d / "provenance.json").write_text(json.dumps({
         "esm_version": version, "esm_file": esm.__file__, "python": sys.version.split()[0],
         "platform": platform.platform(), "torch": torch.__version__,
-        "script": "scripts/esmc_golden.py",
+        "script": "scripts/esmc_golden.py", "esm_source": cli.source,
     }, indent=2) + "\n")  # fmt: skip
     print(f"wrote {d} (esm {version})")
 
