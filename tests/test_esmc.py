@@ -283,3 +283,20 @@ def test_converted_esmc_scores_match_brute_force(tmp_path, corpus):
     want, _ = ex.reference_scores(model, corpus, names, ALL, 1, fisher, lambdas)
     np.testing.assert_allclose(_scores(model, corpus, names, BATCHES, weights, True), want,
                                rtol=1e-4)  # fmt: skip
+
+
+def test_bfloat16_weights_are_upcast_exactly_and_said_so(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    d, *_ = _golden("esmc_golden_safetensors")
+    state = {k: v.to(torch.bfloat16) for k, v in load_file(d / "model.safetensors").items()}
+    (tmp_path / "src").mkdir()
+    save_file(state, tmp_path / "src" / "model.safetensors")
+    (tmp_path / "src" / "config.json").write_text((d / "config.json").read_text())
+    info = cli_convert(tmp_path / "src" / "model.safetensors", tmp_path / "model")
+    assert any("bfloat16" in n for n in info["notes"])
+    written = load_file(tmp_path / "model" / "model.safetensors")
+    assert torch.equal(
+        written["esm.encoder.layer.0.attention.query.weight"],
+        state["esmc.layers.0.self_attn.q_proj.weight"].float(),
+    )

@@ -115,6 +115,12 @@ def convert_checkpoint(
         source = FORMATS[source_format].load(source_path, trust)
         detected = False
     converted: Converted = FORMATS[source_format].convert(source)
+    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in converted.state_dict.values()})
+    if dtypes != ["float32"]:
+        converted.notes.append(
+            f"source tensors are {', '.join(dtypes)}: written as float32 (an exact upcast "
+            "from bfloat16/float16; float64 would be rounded)"
+        )
     model = build_model(converted, source_path)
     files = _source_files(source)
     info = {
