@@ -337,3 +337,38 @@ def test_safe_loader_on_legacy_and_garbage_files(tmp_path):
         bad.write_bytes(content)
         with pytest.raises(InputError, match="cannot read checkpoint"):
             load_checkpoint(bad)
+
+
+def test_multimolecule_port_is_exact_except_the_merged_null_tokens(tmp_path):
+    """tests/data/multimolecule_rnafm was written by multimolecule's own converter from the
+    tiny RNA-FM ``rnafm_original(seed=1)`` (scripts/multimolecule_fixture.py); rna-fm's model
+    rebuilt from the same seed is the reference."""
+    from pathlib import Path
+
+    src = Path(__file__).parent / "data" / "multimolecule_rnafm"
+    info = cli_convert(src, tmp_path / "model")  # detected: config.json model_type rnafm
+    assert info["format"] == "multimolecule" and not info["exact"]
+    assert any("<null_1>" in item for item in info["inexact"])
+    assert any("--from rnafm" in item for item in info["inexact"])
+    ref_path = fx.save_rnafm(fx.rnafm_original(seed=1), tmp_path / "RNA-FM_pretrained.pth")
+    ref = fx.load_rnafm_reference(ref_path)
+    ids = fx.token_batch(25, range(4, 20), mask_id=24, pad_id=1)
+    with torch.no_grad():
+        want = ref(ids)["logits"]
+    got = bioprune_logits(tmp_path / "model", ids, pad_id=1)
+    keep = ids != 1
+    exact_cols = [i for i in range(25) if i not in (20, 21, 22, 23)]
+    assert float((got[keep][:, exact_cols] - want[keep][:, exact_cols]).abs().max()) < TOL
+    nulls = got[keep][:, 20:24]
+    assert torch.equal(nulls, nulls[:, :1].expand_as(nulls))  # one merged row
+    assert float((nulls - want[keep][:, 20:24]).abs().max()) > 1e-3  # not the original's
+
+
+def test_convert_cli_prints_what_is_not_exact(tmp_path):
+    from pathlib import Path
+
+    res = run_cli("convert", Path(__file__).parent / "data" / "multimolecule_rnafm",
+                  "--out", tmp_path / "model")  # fmt: skip
+    assert res.returncode == 0
+    err = " ".join(res.stderr.split())
+    assert "not exact:" in err and "--from rnafm" in err

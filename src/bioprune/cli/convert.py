@@ -9,8 +9,9 @@ import typer
 from bioprune.cli.common import console
 
 FORMAT_HELP = (
-    "Source format: rnafm (RNA-FM_pretrained.pth), fair-esm (esm2_*.pt), hf-esm "
-    "(facebook/esm2_* directory), esmc (ESM-C .pth state dict or safetensors). "
+    "Source format: rnafm (RNA-FM_pretrained.pth), multimolecule (its RNA-FM port), "
+    "fair-esm (esm2_*.pt), hf-esm (facebook/esm2_* directory), esmc (ESM-C .pth state "
+    "dict or safetensors). "
     "Default: detected from the contents."
 )
 
@@ -47,7 +48,7 @@ def convert(
         for item in info["inexact"]:
             console.print(f"  [yellow]not exact:[/] {item}", highlight=False)
     else:
-        console.print("  logits match the original model on every token", highlight=False)
+        console.print("  every tensor copied exactly (no token is approximated)", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ from bioprune.models.convert.base import Converted, Source, build_model
 from bioprune.models.convert.esm_family import FairEsm, RnaFm
 from bioprune.models.convert.esmc import Esmc
 from bioprune.models.convert.hf_esm import HfEsm
+from bioprune.models.convert.multimolecule import MultiMolecule
 from bioprune.models.convert.safe_load import load_checkpoint
 
 __all__ = ["CONVERSION_FILE", "FORMATS", "convert_checkpoint", "detect_format", "read_source"]
@@ -31,7 +32,7 @@ log = logging.getLogger("bioprune")
 
 CONVERSION_FILE = "conversion.json"
 
-FORMATS: dict[str, object] = {f.name: f for f in (RnaFm, FairEsm, HfEsm, Esmc)}
+FORMATS: dict[str, object] = {f.name: f for f in (RnaFm, MultiMolecule, FairEsm, HfEsm, Esmc)}
 
 
 def register_format(fmt) -> None:
