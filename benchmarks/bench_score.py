@@ -44,7 +44,12 @@ METHODS = ("score", "train", "vmap")
 #: position (gather_last_layer=False), the path before that specialisation.
 EXTRA_METHODS = ("score-plain",)
 #: preset -> (batch size, framed tokens per example), CPU defaults kept short.
-SHAPES = {"tiny": (16, 128), "small": (16, 128), "esm2-8m": (16, 128), "rnafm": (8, 128)}
+SHAPES = {
+    "tiny": (16, 128), "small": (16, 128), "esm2-8m": (16, 128), "rnafm": (8, 128),
+    "esmc-tiny": (16, 128), "esmc-300m": (4, 128),  # ESM-C: protein corpus
+}  # fmt: skip
+#: Presets measured with 2 timed batches by default (large models on a CPU).
+LARGE = ("rnafm", "esmc-300m")
 
 
 def _rss_mb() -> float:
@@ -154,6 +159,8 @@ def _worker(args) -> dict:
 
             def forward(self, ids, attn):
                 m = self.m
+                if not hasattr(m.esm, "rotary_embeddings"):  # ESM-C: plain tensor ops
+                    return m.lm_head(m.esm(input_ids=ids, attention_mask=attn).last_hidden_state)
                 emb = m.esm.embeddings(input_ids=ids, attention_mask=attn)
                 pos = None
                 if m.esm.rotary_embeddings is not None:
@@ -220,9 +227,9 @@ def _worker(args) -> dict:
 def _prepare(preset: str, root: Path, n_examples: int, tokens: int, seed: int = 0):
     from bioprune.data.alphabet import get_alphabet
     from bioprune.data.corpus import write_corpus
-    from bioprune.models.presets import init_model
+    from bioprune.models.presets import PRESETS, init_model
 
-    a = get_alphabet("rna")
+    a = get_alphabet("protein" if PRESETS[preset].family == "esmc" else "rna")
     rng = np.random.default_rng(seed)
     letters = np.array(list(a.canonical))
     # Lengths near the target so padding is modest but present.
@@ -230,7 +237,7 @@ def _prepare(preset: str, root: Path, n_examples: int, tokens: int, seed: int = 
     records = [(f"s{i}", "", "".join(rng.choice(letters, n))) for i, n in enumerate(lengths)]
     corpus = write_corpus(root / f"corpus-{preset}", records, a)
     model = root / f"model-{preset}"
-    init_model(preset, "rna", model, seed=0)
+    init_model(preset, a.name, model, seed=0)
     return corpus.path, model
 
 
@@ -265,7 +272,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             bsz, tokens = SHAPES[preset]
-            batches = args.batches or (2 if preset == "rnafm" else 3)
+            batches = args.batches or (2 if preset in LARGE else 3)
             corpus, model = _prepare(preset, Path(tmp), bsz * (batches + 1), tokens)
             rows: dict[str, dict] = {}
             # Interleave methods over repeats and keep each method's best throughput:

@@ -197,7 +197,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_corpus, tmp_p
         lr=1e-3, warmup_steps=3, batch_size=8, epochs=1, max_steps=4, checkpoint_every=1,
         device="cpu", show_progress=False,
     )  # fmt: skip
-    with pytest.raises(OSError, match="(?i)no space left on device"):
+    with pytest.raises(OSError, match=r"(?i)no space left on device"):
         pretrain(PretrainConfig(corpus=tiny_corpus.path, out=out, preset="tiny", training=tc))
     ckpt_dir = tmp_path / "m.ckpt"
     payload = load_checkpoint_payload(ckpt_dir / "checkpoint.pt")

@@ -265,7 +265,7 @@ def test_export_of_a_checkpoint_loads_in_plain_transformers_and_info_shows_state
 
     code, stdout, err = _run(monkeypatch, capsys, "info", out, "--json")
     assert code == 0, err
-    state = json.loads(stdout)
+    state = json.loads(stdout)["training_state"]
     assert (state["steps"], state["stopped_by"]) == (2, "request")
     assert state["val_loss"] is not None and state["tokens_seen"] > 0
     code, stdout, err = _run(monkeypatch, capsys, "info", out)

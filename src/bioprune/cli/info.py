@@ -1,4 +1,4 @@
-"""``bioprune info``: counts, length quantiles, composition of a prepared corpus."""
+"""``bioprune info``: a prepared corpus (counts, lengths, composition) or a model directory."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from bioprune import artifacts
 from bioprune.cli.common import console
 
 
 def info(
     corpus_dir: Path = typer.Argument(
         ...,
-        help="A corpus directory written by `prepare`, or a model directory written by "
-        "`pretrain`/`adapt`/`export` (shows its training state).",
+        help="A corpus directory written by `prepare`, or a model directory (architecture, "
+        "parameters, vocabulary, provenance, and the training state of pretrain/adapt/export).",
     ),
     plot: Path = typer.Option(
         None,
@@ -43,9 +42,10 @@ def info(
 
     from bioprune.data.corpus import Corpus
     from bioprune.data.stats import corpus_stats, plot_stats
+    from bioprune.models.describe import describe_model, is_model_dir
 
-    if (corpus_dir / artifacts.MODEL_TRAINING).is_file():
-        _show_training_state(corpus_dir, as_json)
+    if is_model_dir(corpus_dir):
+        _show_model(describe_model(corpus_dir), as_json)
         return
     corpus = Corpus(corpus_dir, allow_empty=True)
     stats = corpus_stats(corpus, verify=verify)
@@ -111,49 +111,43 @@ def info(
         out.print(counts)
 
 
-#: training.json keys shown by `bioprune info MODEL_DIR`, in this order.
-TRAINING_STATE_KEYS = (
-    "recipe",
-    "steps",
-    "planned_steps",
-    "epochs_completed",
-    "stopped_by",
-    "examples_seen",
-    "tokens_seen",
-    "train_loss_final",
-    "val_loss",
-    "val_perplexity",
-    "wall_s",
-    "max_time_s",
-    "resumed_from_step",
-    "checkpoint",
-    "exported_from",
-)
-
-
-def training_state(model_dir: Path) -> dict:
-    """The training state a model directory's ``training.json`` records."""
-    path = model_dir / artifacts.MODEL_TRAINING
-    try:
-        record = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{path} does not hold a training record")
-    state = {k: record.get(k) for k in TRAINING_STATE_KEYS if k in record}
-    hp = record.get("hyperparameters") or {}
-    state["budget"] = {k: hp.get(k) for k in ("epochs", "max_steps", "max_tokens") if k in hp}
-    return state
-
-
-def _show_training_state(model_dir: Path, as_json: bool) -> None:
+def _show_model(d: dict, as_json: bool) -> None:
+    """Print :func:`bioprune.models.describe.describe_model`'s dict (a table or JSON)."""
+    from rich.console import Console
     from rich.table import Table
 
-    state = training_state(model_dir)
     if as_json:
-        typer.echo(json.dumps(state, indent=2))
+        typer.echo(json.dumps(d, indent=2))
         return
-    table = Table(title=f"model {model_dir}: training state", title_justify="left")
+    t = Table(title=f"model {d['path']}", title_justify="left", show_header=False)
+    t.add_column("key")
+    t.add_column("value", overflow="fold")
+    a = d["architecture"]
+    t.add_row("architecture", f"{a['class'] or a['model_type']}: {a['layers']} layers x "
+              f"{a['hidden']}, {a['heads']} heads, FFN {a['ffn']}")  # fmt: skip
+    for key in ("token_dropout", "layer_norm_before_encoder", "tied_decoder", "residual_scale"):
+        if key in a:
+            t.add_row(key.replace("_", " "), str(a[key]))
+    p = d["parameters"]
+    t.add_row("parameters", "unknown (no safetensors)" if p is None else f"{p:,}")
+    v = d["vocabulary"]
+    t.add_row("vocabulary", f"{v['alphabet']} alphabet, {v['tokens']} tokens; "
+              f"{v['model_rows']} model rows")  # fmt: skip
+    pos = d["positions"]
+    t.add_row("positions", f"{pos['type']}, up to {pos['max_residues']} residues")
+    for kind, rec in d["provenance"].items():
+        t.add_row(kind, ", ".join(f"{k}={val}" for k, val in rec.items() if val is not None))
+    if not d["provenance"]:
+        t.add_row("provenance", "not recorded (not written by bioprune)")
+    Console().print(t)
+    if d.get("training_state"):
+        _show_training_state(d["training_state"])
+
+
+def _show_training_state(state: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="training state", title_justify="left")
     table.add_column("key")
     table.add_column("value", overflow="fold")
     for key, value in state.items():

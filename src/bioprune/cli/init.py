@@ -13,7 +13,8 @@ def init(
     preset: str = typer.Option(
         ...,
         "--preset",
-        help="tiny (<=1M, CPU demo), small (~10M), esm2-8m, esm2-35m, rnafm (~99M).",
+        help="tiny (<=1M, CPU demo), small (~10M), esm2-8m, esm2-35m, rnafm (~99M); "
+        "ESM-C: esmc-tiny (CPU), esmc-300m, esmc-600m (protein only).",
     ),
     alphabet: str = typer.Option(
         ..., "--alphabet", help="rna (RNA-FM's 25 tokens) or protein (ESM-2's 33)."

@@ -228,9 +228,11 @@ def evaluate_model(
 def _raw_encoder(config, seed: int):
     """An untrained encoder of the model's architecture, initialised with ``seed``."""
     import torch
-    from transformers import EsmForMaskedLM
+    from transformers import AutoModelForMaskedLM, EsmForMaskedLM
 
     torch.manual_seed(seed)
+    if config.model_type != "esm":  # ESM-C (registered by the model loader)
+        return AutoModelForMaskedLM.from_config(copy.deepcopy(config)).esm
     return EsmForMaskedLM(copy.deepcopy(config)).esm
 
 

@@ -243,6 +243,8 @@ def encoder_at_selected(
     layer runs through :func:`gathered_last_layer`, then the final layer norm
     on the ``S`` rows.
     """
+    if hasattr(model, "encoder_at_selected"):  # ESM-C: the model computes its own gathered layer
+        return model.encoder_at_selected(tracker.enter, input_ids, attention, order)
     from transformers.masking_utils import create_bidirectional_mask
 
     esm = model.esm

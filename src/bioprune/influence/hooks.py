@@ -67,8 +67,11 @@ def gathered_module_names(model: nn.Module) -> set[str]:
     loss, so everything after the attention's key/value inputs can run on them
     alone: the query projection, the attention output projection, the FFN layer
     norm and both FFN projections, and the final encoder layer norm. Names as in
-    ``model.named_modules()``.
+    ``model.named_modules()``. A model with its own gathered path (ESM-C) names its
+    modules itself (``model.gathered_module_names()``).
     """
+    if hasattr(model, "gathered_module_names"):
+        return set(model.gathered_module_names())
     last = f"esm.encoder.layer.{len(model.esm.encoder.layer) - 1}"
     names = {
         f"{last}.attention.self.query",

@@ -1,1 +1,1 @@
-"""Model presets (HF ``EsmForMaskedLM``) and model loading."""
+"""Model presets (HF ``EsmForMaskedLM``; ESM-C in ``esmc``), loading, describe, convert."""

@@ -38,8 +38,24 @@ __all__ = [
     "weights_files",
 ]
 
-#: ``model_type`` of config.json -> (config class, masked-LM class) in ``transformers``.
-ARCHITECTURES: dict[str, tuple[str, str]] = {"esm": ("EsmConfig", "EsmForMaskedLM")}
+#: ``model_type`` of config.json -> (config class, masked-LM class), as ``module:name``.
+ARCHITECTURES: dict[str, tuple[str, str]] = {
+    "esm": ("transformers:EsmConfig", "transformers:EsmForMaskedLM"),
+    "esmc": ("bioprune.models.esmc:EsmcConfig", "bioprune.models.esmc:EsmcForMaskedLM"),
+}
+
+
+def _architecture_class(model_type: str, which: int):
+    """The config (``which=0``) or masked-LM (``1``) class of a supported ``model_type``.
+
+    Importing ``bioprune.models.esmc`` also registers ESM-C with the Auto classes.
+    """
+    import importlib
+
+    module, name = ARCHITECTURES[model_type][which].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 #: Weight files that are pickles (``torch.save``): never loaded.
@@ -136,7 +152,6 @@ def read_model_config(model_dir: str | Path):
     Raises :class:`InputError` naming ``config.json`` when it is missing, not a
     JSON object, of an unsupported ``model_type`` or holds impossible values.
     """
-    import transformers
 
     path = _model_dir(model_dir) / "config.json"
     with reading(path, "model config"):
@@ -148,10 +163,11 @@ def read_model_config(model_dir: str | Path):
         raise InputError(
             path,
             f"model_type {model_type!r} is not supported (bioprune models are "
-            f"{sorted(ARCHITECTURES)}: EsmForMaskedLM, written by `bioprune init`)",
+            f"{sorted(ARCHITECTURES)}: EsmForMaskedLM or ESM-C, written by `bioprune init` "
+            "or `bioprune convert`)",
         )
     _check_config_values(path, raw)
-    config_cls = getattr(transformers, ARCHITECTURES[model_type][0])
+    config_cls = _architecture_class(model_type, 0)
     try:  # the fields checked above are the ones that matter; this catches the rest
         return config_cls.from_dict(raw)
     except _config_errors() as exc:  # the config class's own validation of the file's values
@@ -282,21 +298,22 @@ def load_masked_lm(model_dir: str | Path, *, device=None, dtype=None):
     from the weights file (see the module docstring); otherwise
     :class:`~bioprune.errors.InputError` names the file and the tensors.
     """
-    import transformers
     from transformers.utils import logging as hf_logging
 
     model_dir = _model_dir(model_dir)
     config = read_model_config(model_dir)
     alphabet = load_model_alphabet(model_dir)
-    if config.vocab_size != len(alphabet):
+    # ESM-C's table has 64 rows of which its tokenizer uses the first 33 (alphabet_size).
+    tokens = getattr(config, "alphabet_size", config.vocab_size)
+    if tokens != len(alphabet):
         raise InputError(
             model_dir / "config.json",
-            f"vocab_size is {config.vocab_size} but the model's {alphabet.name} alphabet "
+            f"vocabulary size is {tokens} but the model's {alphabet.name} alphabet "
             f"({model_dir / 'bioprune_alphabet.json'}) has {len(alphabet)} tokens",
         )
     files = weights_files(model_dir)
     _check_header(files, config, model_dir / "config.json")
-    model_cls = getattr(transformers, ARCHITECTURES[config.model_type][1])
+    model_cls = _architecture_class(config.model_type, 1)
     verbosity = hf_logging.get_verbosity()
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()

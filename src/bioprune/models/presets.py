@@ -34,6 +34,7 @@ __all__ = [
     "PRESETS",
     "ModelPreset",
     "build_config",
+    "build_model",
     "count_parameters",
     "init_model",
     "load_model_alphabet",
@@ -56,6 +57,7 @@ class ModelPreset:
     position_embedding_type: str  # "rotary" or "absolute"
     emb_layer_norm_before: bool
     description: str
+    family: str = "esm"  # "esm" (HF EsmForMaskedLM) or "esmc" (bioprune.models.esmc)
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -71,6 +73,12 @@ PRESETS: dict[str, ModelPreset] = {
                     "ESM-2 35M architecture (esm2_t12_35M)"),
         ModelPreset("rnafm", 12, 640, 20, 5120, "absolute", True,
                     "RNA-FM architecture (ESM-1b style, ~99M parameters)"),
+        ModelPreset("esmc-tiny", 4, 128, 4, 512, "rotary", False,
+                    "ESM-C architecture, CPU-sized (tests and demos)", "esmc"),
+        ModelPreset("esmc-300m", 30, 960, 15, 2560, "rotary", False,
+                    "ESM-C 300M architecture (esmc_300m)", "esmc"),
+        ModelPreset("esmc-600m", 36, 1152, 18, 3072, "rotary", False,
+                    "ESM-C 600M architecture (esmc_600m)", "esmc"),
     ]
 }  # fmt: skip
 
@@ -88,6 +96,8 @@ def build_config(preset: str | ModelPreset, alphabet: str | Alphabet, *, dropout
 
     p = get_preset(preset) if isinstance(preset, str) else preset
     a = get_alphabet(alphabet) if isinstance(alphabet, str) else alphabet
+    if p.family == "esmc":
+        return _esmc_config(p, a, dropout)
     # Learned absolute positions are indexed from padding_idx + 1 (ESM-1b / RNA-FM
     # convention), so the table needs MAX_TOKENS + pad_id + 1 rows (1,026 for RNA-FM).
     max_positions = MAX_TOKENS + a.pad_id + 1
@@ -108,6 +118,34 @@ def build_config(preset: str | ModelPreset, alphabet: str | Alphabet, *, dropout
         layer_norm_eps=1e-5,
         tie_word_embeddings=True,
     )
+
+
+def _esmc_config(p: ModelPreset, a: Alphabet, dropout: float):
+    from bioprune.models.esmc import EsmcConfig
+
+    if a.name != "protein":
+        raise ValueError(f"preset {p.name} is ESM-C, a protein model: use --alphabet protein")
+    if dropout:
+        raise ValueError(f"preset {p.name}: ESM-C has no dropout layers; leave --dropout at 0")
+    return EsmcConfig(
+        hidden_size=p.hidden,
+        num_hidden_layers=p.layers,
+        num_attention_heads=p.heads,
+        intermediate_size=p.ffn,
+        alphabet_size=len(a),
+        pad_token_id=a.pad_id,
+        mask_token_id=a.mask_id,
+    )
+
+
+def build_model(preset: str | ModelPreset, alphabet: str | Alphabet, *, dropout: float = 0.0):
+    """A randomly initialised masked LM of a preset (seed torch before calling)."""
+    from transformers import AutoModelForMaskedLM, EsmForMaskedLM
+
+    config = build_config(preset, alphabet, dropout=dropout)
+    if config.model_type == "esm":
+        return EsmForMaskedLM(config)
+    return AutoModelForMaskedLM.from_config(config)
 
 
 def max_residues(config) -> int:
@@ -178,7 +216,6 @@ def init_model(
     ``(preset, alphabet, seed, dropout)``.
     """
     import torch
-    from transformers import EsmForMaskedLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the command prints its own one-line summary
@@ -186,9 +223,8 @@ def init_model(
     a = get_alphabet(alphabet)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"--dropout {dropout} must lie in [0, 1)")
-    config = build_config(p, a, dropout=dropout)
     torch.manual_seed(seed)
-    model = EsmForMaskedLM(config)
+    model = build_model(p, a, dropout=dropout)
     n_params = count_parameters(model)
     info = {
         "preset": asdict(p),

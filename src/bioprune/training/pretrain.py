@@ -137,14 +137,13 @@ def _check_selection_corpus(selection: Path, corpus) -> None:
 
 def _build_model(config: PretrainConfig, corpus):
     import torch
-    from transformers import EsmForMaskedLM
 
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
-    from bioprune.models.presets import build_config, count_parameters
+    from bioprune.models.presets import build_model, count_parameters
 
     if config.preset is not None:
         torch.manual_seed(config.training.seed)
-        model = EsmForMaskedLM(build_config(config.preset, corpus.alphabet, dropout=config.dropout))
+        model = build_model(config.preset, corpus.alphabet, dropout=config.dropout)
         source = {
             "preset": config.preset,
             "dropout": config.dropout,

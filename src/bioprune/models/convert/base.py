@@ -1,0 +1,114 @@
+"""What every source format produces, and how a result becomes a model directory.
+
+A format module turns a source (a loaded checkpoint or a directory) into a
+:class:`Converted`: the target architecture's config, a complete state dict
+under the target's tensor names, the alphabet, and every mapping decision.
+:func:`build_model` then refuses anything but an exact match of names and
+shapes (weights load completely or not at all) and :func:`write_model_dir`
+writes a normal bioprune model directory plus ``conversion.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bioprune.data.alphabet import Alphabet
+from bioprune.errors import InputError
+
+__all__ = ["Converted", "Source", "build_model", "tensor_list"]
+
+log = logging.getLogger("bioprune")
+
+#: How many tensor names a message lists before "and N more".
+SHOWN = 8
+
+
+def tensor_list(names, shown: int = SHOWN) -> str:
+    names = sorted(str(n) for n in names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+@dataclass
+class Source:
+    """A source as read from disk, before any format claims it.
+
+    ``kind``: ``"pickle"`` (``obj`` is what the checkpoint held), ``"safetensors"``
+    (``obj`` is a name -> tensor dict) or ``"directory"`` (``obj`` is None).
+    """
+
+    path: Path
+    kind: str
+    obj: Any = None
+    trusted: bool = False
+
+
+@dataclass
+class Converted:
+    """A converted model: target config, complete target state dict and the decisions made."""
+
+    source_format: str
+    config: Any
+    state_dict: dict
+    alphabet: Alphabet
+    #: target tensor name -> source tensor name (or a description of how it was made)
+    mapping: dict[str, str] = field(default_factory=dict)
+    #: source tensor name -> why it is not in the result
+    dropped: dict[str, str] = field(default_factory=dict)
+    #: decisions a user should know (one sentence each)
+    notes: list[str] = field(default_factory=list)
+    #: what the result does not reproduce exactly (empty: logit-identical on every token)
+    inexact: list[str] = field(default_factory=list)
+    #: extra source facts (architecture numbers, arguments)
+    source_info: dict = field(default_factory=dict)
+
+
+def build_model(converted: Converted, where: Path):
+    """The target model with exactly ``converted.state_dict`` loaded (eval mode).
+
+    Raises :class:`InputError` naming ``where`` for any missing, unexpected or
+    mis-shaped tensor: nothing is initialised at random.
+    """
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    if getattr(converted.config, "model_type", None) == "esmc":
+        import bioprune.models.esmc  # noqa: F401  registers ESM-C with the Auto classes
+
+    with torch.device("meta"):
+        skeleton = AutoModelForMaskedLM.from_config(converted.config)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    # Buffers the model computes itself from its config (rotary frequencies) are not weights.
+    buffers = {k for k, _ in skeleton.named_buffers()}
+    got = {k: tuple(v.shape) for k, v in converted.state_dict.items()}
+    missing = sorted(set(expected) - set(got) - buffers)
+    unexpected = sorted(set(got) - set(expected))
+    wrong = [f"{k} {list(got[k])} vs {list(expected[k])}" for k in sorted(set(got) & set(expected))
+             if got[k] != expected[k]]  # fmt: skip
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) missing ({tensor_list(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s) ({tensor_list(unexpected)})")
+    if wrong:
+        problems.append(f"{len(wrong)} tensor(s) of the wrong shape ({'; '.join(wrong[:4])})")
+    if problems:
+        raise InputError(
+            where,
+            f"cannot convert as {converted.source_format}: " + "; ".join(problems),
+        )
+    model = AutoModelForMaskedLM.from_config(converted.config)
+    state = {k: v.detach().to(torch.float32).contiguous() for k, v in converted.state_dict.items()}
+    result = model.load_state_dict(state, strict=False)
+    assert set(result.missing_keys) <= buffers and not result.unexpected_keys
+    # Tied tensors share storage: check the tie survived (the decoder IS the embedding).
+    for name, tensor in model.state_dict().items():
+        if name in state and not torch.equal(tensor, state[name]):
+            raise InputError(
+                where,
+                f"tensor {name} differs after loading (a tied tensor got two different values)",
+            )
+    return model.eval()
