@@ -304,11 +304,12 @@ def load_masked_lm(model_dir: str | Path, *, device=None, dtype=None):
     config = read_model_config(model_dir)
     alphabet = load_model_alphabet(model_dir)
     # ESM-C's table has 64 rows of which its tokenizer uses the first 33 (alphabet_size).
-    tokens = getattr(config, "alphabet_size", config.vocab_size)
+    key = "alphabet_size" if hasattr(config, "alphabet_size") else "vocab_size"
+    tokens = getattr(config, key)
     if tokens != len(alphabet):
         raise InputError(
             model_dir / "config.json",
-            f"vocabulary size is {tokens} but the model's {alphabet.name} alphabet "
+            f"{key} is {tokens} but the model's {alphabet.name} alphabet "
             f"({model_dir / 'bioprune_alphabet.json'}) has {len(alphabet)} tokens",
         )
     files = weights_files(model_dir)
