@@ -47,3 +47,16 @@ def tiny_model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny"
     init_model("tiny", "rna", path, seed=0)
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: the machine is shared (two threads on an
+    oversubscribed CPU run several times slower than one), and reductions keep one
+    order. Modules use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,14 +26,7 @@ SEED = 3
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The machine is shared; one thread avoids oversubscription and keeps
-    # reductions in a fixed order.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_model(kind: str, seed: int = 0):

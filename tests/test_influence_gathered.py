@@ -38,17 +38,12 @@ def _gathered_runs_here() -> bool:
 
 # Outside the transformers releases it re-implements, the gathered layer is off
 # (tests/test_gathered_guard.py checks the fallback there).
-pytestmark = pytest.mark.skipif(
-    not _gathered_runs_here(), reason="gathered last layer needs transformers >= 5.6, < 6"
-)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [
+    pytest.mark.skipif(
+        not _gathered_runs_here(), reason="gathered last layer needs transformers >= 5.6, < 6"
+    ),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -50,16 +50,7 @@ def _train_config(**kw) -> TrainingConfig:
     return TrainingConfig(**base)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the test machine is shared, and two threads on an
-    oversubscribed CPU run several times slower than one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

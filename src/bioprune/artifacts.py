@@ -114,21 +114,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     # mkstemp creates 0600; give the file the permissions a plain open() would.
     os.chmod(tmp, 0o666 & ~_umask())
-    try:
+    with _removed_on_failure(path, tmp):
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        size_error = _disk_full(exc, path, tmp)
-        Path(tmp).unlink(missing_ok=True)
-        if size_error is not None:
-            raise size_error from exc
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextmanager
@@ -145,11 +136,19 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())
-    try:
+    with _removed_on_failure(path, tmp):
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+
+
+@contextmanager
+def _removed_on_failure(path: Path, tmp: str | Path) -> Iterator[None]:
+    """Remove the temporary file ``tmp`` if the block fails; a full disk becomes one
+    DiskFullError naming ``path``."""
+    try:
+        yield
     except OSError as exc:
         size_error = _disk_full(exc, path, tmp)
         Path(tmp).unlink(missing_ok=True)
