@@ -37,7 +37,12 @@ def study(
         config, out, cores=cores, jobs=jobs, dry_run=dry_run, executor=executor, profile=profile
     )
     if dry_run:
-        console.print(run.output, highlight=False, markup=False, emoji=False)
+        from bioprune.workflow.run import parse_job_list
+
+        if run.returncode != 0:
+            console.print(run.output, highlight=False, markup=False, emoji=False)
+        for rule, outputs in parse_job_list(run.output):
+            console.print(f"  {rule:<20} {outputs}", highlight=False, markup=False, emoji=False)
         total = sum(run.jobs.values())
         console.print(
             f"dry run: {total} job(s) to run"
@@ -50,7 +55,7 @@ def study(
         console.print(f"study done: report in [bold]{out / 'report'}[/] (report.md, report.html)")
 
 
-def RuntimeError_(out: Path, code: int) -> Exception:
+def _stopped(out: Path, code: int) -> Exception:
     from bioprune.errors import BioPruneError
 
     return BioPruneError(

@@ -81,6 +81,19 @@ def parse_job_stats(text: str) -> dict[str, int]:
     return jobs
 
 
+def parse_job_list(text: str) -> list[tuple[str, str]]:
+    """``(rule, outputs)`` of every job in Snakemake's (dry-run) log, in its order."""
+    jobs, rule = [], None
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            rule = m.group(1)
+        elif rule and line.strip().startswith("output:"):
+            jobs.append((rule, line.strip().removeprefix("output:").strip()))
+            rule = None
+    return jobs
+
+
 def _write_if_changed(path: Path, text: str) -> None:
     # an unchanged config keeps its mtime: nothing downstream looks outdated
     if not path.is_file() or path.read_text() != text:
