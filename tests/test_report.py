@@ -15,8 +15,14 @@ from bioprune.workflow.config import StudyConfig
 def _config(tmp_path, corpus_dir) -> dict:
     task = tmp_path / "task"
     task.mkdir()
+    labels = tmp_path / "labels.tsv"
+    labels.write_text(
+        "id\tfamily\tkind\n"
+        + "".join(f"seq{i}\tf{i % 3}\t{'junk' if i % 10 == 0 else 'family'}\n" for i in range(48))
+    )
     raw = {
         "corpus": {"path": str(corpus_dir)},
+        "labels": str(labels),
         "reference": {"pretrain": {"preset": "tiny", "max_steps": 5}},
         "adaptation": {"subset_size": 10},
         "budgets": [10, 20],
@@ -133,6 +139,9 @@ def test_report_table_values_markers_and_html(study, tmp_path):
         assert f"<h2>{section}</h2>" in page and f"## {section}" in md
     # overlap: random-10 shares 5 of 15 with cci-10
     assert "overlap.png" in md
+    # junk picks from the labels' kind column, corpus total (5 of 48) in brackets
+    assert "| cci-10 | 10 | 0 | 1 (5) | 0 (0) | 0 (0) |" in md
+    assert "| random-20 | 20 | 0 | 2 (5) |" in md
 
 
 def test_report_refuses_a_non_study_dir(tmp_path):

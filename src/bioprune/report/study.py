@@ -306,45 +306,53 @@ def overlap(study: Path, names: list[str]) -> tuple[list[str], np.ndarray]:
 
 def junk_and_duplicates(study: Path, plan: StudyPlan, names: list[str]) -> list[dict[str, Any]]:
     """Per coreset: exact duplicate sequences inside it (copies beyond the first), and, from a
-    ``kind`` column of the labels TSV, how many picks are junk / duplicate / near_duplicate."""
+    ``kind`` column of the labels TSV, how many picks are junk / duplicate / near_duplicate.
+
+    Reads only the picks' tokens (memory-mapped) and the corpus ids, never every sequence.
+    """
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     from bioprune.data.corpus import Corpus
+    from bioprune.selection.io import gather_tokens
 
     corpus_dir = Path(plan.corpus) if Path(plan.corpus).is_absolute() else study / plan.corpus
     if not corpus_dir.is_dir():
         return []
     corpus = Corpus(corpus_dir)
-    table = corpus.read_columns(["id", "sequence"])
     kinds = None
     labels = plan.config.labels
     if labels is not None and Path(labels).is_file():
-        import pyarrow as pa
         import pyarrow.csv as pacsv
 
         t = pacsv.read_csv(
             labels, parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False)
         )
         if "kind" in t.column_names and t.num_columns > 1:
-            pos = pc.index_in(table.column("id"), value_set=t.column(0).cast(pa.string()))
+            ids = corpus.read_columns(["id"]).column("id").combine_chunks()
+            pos = pc.index_in(ids, value_set=t.column(0).cast(pa.string()))
             kinds = t.column("kind").cast(pa.string()).combine_chunks().take(pos)
+            corpus_kinds = pc.value_counts(kinds).to_pylist()
+            corpus_kinds = {d["values"]: d["counts"] for d in corpus_kinds}
     out = []
     for name in names:
         idx = _coreset_indices(study, name)
         if idx is None:
             continue
-        seqs = table.column("sequence").take(idx)
+        residues, lens = gather_tokens(corpus, idx)
+        ends = np.cumsum(lens)
+        seqs = {residues[e - n : e].tobytes() for e, n in zip(ends, lens, strict=True)}
         row: dict[str, Any] = {
             "coreset": name,
             "size": len(idx),
-            "exact_duplicates": len(idx) - pc.count_distinct(seqs).as_py(),
+            "exact_duplicates": len(idx) - len(seqs),
         }
         if kinds is not None:
-            picked = kinds.take(idx).to_pylist()
-            corpus_kinds = kinds.to_pylist()
+            picked = pc.value_counts(kinds.take(pa.array(idx))).to_pylist()
+            picked = {d["values"]: d["counts"] for d in picked}
             for k in ("junk", "duplicate", "near_duplicate"):
-                row[k] = sum(1 for x in picked if x == k)
-                row[f"{k}_corpus"] = sum(1 for x in corpus_kinds if x == k)
+                row[k] = picked.get(k, 0)
+                row[f"{k}_corpus"] = corpus_kinds.get(k, 0)
         out.append(row)
     return out
 
