@@ -144,6 +144,12 @@ def test_plan_names_and_one_scoring_for_every_budget(inputs):
     assert set(plan.evaluated) >= {"full", "raw"}
 
 
+def test_reference_init_keeps_its_seed(inputs):
+    plan = build_plan(load_study_config(_config(inputs, **{"reference.pretrain.seed": 3})))
+    assert plan.reference_init == "init/tiny-s3" and "--seed 3" in plan.inits["tiny-s3"]
+    assert plan.raw_init == "init/tiny" and "--seed 0" in plan.inits["tiny"]
+
+
 def test_missing_snakemake_names_the_extra(inputs, monkeypatch):
     import importlib.util
 
@@ -184,6 +190,25 @@ def test_dry_run_lists_every_stage_and_one_scoring_job(inputs):
         "all": 1,
     }
     assert not (inputs / "out" / "corpus").exists()
+
+
+def test_slurm_dry_run_takes_resources_from_the_config(inputs):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    from bioprune.workflow.run import run_study
+
+    resources = {
+        "default": {"mem_mb": 4000, "slurm_partition": "cpu"},
+        "score": {"gpu": 1, "slurm_partition": "gpu", "runtime": 240},
+    }
+    run = run_study(
+        _config(inputs, resources=resources), inputs / "out", dry_run=True, executor="slurm"
+    )
+    assert run.returncode == 0, run.output
+    score = re.search(r"rule score:\n(?:    .*\n)+", run.output).group(0)
+    res = set(re.search(r"resources: (.*)", score).group(1).split(", "))
+    assert {"mem_mb=4000", "runtime=240", "slurm_partition=gpu", "gpu=1"} <= res
+    select = re.search(r"rule select:\n(?:    .*\n)+", run.output).group(0)
+    assert "slurm_partition=cpu" in select and "gpu=1" not in select
 
 
 def _table_cells(md: str, label: str, budget: str) -> list[str]:

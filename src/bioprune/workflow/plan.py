@@ -80,7 +80,7 @@ class StudyPlan:
     reference_init: str | None
     reference_args: str | None
     raw_init: str
-    inits: dict[str, str]  # preset -> init args
+    inits: dict[str, str]  # init/<name>: preset, or preset-s<seed> -> init args
     adapt_args: str
     fisher_args: str
     score_args: str
@@ -156,8 +156,9 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
         reference, reference_init, reference_args = str(ref.model), None, None
     else:
         r = ref.pretrain
-        inits.setdefault(r.preset, f"--preset {r.preset} --alphabet {c.alphabet} --seed {r.seed}")
-        reference, reference_init = REFERENCE, f"init/{r.preset}"
+        init_name = r.preset if r.seed == 0 else f"{r.preset}-s{r.seed}"
+        inits[init_name] = f"--preset {r.preset} --alphabet {c.alphabet} --seed {r.seed}"
+        reference, reference_init = REFERENCE, f"init/{init_name}"
         reference_args = " ".join(
             a
             for a in [
