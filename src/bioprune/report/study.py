@@ -553,7 +553,7 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
 
     Returns a summary: the table (rows x columns as numbers), which rows beat Random 1x.
     """
-    study = Path(study)
+    study = Path(study).resolve()
     plan = _load_plan(study)
     cfg = plan.config
     rows, columns = build_table(study, plan)
