@@ -34,7 +34,14 @@ def study(
     from bioprune.workflow.run import run_study
 
     run = run_study(
-        config, out, cores=cores, jobs=jobs, dry_run=dry_run, executor=executor, profile=profile
+        config,
+        out,
+        cores=cores,
+        jobs=jobs,
+        dry_run=dry_run,
+        executor=executor,
+        profile=profile,
+        capture=dry_run,  # a real run shows Snakemake's progress as it goes
     )
     if dry_run:
         from bioprune.workflow.run import parse_job_list

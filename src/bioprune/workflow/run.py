@@ -44,7 +44,7 @@ class MissingDependencyError(BioPruneError):
 class StudyRun:
     returncode: int
     jobs: dict[str, int]  # rule -> jobs run (or, with dry_run, to run)
-    output: str  # Snakemake's output (captured with dry_run; else empty)
+    output: str  # Snakemake's output (empty when not captured)
     command: list[str]
 
 
@@ -128,7 +128,7 @@ def run_study(
     executor: str = "local",
     profile: str | Path | None = None,
     snakemake_args: list[str] | None = None,
-    capture: bool | None = None,
+    capture: bool = True,
 ) -> StudyRun:
     """Run (or with ``dry_run`` list) the jobs of the study ``config`` in ``out``.
 
@@ -138,6 +138,8 @@ def run_study(
     jobs queued at once, default 100). ``executor="slurm"`` submits every job with
     Snakemake's SLURM executor plugin, with the config's per-stage resources.
     ``profile``: a Snakemake profile (folder with config.yaml) for site settings.
+    ``capture``: return Snakemake's output in :attr:`StudyRun.output` (default); with
+    ``False`` it goes to this process's stdout/stderr (the CLI's live progress).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
@@ -178,13 +180,9 @@ def run_study(
     if dry_run:
         cmd += ["--dry-run"]
     cmd += list(snakemake_args or [])
-    capture = dry_run if capture is None else capture
     log.info("running %s", " ".join(cmd))
-    env = dict(os.environ)
-    # jobs find this very bioprune even when it is not installed (PYTHONPATH checkouts)
-    src = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run(cmd, env=env, text=True, capture_output=capture, check=False)
+    # Snakemake and every job run in this Python with this environment (PYTHONPATH included)
+    proc = subprocess.run(cmd, text=True, capture_output=capture, check=False)
     output = (proc.stdout or "") + (proc.stderr or "") if capture else ""
     return StudyRun(proc.returncode, parse_job_stats(output), output, cmd)
 
