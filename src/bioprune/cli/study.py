@@ -28,6 +28,9 @@ def study(
     profile: Optional[Path] = typer.Option(
         None, "--profile", help="A Snakemake profile folder (site settings: account, partition)."
     ),
+    unlock: bool = typer.Option(
+        False, "--unlock", help="Only remove the lock that a killed run (SIGKILL) left in OUT."
+    ),
 ) -> None:
     """Run a whole study (prepare -> reference -> adapt -> fisher -> score -> coresets ->
     pretrain -> evaluate -> report) with Snakemake; a rerun does only what is missing or stale."""
@@ -42,6 +45,7 @@ def study(
         executor=executor,
         profile=profile,
         capture=dry_run,  # a real run shows Snakemake's progress as it goes
+        unlock=unlock,
     )
     if dry_run:
         from bioprune.workflow.run import parse_job_list
@@ -58,7 +62,9 @@ def study(
         )
     if run.returncode != 0:
         raise _stopped(out, run.returncode)
-    if not dry_run:
+    if unlock:
+        console.print(f"unlocked {out}")
+    elif not dry_run:
         console.print(f"study done: report in [bold]{out / 'report'}[/] (report.md, report.html)")
 
 

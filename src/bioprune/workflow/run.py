@@ -129,6 +129,7 @@ def run_study(
     profile: str | Path | None = None,
     snakemake_args: list[str] | None = None,
     capture: bool = True,
+    unlock: bool = False,
 ) -> StudyRun:
     """Run (or with ``dry_run`` list) the jobs of the study ``config`` in ``out``.
 
@@ -138,6 +139,7 @@ def run_study(
     jobs queued at once, default 100). ``executor="slurm"`` submits every job with
     Snakemake's SLURM executor plugin, with the config's per-stage resources.
     ``profile``: a Snakemake profile (folder with config.yaml) for site settings.
+    ``unlock``: only remove the lock a killed run left behind (Snakemake ``--unlock``).
     ``capture``: return Snakemake's output in :attr:`StudyRun.output` (default); with
     ``False`` it goes to this process's stdout/stderr (the CLI's live progress).
     """
@@ -179,6 +181,8 @@ def run_study(
         cmd += ["--profile", str(profile)]
     if dry_run:
         cmd += ["--dry-run"]
+    if unlock:  # a run killed with SIGKILL leaves Snakemake's lock behind
+        cmd += ["--unlock"]
     cmd += list(snakemake_args or [])
     log.info("running %s", " ".join(cmd))
     # Snakemake and every job run in this Python with this environment (PYTHONPATH included)
