@@ -207,7 +207,7 @@ def _png(fig) -> bytes:
 def plot_data_efficiency(rows: list[TableRow], task: str, metric: str) -> bytes:
     """Headline metric vs coreset size, one line per method, error bars = std over seeds;
     Full, Full equal-compute and Raw as horizontal lines."""
-    fig = _figure(7, 4.2)
+    fig = _figure(8.5, 4.2)
     ax = fig.subplots()
     by_method: dict[str, list[tuple[int, Cell]]] = {}
     for r in rows:
@@ -219,10 +219,12 @@ def plot_data_efficiency(rows: list[TableRow], task: str, metric: str) -> bytes:
             ax.axhline(c.mean, color="0.3", linestyle=style, linewidth=1, label=r.label)
             continue
         by_method.setdefault(r.label, []).append((r.size, c))
-    for label, pts in by_method.items():
+    for i, (label, pts) in enumerate(by_method.items()):
         pts.sort(key=lambda p: p[0])
+        # methods share sizes: spread their points a little sideways (log axis) to see each
+        dodge = 1.0 + 0.025 * (i - (len(by_method) - 1) / 2)
         ax.errorbar(
-            [p[0] for p in pts],
+            [p[0] * dodge for p in pts],
             [p[1].mean for p in pts],
             yerr=[p[1].std for p in pts],
             marker="o",
@@ -232,8 +234,8 @@ def plot_data_efficiency(rows: list[TableRow], task: str, metric: str) -> bytes:
     ax.set_xscale("log")
     ax.set_xlabel("coreset size (sequences pretrained on, log scale)")
     ax.set_ylabel(f"{metric} (test)")
-    ax.set_title(f"Data efficiency: {task}")
-    ax.legend(frameon=False, fontsize=8, loc="best")
+    ax.set_title(f"Data efficiency: {task} (points of one size spread sideways)")
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _png(fig)
 
 
@@ -365,10 +367,28 @@ def _read_curve(model_dir: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _benchmarks(study: Path) -> list[dict[str, Any]]:
+def _expected_benchmarks(plan: StudyPlan) -> set[str]:
+    """Benchmark files (relative, no suffix) of the plan's jobs: stale ones from an earlier
+    config (another budget, say) stay on disk but are not this study's cost."""
+    names = {"adapt", "fisher", "score"}
+    names |= {f"init/{p}" for p in plan.inits}
+    if plan.prepare_args is not None:
+        names.add("prepare")
+    if plan.reference_args is not None:
+        names.add("pretrain_reference")
+    names |= {f"{s}/{c}" for c in plan.coresets for s in ("select", "inspect")}
+    names |= {f"pretrain/{m}" for m in plan.models}
+    names |= {f"evaluate/{t}/{m}" for t in plan.task_args for m in plan.evaluated}
+    return names
+
+
+def _benchmarks(study: Path, plan: StudyPlan) -> list[dict[str, Any]]:
     rows = []
     root = study / "benchmarks"
+    expected = _expected_benchmarks(plan)
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        if path.relative_to(root).with_suffix("").as_posix() not in expected:
+            continue
         with open(path, newline="") as fh:
             recs = list(csv.DictReader(fh, delimiter="\t"))
         if not recs:
@@ -734,7 +754,7 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
 
     # -- cost
     doc.heading("Cost")
-    bench = _benchmarks(study)
+    bench = _benchmarks(study, plan)
     if bench:
         doc.table(
             ["stage", "job", "wall time (s)", "CPU time (s)", "max RSS (MB)"],
