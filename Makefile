@@ -20,8 +20,10 @@ $(VENV)/.installed: pyproject.toml requirements/env.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# The whole study on the shipped demo config (Snakemake; a rerun resumes, doing only what is
+# missing or stale). The report: $(DEMO_OUT)/report/report.html and report.md.
 demo: env
-	DEMO_OUT=$(DEMO_OUT) BIOPRUNE=$(BIN)/bioprune bash scripts/demo.sh
+	$(BIN)/bioprune study src/bioprune/resources/study/demo.yaml --out $(DEMO_OUT)
 
 test: env
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -28,8 +28,8 @@ app = typer.Typer(
 
 #: Pipeline order of the commands in --help.
 COMMAND_ORDER = [
-    "prepare", "info", "init", "adapt", "fisher", "score", "select", "inspect",
-    "pretrain", "export", "evaluate", "report", "run",
+    "study", "prepare", "info", "init", "convert", "adapt", "fisher", "score", "select",
+    "inspect", "pretrain", "export", "evaluate", "report", "doctor",
 ]  # fmt: skip
 
 
