@@ -34,10 +34,10 @@ def info(
         "sizes, dtypes, offsets, row counts and token ids.",
     ),
 ) -> None:
-    """Show a corpus: sequences and residues, length quantiles (min, 5/25/50/75/95%,
-    max), residue composition, and the records prepare skipped, cropped or replaced.
-    The corpus is checked on open (sizes, offsets, token ids); --verify also checks
-    the content checksum."""
+    """Show a corpus (sequences, residues, length quantiles, composition, the records
+    prepare skipped; checked on open, --verify also checks the content checksum) or a
+    model directory (architecture, parameters, vocabulary, positions, provenance,
+    training state)."""
     from rich.table import Table
 
     from bioprune.data.corpus import Corpus
