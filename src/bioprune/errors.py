@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -193,15 +194,13 @@ def _is_read_failure(exc: Exception) -> bool:
         "yaml.composer.ComposerError",
         "yaml.constructor.ConstructorError",
         "yaml.reader.ReaderError",
-        "pyarrow.lib.ArrowInvalid",
-        "pyarrow.lib.ArrowIOError",
-        "pyarrow.lib.ArrowTypeError",
-        "pyarrow.lib.ArrowNotImplementedError",
-        "pyarrow.lib.ArrowCapacityError",
         "_pickle.UnpicklingError",
         "builtins.OSError",  # bz2 "Invalid data stream", pyarrow "Unexpected end of stream"
     }:
         return True
+    arrow = sys.modules.get("pyarrow.lib")
+    if arrow is not None and isinstance(exc, arrow.ArrowException):
+        return True  # ArrowInvalid, ArrowIOError, ArrowTypeError, ... (one base class)
     if type(exc).__name__ == "SafetensorError":
         return True
     # numpy's header parser raises plain ValueError ("cannot reshape ...", "Failed to

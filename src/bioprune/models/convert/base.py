@@ -112,3 +112,27 @@ def build_model(converted: Converted, where: Path):
                 f"tensor {name} differs after loading (a tied tensor got two different values)",
             )
     return model.eval()
+
+
+def directory_source(path: Path, trust: bool, fmt: str) -> Source:
+    """A source that is a HF-style model directory (config.json + weights)."""
+    from bioprune.errors import InputError
+
+    if not path.is_dir():
+        raise InputError(path, f"{fmt} expects a directory (config.json + weights)")
+    return Source(path, "directory", None, trust)
+
+
+def directory_config(path: Path, model_type: str) -> tuple[Path, dict]:
+    """``(config.json path, its dict)`` of a directory source, refusing another model_type."""
+    import json
+
+    from bioprune.errors import InputError, reading
+
+    cfg_path = path / "config.json"
+    with reading(cfg_path, "model config"):
+        raw = json.loads(cfg_path.read_text())
+    if not isinstance(raw, dict) or raw.get("model_type") != model_type:
+        got = raw.get("model_type") if isinstance(raw, dict) else None
+        raise InputError(cfg_path, f"model_type {got!r} is not {model_type!r}")
+    return cfg_path, raw

@@ -16,7 +16,7 @@ import torch
 
 from bioprune.data.alphabet import get_alphabet
 from bioprune.errors import InputError, reading
-from bioprune.models.convert.base import Converted, Source
+from bioprune.models.convert.base import Converted, Source, directory_config, directory_source
 from bioprune.models.convert.esm_family import esm_config
 from bioprune.models.convert.safe_load import load_checkpoint
 
@@ -65,18 +65,12 @@ class HfEsm:
 
     @staticmethod
     def load(path: Path, trust: bool) -> Source:
-        if not path.is_dir():
-            raise InputError(path, "hf-esm expects a directory (config.json + weights)")
-        return Source(path, "directory", None, trust)
+        return directory_source(path, trust, "hf-esm")
 
     @staticmethod
     def convert(source: Source) -> Converted:
         path = source.path
-        cfg_path = path / "config.json"
-        with reading(cfg_path, "model config"):
-            raw = json.loads(cfg_path.read_text())
-        if raw.get("model_type") != "esm":
-            raise InputError(cfg_path, f"model_type {raw.get('model_type')!r} is not 'esm'")
+        cfg_path, raw = directory_config(path, "esm")
         if raw.get("is_folding_model"):
             raise InputError(cfg_path, "an ESMFold model, not a masked language model")
         alphabet = get_alphabet("protein")

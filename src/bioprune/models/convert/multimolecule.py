@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from bioprune.data.alphabet import get_alphabet
-from bioprune.errors import InputError, reading
-from bioprune.models.convert.base import Converted, Source
+from bioprune.errors import InputError
+from bioprune.models.convert.base import Converted, Source, directory_config, directory_source
 from bioprune.models.convert.esm_family import esm_config
 from bioprune.models.convert.fairseq import add_zero_contact_head
 from bioprune.models.convert.hf_esm import read_directory_weights
@@ -85,18 +85,12 @@ class MultiMolecule:
 
     @staticmethod
     def load(path: Path, trust: bool) -> Source:
-        if not path.is_dir():
-            raise InputError(path, "multimolecule expects a directory (config.json + weights)")
-        return Source(path, "directory", None, trust)
+        return directory_source(path, trust, "multimolecule")
 
     @staticmethod
     def convert(source: Source) -> Converted:
         path = source.path
-        cfg_path = path / "config.json"
-        with reading(cfg_path, "model config"):
-            raw = json.loads(cfg_path.read_text())
-        if raw.get("model_type") != "rnafm":
-            raise InputError(cfg_path, f"model_type {raw.get('model_type')!r} is not 'rnafm'")
+        cfg_path, raw = directory_config(path, "rnafm")
         if raw.get("codon"):
             raise InputError(
                 cfg_path, "a codon (mRNA-FM) model: its 3-mer vocabulary is not supported"
