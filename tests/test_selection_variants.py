@@ -308,6 +308,7 @@ def test_study_config_accepts_the_variants(tmp_path):
         {"method": "cci-length", "length_bins": 4, "strata": 8},
         {"method": "cci-cluster", "max_per_cluster": 2, "min_seq_id": 0.95},
         {"method": "cluster"},
+        {"method": "topk", "name": "topk_pm", "reduction": "per-masked"},
     ]
     cfg = validate_study_config(raw, tmp_path, check_paths=False)
     plan = build_plan(cfg)
@@ -317,6 +318,8 @@ def test_study_config_accepts_the_variants(tmp_path):
     assert "--max-per-cluster 2 --min-seq-id 0.95" in args["cci-cluster-20"]
     assert f"--cluster-cache {CLUSTER_CACHE}" in args["cci-cluster-20"]
     assert f"--cluster-cache {CLUSTER_CACHE}" in args["cluster-20"]
+    assert args["topk_pm-20"] == "--method topk --budget 20 --seed 0 --reduction per-masked"
+    assert "--reduction" not in args["cci-20"]
     assert (
         plan.coresets["cci-length-20"].needs_scores and not plan.coresets["cluster-20"].needs_scores
     )
@@ -334,4 +337,7 @@ def test_study_config_accepts_the_variants(tmp_path):
         assert {a for a in cs.args.split() if a.startswith("--")} <= known
     raw["methods"] = [{"method": "cci", "max_per_cluster": 2}]
     with pytest.raises(InputError, match="method 'cci' takes no 'max_per_cluster'"):
+        validate_study_config(raw, tmp_path, check_paths=False)
+    raw["methods"] = [{"method": "random", "reduction": "sum"}]
+    with pytest.raises(InputError, match="method 'random' takes no 'reduction'"):
         validate_study_config(raw, tmp_path, check_paths=False)

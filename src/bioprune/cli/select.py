@@ -51,6 +51,13 @@ def select(
         help="cci, cci-cluster: equal-width score bins [50]; cci-length: score bins inside "
         "each length bin [10].",
     ),
+    reduction: str = typer.Option(
+        "mean",
+        "--reduction",
+        help="Scores as selected: mean (the paper's: gradient of the mean masked loss), sum "
+        "(of the summed masked loss: score x n_masked^2) or per-masked (score x n_masked); "
+        "n_masked is recounted from the score file's mask seed and the lengths (needs --corpus).",
+    ),
     stratify: str = typer.Option(
         "score",
         "--stratify",
@@ -114,6 +121,7 @@ def select(
         "beta": beta,
         "strata": strata,
         "stratify": stratify,
+        "reduction": reduction,
         "length_bins": length_bins,
         "max_per_cluster": max_per_cluster,
         "min_seq_id": min_seq_id,
@@ -157,6 +165,7 @@ def select(
             overwrite=overwrite,
             config=config,
             cluster_cache=cluster_cache,
+            reduction=reduction,
         )
     if not console.is_terminal:
         console.print(
@@ -191,6 +200,8 @@ def _report(meta: dict, method: str, out: Path, corpus: Path | None) -> None:
             f"{d['max_per_cluster']} per cluster ({d['clusters']:,} clusters, "
             f"cache {d.get('clustering', {}).get('cache', 'off')})"
         )
+    if meta.get("reduction") not in (None, "mean"):
+        line += f"; scores rescaled: --reduction {meta['reduction']}"
     if corpus is None:
         line += "; no --corpus: ids unchecked, no coreset.fasta"
     console.print(line, highlight=False)

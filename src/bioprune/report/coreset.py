@@ -435,11 +435,24 @@ def inspect_coreset(
             summary["plots"]["labels"] = PLOT_LABELS
 
         if table is not None:
+            reduction = meta.get("reduction") or "mean"
+            if reduction != "mean":  # the scores the selection saw (select --reduction)
+                from bioprune.selection.reduction import rescale_scores
+
+                facts = meta.get("reduction_facts") or {}
+                table.scores = rescale_scores(
+                    table.scores,
+                    lengths,
+                    int(facts.get("mask_seed", 0)),
+                    int(facts.get("mask_draws", 1)),
+                    reduction,
+                )
             finite = np.isfinite(table.scores)
             picked = table.scores[indices]
             summary["scores"] = {
                 "file": str(scores_path),
                 "checksum": table.checksum,
+                "reduction": reduction,
                 "finite": int(finite.sum()),
                 "non_finite": int((~finite).sum()),
                 "coreset_non_finite": int((~np.isfinite(picked)).sum()),

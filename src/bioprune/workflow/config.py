@@ -157,6 +157,12 @@ class MethodConfig(CompactConfig):
         description="cci, cci-cluster: equal-width score bins (default 50); cci-length: score "
         "bins inside each length bin (default 10).",
     )
+    reduction: Literal["mean", "sum", "per-masked"] = Field(
+        "mean",
+        description="Score-based methods: the scores as selected: mean (the paper's), sum "
+        "(summed masked loss: score x n_masked^2) or per-masked (score x n_masked); "
+        "see docs/selection.md.",
+    )
     length_bins: int = Field(5, gt=0, description="cci-length: equal-width log-length bins.")
     max_per_cluster: int = Field(1, gt=0, description="cci-cluster: most picks per cluster.")
     min_seq_id: Optional[float] = Field(
@@ -179,6 +185,7 @@ class MethodConfig(CompactConfig):
             key
             for key, methods in (
                 ("beta", CCI_METHODS),
+                ("reduction", SCORE_METHODS),
                 ("strata", CCI_METHODS),
                 ("length_bins", ("cci-length",)),
                 ("max_per_cluster", ("cci-cluster",)),

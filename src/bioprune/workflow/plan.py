@@ -209,6 +209,8 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
             name = f"{m.label}-{budget_label(b)}"
             budget = _coreset_budget(b, m.multiplier)
             args = [f"--method {m.method}", f"--budget {budget}", f"--seed {m.seed}"]
+            if m.reduction != "mean":
+                args.append(f"--reduction {m.reduction}")
             if m.method in CCI_METHODS:
                 args.append(f"--beta {m.beta:g}")
                 if m.strata is not None:
