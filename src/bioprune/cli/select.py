@@ -65,7 +65,14 @@ def select(
         "the method becomes cci-length).",
     ),
     length_bins: Optional[int] = typer.Option(
-        None, "--length-bins", help="cci-length: equal-width bins of log length [5]."
+        None, "--length-bins", help="cci-length: number of length bins [5]."
+    ),
+    length_binning: Optional[str] = typer.Option(
+        None,
+        "--length-binning",
+        help="cci-length: quantile (equal-count length bins: the budget follows the length "
+        "distribution) [default] or log (equal-width bins of log length: rare lengths get an "
+        "equal share).",
     ),
     max_per_cluster: Optional[int] = typer.Option(
         None, "--max-per-cluster", help="cci-cluster: at most this many picks per cluster [1]."
@@ -123,6 +130,7 @@ def select(
         "stratify": stratify,
         "reduction": reduction,
         "length_bins": length_bins,
+        "length_binning": length_binning,
         "max_per_cluster": max_per_cluster,
         "min_seq_id": min_seq_id,
         "coverage": coverage,
@@ -142,6 +150,7 @@ def select(
         "mmseqs_command": mmseqs_command,
         "threads": threads,
         "length_bins": length_bins,
+        "length_binning": length_binning,
         "max_per_cluster": max_per_cluster,
     }
     # Options left unset take the strategy's own default (cci's strata differ from cci-length's).

@@ -9,10 +9,20 @@ biases and keeps the rest of Algorithm 1 (method.md section 5) unchanged.
 ``cci-length`` -- CCI stratified jointly by length and score
 --------------------------------------------------------------
 
-1. **length bins**: ``length_bins`` equal-width bins of ``log(max(length, 1))``
-   over all ``n`` examples, edges and membership exactly as CCI's score strata
-   (:func:`~bioprune.selection.cci.strata_edges`, bin ``b`` holds
-   ``[e_b, e_{b+1})``, the longest sequence belongs to the last bin);
+1. **length bins** over all ``n`` examples, by ``length_binning``:
+
+   * ``quantile`` (default): equal-count bins -- the examples sorted by
+     ``(length, index)``, the one of rank ``r`` (0-based) goes to bin
+     ``floor(r * length_bins / n)``; every bin holds ``n / length_bins``
+     examples up to one, so the budget follows the length distribution and
+     only the score is stratified within each length range (ties in length
+     may be split between neighbouring bins, by index);
+   * ``log``: ``length_bins`` equal-width bins of ``log(max(length, 1))``,
+     edges and membership exactly as CCI's score strata
+     (:func:`~bioprune.selection.cci.strata_edges`, bin ``b`` holds
+     ``[e_b, e_{b+1})``, the longest sequence in the last bin); the budget is
+     then spread evenly over the length *range*, so rare lengths (very short
+     or very long sequences) get a share far above their population;
 2. **hard cutoff per length bin**: in each length bin of ``n_b`` members the
    ``floor(n_b * beta)`` largest scores are dropped (ties: the smaller index
    first), so a length bin is judged against its own lengths, not against the
@@ -67,7 +77,9 @@ from bioprune.selection.cci import (
     strata_edges,
 )
 
-__all__ = ["LengthStratifiedCCI", "RedundancyAwareCCI", "allocate_cells"]
+__all__ = ["LENGTH_BINNINGS", "LengthStratifiedCCI", "RedundancyAwareCCI", "allocate_cells"]
+
+LENGTH_BINNINGS = ("quantile", "log")
 
 
 def allocate_cells(
@@ -130,7 +142,9 @@ class LengthStratifiedCCI:
     strata
         Equal-width score bins inside each length bin (cells: ``length_bins * strata``).
     length_bins
-        Equal-width bins of log length.
+        Number of length bins.
+    length_binning
+        ``quantile`` (equal-count bins) or ``log`` (equal-width bins of log length).
     seed
         Seed of the per-cell uniform sampling.
 
@@ -146,6 +160,7 @@ class LengthStratifiedCCI:
     beta: float = 0.05
     strata: int = 10
     length_bins: int = 5
+    length_binning: str = "quantile"
     seed: int = 0
 
     name: ClassVar[str] = "cci-length"
@@ -159,6 +174,11 @@ class LengthStratifiedCCI:
                 f"{self.name}: length_bins must be an integer in 1..{_MAX_STRATA}, "
                 f"got {self.length_bins}"
             )
+        if self.length_binning not in LENGTH_BINNINGS:
+            raise ValueError(
+                f"{self.name}: length_binning must be one of {', '.join(LENGTH_BINNINGS)}, "
+                f"got {self.length_binning!r}"
+            )
         if int(self.length_bins) * int(self.strata) > 1 << 24:
             raise ValueError(f"{self.name}: length_bins x strata must be at most {1 << 24}")
 
@@ -171,12 +191,24 @@ class LengthStratifiedCCI:
             raise ValueError(f"{self.name}: lengths must be >= 0")
         cell = np.full(n, -1, dtype=np.int64)
         log_len = np.log(np.maximum(lengths, 1).astype(np.float64))
-        details: dict = {"n": n, "beta": float(self.beta), "strata": strata, "length_bins": nl}
+        details: dict = {
+            "n": n,
+            "beta": float(self.beta),
+            "strata": strata,
+            "length_bins": nl,
+            "length_binning": self.length_binning,
+        }
         if n == 0:
             check_budget(budget, 0, self.name)
             return Selection(np.zeros(0, np.int64), np.zeros(0, np.int32), details=details)
-        length_edges = strata_edges(float(log_len.min()), float(log_len.max()), nl)
-        lbin, lcounts = bin_scores(log_len, length_edges)
+        if self.length_binning == "log":
+            length_edges = strata_edges(float(log_len.min()), float(log_len.max()), nl)
+            lbin, lcounts = bin_scores(log_len, length_edges)
+        else:
+            rank = np.empty(n, dtype=np.int64)
+            rank[np.argsort(lengths, kind="stable")] = np.arange(n)  # by (length, index)
+            lbin = (rank * nl // n).astype(np.int64)
+            lcounts = np.bincount(lbin, minlength=nl)
         by_bin = np.argsort(lbin, kind="stable")  # grouped by length bin, positions ascending
         lstarts = np.concatenate([[0], np.cumsum(lcounts)])
         dropped, score_edges, hard_cut = [], [], []
@@ -209,17 +241,24 @@ class LengthStratifiedCCI:
         )
         rng = np.random.default_rng(self.seed)
         picks, pick_cell, counts, taken = allocate_cells(cell, nl * strata, budget, rng)
-        lengths_edges = np.exp(length_edges)  # shown in residues; the ends exactly
-        lengths_edges[0], lengths_edges[-1] = max(lengths.min(), 1), max(lengths.max(), 1)
+        # per bin: the residue range it covers (log: its edges; quantile: its members')
+        if self.length_binning == "log":
+            lengths_edges = np.exp(length_edges)  # shown in residues; the ends exactly
+            lengths_edges[0], lengths_edges[-1] = max(lengths.min(), 1), max(lengths.max(), 1)
+            span = [(float(lengths_edges[b]), float(lengths_edges[b + 1])) for b in range(nl)]
+        else:
+            span = [
+                (float(lengths[m].min()), float(lengths[m].max())) if len(m) else (None, None)
+                for m in (by_bin[lstarts[b] : lstarts[b + 1]] for b in range(nl))
+            ]
         details.update(
             dropped_hardest=int(sum(dropped)),
-            length_edges=lengths_edges.tolist(),
             length_table=[
                 {
                     "length_bin": b,
-                    "length_lower": float(lengths_edges[b]),
-                    "length_upper": float(lengths_edges[b + 1]),
-                    "upper_inclusive": b == nl - 1,
+                    "length_lower": span[b][0],
+                    "length_upper": span[b][1],
+                    "upper_inclusive": b == nl - 1 or self.length_binning == "quantile",
                     "members": int(lcounts[b]),
                     "dropped_hardest": dropped[b],
                     "hard_cutoff_score": hard_cut[b],

@@ -163,7 +163,12 @@ class MethodConfig(CompactConfig):
         "(summed masked loss: score x n_masked^2) or per-masked (score x n_masked); "
         "see docs/selection.md.",
     )
-    length_bins: int = Field(5, gt=0, description="cci-length: equal-width log-length bins.")
+    length_bins: int = Field(5, gt=0, description="cci-length: number of length bins.")
+    length_binning: Literal["quantile", "log"] = Field(
+        "quantile",
+        description="cci-length: quantile (equal-count length bins) or log (equal-width bins "
+        "of log length).",
+    )
     max_per_cluster: int = Field(1, gt=0, description="cci-cluster: most picks per cluster.")
     min_seq_id: Optional[float] = Field(
         None,
@@ -188,6 +193,7 @@ class MethodConfig(CompactConfig):
                 ("reduction", SCORE_METHODS),
                 ("strata", CCI_METHODS),
                 ("length_bins", ("cci-length",)),
+                ("length_binning", ("cci-length",)),
                 ("max_per_cluster", ("cci-cluster",)),
                 ("min_seq_id", CLUSTER_METHODS),
                 ("coverage", CLUSTER_METHODS),

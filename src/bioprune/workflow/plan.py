@@ -217,6 +217,8 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
                     args.append(f"--strata {m.strata}")
             if m.method == "cci-length":
                 args.append(f"--length-bins {m.length_bins}")
+                if m.length_binning != "quantile":
+                    args.append(f"--length-binning {m.length_binning}")
             if m.method == "cci-cluster":
                 args.append(f"--max-per-cluster {m.max_per_cluster}")
             if m.method in CLUSTER_METHODS:
