@@ -367,3 +367,19 @@ def test_study_config_accepts_the_variants(tmp_path):
     raw["methods"] = [{"method": "random", "reduction": "sum"}]
     with pytest.raises(InputError, match="method 'random' takes no 'reduction'"):
         validate_study_config(raw, tmp_path, check_paths=False)
+
+
+def test_study_dry_run_with_the_variants(tmp_path):
+    pytest.importorskip("snakemake", reason="bioprune[cluster] not installed")
+    from bioprune.workflow.run import run_study
+    from tests.test_study import _config, _write_inputs
+
+    _write_inputs(tmp_path)
+    methods = [
+        {"method": "cci-length"},
+        {"method": "cci-cluster"},
+        {"method": "cci", "name": "cci_pm", "reduction": "per-masked"},
+    ]
+    run = run_study(_config(tmp_path, methods=methods), tmp_path / "out", dry_run=True)
+    assert run.returncode == 0, run.output
+    assert run.jobs["select"] == 6 and run.jobs["score"] == 1  # 3 methods x 2 budgets
