@@ -136,3 +136,27 @@ def test_select_cli_reduction(tiny_corpus, tmp_path, monkeypatch, capsys):
         monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert_one_line_error(code, out, "bare.parquet", "mask_seed")
+
+
+def test_inspect_refuses_a_damaged_reduction(tiny_corpus, tmp_path, monkeypatch, capsys):
+    from tests.hostile import assert_one_line_error, run_cli
+
+    scores = np.random.default_rng(2).lognormal(0, 1, len(tiny_corpus))
+    meta = {"mask_seed": 5, "mask_draws": 1, "corpus_checksum": tiny_corpus.checksum}
+    path = write_scores(tmp_path / "s.parquet", tiny_corpus, scores, metadata=meta)
+    code, out = run_cli(
+        "select", "--scores", path, "--corpus", tiny_corpus.path, "--method", "cci",
+        "--budget", "6", "--reduction", "per-masked", "--out", tmp_path / "a",
+        monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, out
+    sel = tmp_path / "a" / "selection.json"
+    for bad in ({"reduction": "max"}, {"reduction_facts": {"mask_seed": "x", "mask_draws": 1}}):
+        meta = json.loads(sel.read_text())
+        meta.update(bad)
+        sel.write_text(json.dumps(meta))
+        code, out = run_cli(
+            "inspect", "--corpus", tiny_corpus.path, "--selection", tmp_path / "a",
+            "--scores", path, "--out", tmp_path / "ins", monkeypatch=monkeypatch, capsys=capsys,
+        )  # fmt: skip
+        assert_one_line_error(code, out, "selection.json", "reduction")
