@@ -83,11 +83,11 @@ def reference_cci_cluster(scores, clusters, budget, beta, strata, m, seed):
     n = len(scores)
     n_hard = hard_cutoff_count(n, beta)
     hardest = set(sorted(range(n), key=lambda i: (-scores[i], i))[:n_hard])
-    keys = np.random.default_rng([seed, 1]).random(n)
+    priority = np.random.default_rng([seed, 1]).permutation(n)
     kept = []
     for c in sorted(set(clusters)):
         members = [i for i in range(n) if clusters[i] == c and i not in hardest]
-        kept += sorted(members, key=lambda i: (keys[i], i))[:m]
+        kept += sorted(members, key=lambda i: priority[i])[:m]
     kept.sort()
     sub, _, _ = reference_cci([scores[i] for i in kept], budget, 0.0, strata, seed)
     return [kept[j] for j in sub], hardest

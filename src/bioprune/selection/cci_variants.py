@@ -45,11 +45,11 @@ in visiting order, with ``members`` its positions in ascending order.
 --------------------------------------------------------------------------
 
 1. drop the ``floor(n * beta)`` largest scores, exactly as CCI;
-2. **thin the pool**: each example gets a key ``u_i`` from
-   ``numpy.random.default_rng([seed, 1]).random(n)`` (one draw for every
-   position, dropped or not); within each sequence-identity cluster the
-   ``max_per_cluster`` remaining members with the smallest ``(u_i, i)`` are
-   kept and the others leave the pool;
+2. **thin the pool**: each example gets a priority ``p_i``, the random
+   permutation ``numpy.random.default_rng([seed, 1]).permutation(n)`` (one
+   entry for every position, dropped or not; all distinct); within each
+   sequence-identity cluster the ``max_per_cluster`` remaining members with
+   the smallest ``p_i`` are kept and the others leave the pool;
 3. run CCI with ``beta = 0`` (and the same ``strata`` and ``seed``) on the
    thinned pool: its strata span the thinned pool's score range.
 
@@ -96,7 +96,9 @@ def allocate_cells(
     in_pool = np.flatnonzero(cell >= 0)
     c = cell[in_pool]
     counts = np.bincount(c, minlength=n_cells).astype(np.int64)
-    grouped = in_pool[np.argsort(c, kind="stable")]  # by cell, positions ascending
+    # by cell, positions ascending; 16-bit keys get NumPy's O(n) radix sort
+    key = c.astype(np.uint16) if n_cells <= 1 << 16 else c
+    grouped = in_pool[np.argsort(key, kind="stable")]
     starts = np.concatenate([[0], np.cumsum(counts)])
     nonempty = np.flatnonzero(counts)
     visit = nonempty[np.lexsort((nonempty, counts[nonempty]))]
@@ -113,6 +115,14 @@ def allocate_cells(
         raise RuntimeError(f"allocation left {remaining} of the budget unassigned")
     picks = np.flatnonzero(chosen).astype(np.int64)
     return picks, cell[picks], counts, taken
+
+
+def _distinct(labels: np.ndarray) -> int:
+    """Number of distinct labels (one sort; cheaper than ``np.unique``'s hashing here)."""
+    if not len(labels):
+        return 0
+    x = np.sort(labels)
+    return int(np.count_nonzero(x[1:] != x[:-1])) + 1
 
 
 def _check_cci_params(name: str, beta: float, strata: int) -> None:
@@ -206,8 +216,10 @@ class LengthStratifiedCCI:
             lbin, lcounts = bin_scores(log_len, length_edges)
         else:
             rank = np.empty(n, dtype=np.int64)
-            rank[np.argsort(lengths, kind="stable")] = np.arange(n)  # by (length, index)
-            lbin = (rank * nl // n).astype(np.int64)
+            short = lengths.max() < 1 << 16  # 16-bit keys: radix sort, O(n)
+            by_length = np.argsort(lengths.astype(np.uint16) if short else lengths, kind="stable")
+            rank[by_length] = np.arange(n)  # rank by (length, index)
+            lbin = (rank * nl // n).astype(np.uint16)
             lcounts = np.bincount(lbin, minlength=nl)
         by_bin = np.argsort(lbin, kind="stable")  # grouped by length bin, positions ascending
         lstarts = np.concatenate([[0], np.cumsum(lcounts)])
@@ -333,11 +345,16 @@ class RedundancyAwareCCI:
         clusters = _side_array(clusters, n, self.name, "clusters")
         n_hard = hard_cutoff_count(n, self.beta)
         hard = extreme_k(scores, n_hard, largest=True)
-        keys = np.random.default_rng([self.seed, 1]).random(n)
+        priority = np.random.default_rng([self.seed, 1]).permutation(n)  # distinct
         eligible = np.ones(n, dtype=bool)
         eligible[hard] = False
         idx = np.flatnonzero(eligible)
-        grouped = idx[np.lexsort((idx, keys[idx], clusters[idx]))]
+        # Grouped by cluster, within it by priority: one sort of a composite key
+        # (cluster * n + priority, all distinct, so any sort gives the same order).
+        cl = clusters[idx]
+        if len(cl) and (cl.min() < 0 or cl.max() >= (1 << 62) // max(n, 1)):
+            cl = np.unique(cl, return_inverse=True)[1].astype(np.int64)  # dense labels
+        grouped = idx[np.argsort(cl * n + priority[idx])]
         g = clusters[grouped]
         first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.zeros(0, np.int64)
         rank = np.arange(len(g)) - np.repeat(first, np.diff(np.r_[first, len(g)]))
@@ -361,7 +378,7 @@ class RedundancyAwareCCI:
             "dropped_hardest": n_hard,
             "hard_cutoff_score": float(scores[hard].min()) if n_hard else None,
             "max_per_cluster": m,
-            "clusters": len(np.unique(clusters)),
+            "clusters": _distinct(clusters),
             "clusters_in_pool": len(first),
             "thinned_out": int(len(idx) - len(kept)),
             "pool": len(kept),
