@@ -361,6 +361,10 @@ def test_study_config_accepts_the_variants(tmp_path):
     }
     for cs in plan.coresets.values():
         assert {a for a in cs.args.split() if a.startswith("--")} <= known
+    assert "--dedup" not in plan.prepare_args and "--drop" not in plan.prepare_args
+    raw["corpus"] = {"path": "corpus.fa", "dedup": "exact", "drop_low_complexity": True}
+    plan = build_plan(validate_study_config(raw, tmp_path, check_paths=False))
+    assert plan.prepare_args.endswith("--dedup exact --drop-low-complexity")
     raw["methods"] = [{"method": "cci", "max_per_cluster": 2}]
     with pytest.raises(InputError, match="method 'cci' takes no 'max_per_cluster'"):
         validate_study_config(raw, tmp_path, check_paths=False)

@@ -78,6 +78,12 @@ class CorpusConfig(CompactConfig):
         "error", description="prepare --on-invalid."
     )
     column: Optional[str] = Field(None, description="prepare --column (tables only).")
+    dedup: Literal["none", "exact"] = Field(
+        "none", description="prepare --dedup: exact skips repeated sequences (first kept)."
+    )
+    drop_low_complexity: bool = Field(
+        False, description="prepare --drop-low-complexity: skip low-complexity and N-run records."
+    )
 
 
 class TrainingRecipe(CompactConfig):

@@ -156,6 +156,10 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
             f"{_q(c.path)} --alphabet {c.alphabet} --max-length {c.max_length} "
             f"--on-invalid {c.on_invalid}" + (f" --column {_q(c.column)}" if c.column else "")
         )
+        if c.dedup != "none":
+            prepare_args += f" --dedup {c.dedup}"
+        if c.drop_low_complexity:
+            prepare_args += " --drop-low-complexity"
     p = cfg.pretraining
     inits = {p.preset: f"--preset {p.preset} --alphabet {c.alphabet} --seed 0"}
     ref = cfg.reference
