@@ -58,7 +58,7 @@ def test_sum_reduction_is_the_summed_loss_influence(tmp_path):
     from tests.conftest import random_sequences
 
     corpus = write_corpus(
-        tmp_path / "c", random_sequences(8, "rna", seed=4, min_len=5, max_len=60), "rna"
+        tmp_path / "c", random_sequences(5, "rna", seed=4, min_len=5, max_len=60), "rna"
     )
     model = small_model("rotary")
     names = select_parameters(model, "all").names
