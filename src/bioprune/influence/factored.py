@@ -71,8 +71,10 @@ FACTORED_RULE = (
     "w_ij = 1/(F_ij + lambda) ~ u_i v_j per nn.Linear weight: least squares in log space "
     "weighted by F/(F + lambda) + 1e-3 mean, then one scale so that sum F u v^T = sum F w"
 )
-#: Alternating half-steps of the weighted log fit (each an exact block minimiser).
+#: At most this many sweeps of the weighted log fit (each half-step an exact block minimiser)
 FIT_ITERATIONS = 60
+#: ... or until no log factor moves by more than this (1e-6 relative) in a sweep.
+FIT_TOLERANCE = 1e-6
 GRAM_POLICIES = ("auto", "gram", "matrix")
 
 
@@ -112,8 +114,11 @@ def fit_rank_one(fisher: torch.Tensor, lam: float, iterations: int = FIT_ITERATI
     a = torch.zeros(f.shape[0], dtype=torch.float64)
     b = (rho * logw).sum(0) / col_w
     for _ in range(iterations):
+        previous = b
         a = (rho * (logw - b)).sum(1) / row_w
         b = (rho * (logw - a[:, None])).sum(0) / col_w
+        if float((b - previous).abs().max()) < FIT_TOLERANCE:
+            break
     # Unbiased on average: sum F u v^T = sum F w (a shift of log u by a constant).
     approx = torch.exp(a[:, None] + b[None, :])
     total_f = float(f.sum())
