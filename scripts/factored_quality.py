@@ -36,7 +36,7 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def top(scores: np.ndarray, fraction: float) -> np.ndarray:
-    k = max(1, int(round(fraction * len(scores))))
+    k = max(1, round(fraction * len(scores)))
     return np.argsort(-scores, kind="stable")[:k]
 
 
@@ -46,11 +46,18 @@ def compare(exact: np.ndarray, factored: np.ndarray, budget: float = 0.05) -> di
 
     from bioprune.selection import make_strategy
 
-    k = int(round(budget * len(exact)))
+    k = round(budget * len(exact))
     cci = {s: make_strategy("cci", beta=0.05, strata=50, seed=s) for s in (0, 1)}
-    core_exact = cci[0].select(exact, k).indices
-    core_factored = cci[0].select(factored, k).indices
+    sel_exact, sel_factored = cci[0].select(exact, k), cci[0].select(factored, k)
+    core_exact, core_factored = sel_exact.indices, sel_factored.indices
     core_exact_seed1 = cci[1].select(exact, k).indices
+    # CCI draws uniformly within strata from one random stream, so moving a few
+    # examples across a stratum edge reshuffles later strata's draws: compare also
+    # what CCI decides from the scores (the strata and how many each contributes).
+    picks = [
+        np.array([r["picks"] for r in s.details["strata_table"]]) for s in (sel_exact, sel_factored)
+    ]
+    strata = [_strata(s, sc) for s, sc in ((sel_exact, exact), (sel_factored, factored))]
     return {
         "examples": len(exact),
         "spearman": float(spearmanr(exact, factored).statistic),
@@ -60,7 +67,17 @@ def compare(exact: np.ndarray, factored: np.ndarray, budget: float = 0.05) -> di
         "top5_overlap": overlap(top(exact, 0.05), top(factored, 0.05)),
         "cci5_overlap": overlap(core_exact, core_factored),
         "cci5_overlap_exact_seed0_vs_seed1": overlap(core_exact, core_exact_seed1),
+        "cci5_allocation_overlap": float(np.minimum(*picks).sum() / k),
+        "cci5_same_stratum": float((strata[0] == strata[1]).mean()),
     }
+
+
+def _strata(sel, scores: np.ndarray) -> np.ndarray:
+    """Each example's CCI stratum (-1: among the hardest dropped), from the selection's edges."""
+    edges = np.array(sel.details["edges"])
+    out = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
+    out[scores >= sel.details["hard_cutoff_score"]] = -1
+    return out
 
 
 def main() -> None:

@@ -274,19 +274,19 @@ class FactoredSelfInfluence(PerExampleGradients):
         n_in = a.shape[-1]
         d = (delta.float() * sqrt_u).to(dt)
         x = (a.float() * sqrt_v).to(dt)
-        out = torch.empty(b, dtype=torch.float32, device=delta.device)
+        out = torch.zeros(b, dtype=torch.float32, device=delta.device)
         gram = self.use_gram(t, n_in, n_out)
         self.branch_counts["gram" if gram else "matrix"] += 1
-        per_example = 2 * t * t if gram else n_out * n_in
-        step = max(1, min(b, self.max_chunk_elements // max(per_example, 1)))
+        if not gram:
+            # The rescaled per-example gradients G~ = d~^T a~ in the exact mode's
+            # cache-sized blocks (examples, or one example's band of rows), squared in place.
+            for rows, g, _ in self._linear_chunks(d, x, n_out * n_in):
+                out[rows] += g.square_().sum((1, 2))
+            return out
+        step = max(1, min(b, self.max_chunk_elements // max(2 * t * t, 1)))
         for start in range(0, b, step):
             rows = slice(start, start + step)
-            if gram:
-                dd = torch.bmm(d[rows], d[rows].transpose(1, 2)).float()
-                aa = torch.bmm(x[rows], x[rows].transpose(1, 2)).float()
-                out[rows] = (dd * aa).sum((1, 2))
-            else:
-                # (c, out, T) @ (c, T, in): the rescaled per-example gradient G~ = d~^T a~.
-                g = torch.bmm(d[rows].transpose(1, 2), x[rows]).float()
-                out[rows] = g.square().sum((1, 2))
+            dd = torch.bmm(d[rows], d[rows].transpose(1, 2)).float()
+            aa = torch.bmm(x[rows], x[rows].transpose(1, 2)).float()
+            out[rows] = (dd * aa).sum((1, 2))
         return out
