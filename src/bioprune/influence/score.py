@@ -105,6 +105,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
         _nonfinite_message,
         _prepare_parts_dir,
         _start_run,
+        cpu_threads,
         load_fisher,
     )
     from bioprune.influence.hooks import PerExampleGradients
@@ -183,6 +184,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
             "max_batch_size": cfg.max_batch_size,
             "part_batches": cfg.part_batches,
             "dtype": cfg.dtype,
+            "cpu_threads": cpu_threads(device),
         }
         parts_dir = out.with_name(out.name + ".parts")
         _lock = _prepare_parts_dir(parts_dir, run_key, cfg.resume, dist)
@@ -277,6 +279,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
                 "corpus_checksum": corpus.checksum,
                 "mask_seed": seed,
                 "mask_draws": draws,
+                "cpu_threads": run_key["cpu_threads"],
                 "params": {"spec": spec, "names": names, "numel": numel},
                 "nonfinite": {
                     "policy": cfg.on_nonfinite,
