@@ -80,6 +80,7 @@ class Calibration:
     padded_length: int
     padded_tokens: int
     seconds: float
+    cpu_seconds: float  # process CPU time of the same run (all threads)
     working_mb: float
 
 
@@ -100,6 +101,7 @@ class Plan:
     padded_tokens: int
     batch_tokens: int | None
     seconds_total: float  # summed over all processes (one process alone takes this long)
+    cpu_seconds_total: float  # process CPU time, summed (does not grow with others' load)
     seconds_per_process: list[float]  # each rank's share
     eta_seconds: float  # the slowest rank: the wall time of an N-process run
     peak_mb_per_process: float
@@ -392,16 +394,17 @@ def plan_run(cfg: PlanConfig) -> Plan:
         # smallest first, so that each batch's memory high-water mark is its own
         for batch in sorted(calib, key=lambda b: len(b) * _padded(corpus, b)[1] ** 2):
             n, t = _padded(corpus, batch)
-            best = float("inf")
+            best = best_cpu = float("inf")
             peak = 0.0
             for _ in range(cfg.repeats):
                 with sampler:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     step(batch)
                     _sync(device)
                     best = min(best, time.perf_counter() - t0)
+                    best_cpu = min(best_cpu, time.process_time() - c0)
                 peak = max(peak, sampler.peak)
-            results.append(Calibration(n, t, n * t, best, max(0.0, peak - baseline)))
+            results.append(Calibration(n, t, n * t, best, best_cpu, max(0.0, peak - baseline)))
             log.info(
                 "calibration batch %d x %d: %.3f s, %.0f MB working", n, t, best, peak - baseline
             )
@@ -410,6 +413,7 @@ def plan_run(cfg: PlanConfig) -> Plan:
     del model
     x = _features([c.examples for c in results], [c.padded_length for c in results])
     time_coef = _fit(x, np.array([c.seconds for c in results]))
+    cpu_coef = _fit(x, np.array([max(c.cpu_seconds, 1e-6) for c in results]))
     mem_coef = _fit(x[:, :3], np.array([max(c.working_mb, 1e-3) for c in results]))
 
     # the stage's batches over the whole corpus
@@ -490,6 +494,7 @@ def plan_run(cfg: PlanConfig) -> Plan:
         padded_tokens=int((bn * bt).sum()) * epochs,
         batch_tokens=cfg.batch_tokens if cfg.stage != "pretrain" else None,
         seconds_total=float(sum(per_process)),
+        cpu_seconds_total=float(predict_batch_seconds(cpu_coef, bn, bt).sum() * epochs),
         seconds_per_process=per_process,
         eta_seconds=float(max(per_process)),
         peak_mb_per_process=float(peak),

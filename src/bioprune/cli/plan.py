@@ -82,7 +82,8 @@ def plan(
         f"  predicted time: {_duration(p.seconds_total)} in one process; "
         f"{p.processes} process(es): ETA {_duration(p.eta_seconds)} "
         f"(per process {', '.join(_duration(s) for s in p.seconds_per_process[:8])}"
-        f"{' ...' if p.processes > 8 else ''})"
+        f"{' ...' if p.processes > 8 else ''}); process CPU time "
+        f"{_duration(p.cpu_seconds_total)}"
     )
     console.print(
         f"  predicted peak memory: {p.peak_mb_per_process:,.0f} MB per process, "
