@@ -21,6 +21,7 @@ sample seed and every assumption are in the returned :class:`Plan`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -137,9 +138,7 @@ class _PeakSampler:
             import torch
 
             return torch.cuda.memory_allocated(self.device) / 2**20
-        import psutil
-
-        return psutil.Process().memory_info().rss / 2**20
+        return _rss_mb()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.001):
@@ -174,9 +173,24 @@ def _available_mb(device) -> float:
 
         free, _ = torch.cuda.mem_get_info(device)
         return free / 2**20
-    import psutil
+    try:  # Linux: what the kernel estimates can be allocated without swapping
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
 
-    return psutil.virtual_memory().available / 2**20
+
+def _rss_mb() -> float:
+    """This process's resident set size now (Linux ``/proc``; else its peak so far)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------------- batches
