@@ -343,7 +343,11 @@ def _prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, dist):
                 with reading(key_path, "the run description of an unfinished run"):
                     previous = json.loads(key_path.read_text())
                 diff = sorted(
-                    k for k in set(previous) | set(run_key) if previous.get(k) != run_key.get(k)
+                    k
+                    for k in set(previous) | set(run_key)
+                    if previous.get(k) != run_key.get(k)
+                    # a run started before the thread count was recorded: unknown, not changed
+                    and not (k == "cpu_threads" and k not in previous)
                 )
                 if diff:
                     values = "".join(
