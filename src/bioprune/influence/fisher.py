@@ -343,12 +343,23 @@ def _prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, dist):
                 with reading(key_path, "the run description of an unfinished run"):
                     previous = json.loads(key_path.read_text())
                 diff = sorted(
-                    k for k in set(previous) | set(run_key) if previous.get(k) != run_key.get(k)
+                    k
+                    for k in set(previous) | set(run_key)
+                    if previous.get(k) != run_key.get(k)
+                    # a run started before the thread count was recorded: unknown, not changed
+                    and not (k == "cpu_threads" and k not in previous)
                 )
                 if diff:
+                    values = "".join(
+                        f"; {k} was {previous.get(k)}, now {run_key.get(k)}"
+                        for k in diff
+                        if k == "cpu_threads"
+                    )
                     raise ValueError(
-                        f"--resume: {parts_dir} was made by a different run (differs in {diff}); "
-                        "use the same arguments or delete the directory"
+                        f"--resume: {parts_dir} was made by a different run (differs in {diff}"
+                        f"{values}); use the same arguments"
+                        + (" and thread count (OMP_NUM_THREADS)" if values else "")
+                        + " or delete the directory"
                     )
         parts_dir.mkdir(parents=True, exist_ok=True)
         if lock is None:
@@ -435,6 +446,22 @@ def _maybe_die(parts_done: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def cpu_threads(device) -> int | None:
+    """``torch.get_num_threads()`` when computing on CPU, else None (recorded, compared on resume).
+
+    PyTorch's CPU kernels round differently with the thread count for some shapes
+    (measured on torch 2.13: the flash-attention kernel of
+    ``scaled_dot_product_attention`` and softmax's backward, both used by HF's ESM
+    layers and the gathered last layer), so scores change by ~1e-7 relative and
+    Fisher sums by as much between thread counts. Each file records the count it
+    was made with, and ``--resume`` refuses another, so that a resumed run still
+    ends with the file of an uninterrupted one.
+    """
+    import torch
+
+    return int(torch.get_num_threads()) if device.type == "cpu" else None
+
+
 def _start_run(cfg, console):
     """The common start of a fisher or score run (after its inputs are read).
 
@@ -514,6 +541,7 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
             "part_batches": cfg.part_batches,
             "dtype": cfg.dtype,
             "world_size": dist.world,
+            "cpu_threads": cpu_threads(device),
         }
         parts_dir = _parts_dir(out)
         _lock = _prepare_parts_dir(parts_dir, run_key, cfg.resume, dist)
@@ -672,6 +700,7 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
                 corpus.checksum,
                 result.numel,
             )
+            meta["cpu_threads"] = json.dumps(run_key["cpu_threads"])
             if factored_meta is not None:
                 meta["factored"] = json.dumps(factored_meta)
             with atomic_path(out) as tmp:

@@ -115,6 +115,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
         _nonfinite_message,
         _prepare_parts_dir,
         _start_run,
+        cpu_threads,
         load_fisher,
     )
     from bioprune.influence.hooks import PerExampleGradients
@@ -210,6 +211,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
             "max_batch_size": cfg.max_batch_size,
             "part_batches": cfg.part_batches,
             "dtype": cfg.dtype,
+            "cpu_threads": cpu_threads(device),
         }
         if cfg.fisher_mode != "exact":  # exact runs keep their key (resumable across versions)
             run_key["fisher_mode"] = cfg.fisher_mode
@@ -317,6 +319,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
                 "corpus_checksum": corpus.checksum,
                 "mask_seed": seed,
                 "mask_draws": draws,
+                "cpu_threads": run_key["cpu_threads"],
                 "params": {"spec": spec, "names": names, "numel": numel},
                 "nonfinite": {
                     "policy": cfg.on_nonfinite,
