@@ -18,9 +18,17 @@ one thread, throughput is also reported per second of the process's CPU time
 (``time.process_time``), which time spent waiting for a shared core does not
 inflate; each method keeps its best run on either clock.
 
+Factored mode (issue 14; ``--methods score-factored``): rank-one weights ``u v^T``
+per weight matrix and the Gram form of the weighted norm where it is cheaper
+(:mod:`bioprune.influence.factored`); target >= 1.3x a training step at length
+128. ``--lengths 128 512`` measures both sequence lengths (same tokens per
+batch: the batch size shrinks as the length grows).
+
 Run::
 
     python benchmarks/bench_score.py                     # small and rnafm presets, CPU
+    python benchmarks/bench_score.py --methods score score-factored train \
+        --presets small rnafm esmc-300m --lengths 128 512   # the factored comparison
     python benchmarks/bench_score.py --presets small --batches 6
     python benchmarks/bench_score.py --device cuda --dtype bfloat16   # on a GPU
 """
@@ -41,8 +49,9 @@ import numpy as np
 
 METHODS = ("score", "train", "vmap")
 #: also accepted by --methods: scoring with the last encoder layer on every
-#: position (gather_last_layer=False), the path before that specialisation.
-EXTRA_METHODS = ("score-plain",)
+#: position (gather_last_layer=False), the path before that specialisation; the
+#: factored mode (rank-one weights, Gram form where cheaper).
+EXTRA_METHODS = ("score-plain", "score-factored")
 #: preset -> (batch size, framed tokens per example), CPU defaults kept short.
 SHAPES = {
     "tiny": (16, 128), "small": (16, 128), "esm2-8m": (16, 128), "rnafm": (8, 128),
@@ -74,7 +83,7 @@ def _worker(args) -> dict:
     corpus = Corpus(args.corpus)
     model, alphabet = load_masked_lm(args.model, device=device)
     names = select_parameters(model, args.params).names
-    batch_size, _ = SHAPES[args.preset]
+    batch_size = _batch_size(args.preset, args.length)
     idx = np.arange(len(corpus), dtype=np.int64)
     batches = token_budget_batches(
         corpus.lengths + 2, idx, max_tokens=10**9, max_batch_size=batch_size
@@ -97,19 +106,38 @@ def _worker(args) -> dict:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=autocast)
 
-    if args.method in ("score", "score-plain"):
+    if args.method in ("score", "score-plain", "score-factored"):
         weights = {
             n: torch.full_like(model.get_parameter(n), 1.0 / 1.001, dtype=torch.float32)
             for n in names
         }
-        tracker = PerExampleGradients(
-            model,
-            names,
-            mode="score",
-            weights=weights,
-            compute_dtype=autocast or torch.float32,
-            gather_last_layer=args.method == "score",
-        ).__enter__()
+        if args.method == "score-factored":
+            from bioprune.influence.factored import FactoredSelfInfluence, factorable_tensors
+
+            factors = {}
+            for n in factorable_tensors(model, names):
+                rows, cols = weights.pop(n).shape
+                factors[n] = (
+                    torch.full((rows,), 1.0 / 1.001, device=device),
+                    torch.ones(cols, device=device),
+                )
+            tracker = FactoredSelfInfluence(
+                model,
+                names,
+                weights=weights,
+                factors=factors,
+                gram=args.gram,
+                compute_dtype=autocast or torch.float32,
+            ).__enter__()
+        else:
+            tracker = PerExampleGradients(
+                model,
+                names,
+                mode="score",
+                weights=weights,
+                compute_dtype=autocast or torch.float32,
+                gather_last_layer=args.method == "score",
+            ).__enter__()
         runner = MLMGradientRunner(
             model,
             alphabet,
@@ -221,7 +249,75 @@ def _worker(args) -> dict:
         "peak_mb": peak,
         "working_mb": peak - base,
         "params": sum(int(model.get_parameter(n).numel()) for n in names),
+        "branches": dict(getattr(tracker, "branch_counts", {}))
+        if args.method.startswith("score")
+        else {},
     }
+
+
+def _ratio_line(label: str, rows: dict, a: str, b: str, extra: str = "") -> None:
+    x, y = rows.get(a, {}), rows.get(b, {})
+    if "tokens_per_s" in x and "tokens_per_s" in y:
+        ratio = x["tokens_per_s"] / y["tokens_per_s"]
+        cpu = x["cpu_tokens_per_s"] / y["cpu_tokens_per_s"]
+        print(
+            f"{label} {a}/{b}: throughput {ratio:.2f}x (CPU time {cpu:.2f}x){extra}, "
+            f"peak memory {x['peak_mb'] / y['peak_mb']:.2f}x, "
+            f"working memory {x['working_mb'] / max(y['working_mb'], 1):.2f}x"
+        )
+
+
+def _measure(args, env: dict, tmp: Path, preset: str, length: int) -> dict:
+    """Every method on one preset and length, interleaved over the repeats."""
+    bsz = _batch_size(preset, length)
+    tokens = length
+    label = f"{preset}@{length}"
+    batches = args.batches or (2 if preset in LARGE else 3)
+    corpus, model = _prepare(preset, tmp, bsz * (batches + 1), tokens)
+    rows: dict[str, dict] = {}
+    # Interleave methods over repeats and keep each method's best throughput:
+    # on a shared machine the fastest run is the least disturbed one.
+    for _ in range(args.repeats):
+        for method in args.methods:
+            cmd = [sys.executable, __file__, "--worker", "1", "--method", method]
+            cmd += ["--preset", preset, "--model", str(model), "--corpus", str(corpus)]
+            cmd += ["--threads", str(args.threads), "--device", args.device]
+            cmd += ["--dtype", args.dtype, "--params", args.params]
+            cmd += ["--batches", str(batches), "--length", str(length), "--gram", args.gram]
+            cmd += ["--optimizer"] if args.optimizer else []
+            run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if run.returncode != 0:
+                rows[method] = {"error": run.stderr.strip().splitlines()[-1:]}
+                print(f"{label} {method} FAILED: {rows[method]['error']}")
+                continue
+            r = json.loads(run.stdout.strip().splitlines()[-1])
+            branches = r.get("branches") or {}
+            forms = f" forms {branches}" if branches else ""
+            print(
+                f"{label} {method:14s} {r['tokens_per_s']:9.1f} tok/s "
+                f"({r['cpu_tokens_per_s']:7.1f} per CPU s) "
+                f"{r['examples_per_s']:7.2f} ex/s  peak {r['peak_mb']:8.0f} MB "
+                f"working {r['working_mb']:7.0f} MB  ({r['params']:,} params, "
+                f"{bsz} x {tokens} tokens, {batches} timed batches){forms}",
+                flush=True,
+            )
+            best = rows.get(method, {})
+            best_cpu = max(r["cpu_tokens_per_s"], best.get("cpu_tokens_per_s", 0.0))
+            if r["tokens_per_s"] > best.get("tokens_per_s", 0.0):
+                rows[method] = r
+            rows[method]["cpu_tokens_per_s"] = best_cpu
+    _ratio_line(label, rows, "score", "train", " (target >= 0.8; memory target <= 1.5)")
+    _ratio_line(label, rows, "score", "vmap")
+    _ratio_line(label, rows, "score", "score-plain", " (gathered last layer)")
+    _ratio_line(label, rows, "score-factored", "train", " (target >= 1.3 at length 128)")
+    _ratio_line(label, rows, "score-factored", "score")
+    return rows
+
+
+def _batch_size(preset: str, length: int) -> int:
+    """The preset's batch size at 128 tokens, scaled to keep the tokens per batch."""
+    bsz, tokens = SHAPES[preset]
+    return max(1, bsz * tokens // length)
 
 
 def _prepare(preset: str, root: Path, n_examples: int, tokens: int, seed: int = 0):
@@ -235,9 +331,10 @@ def _prepare(preset: str, root: Path, n_examples: int, tokens: int, seed: int = 
     # Lengths near the target so padding is modest but present.
     lengths = rng.integers(int(0.8 * (tokens - 2)), tokens - 1, size=n_examples)
     records = [(f"s{i}", "", "".join(rng.choice(letters, n))) for i, n in enumerate(lengths)]
-    corpus = write_corpus(root / f"corpus-{preset}", records, a)
+    corpus = write_corpus(root / f"corpus-{preset}-{tokens}", records, a)
     model = root / f"model-{preset}"
-    init_model(preset, a.name, model, seed=0)
+    if not model.exists():
+        init_model(preset, a.name, model, seed=0)
     return corpus.path, model
 
 
@@ -254,6 +351,19 @@ def main() -> None:
     ap.add_argument(
         "--methods", nargs="+", default=list(METHODS), choices=[*METHODS, *EXTRA_METHODS]
     )
+    ap.add_argument(
+        "--lengths",
+        nargs="+",
+        type=int,
+        default=[128],
+        help="framed tokens per example (default 128; the issue-14 comparison: 128 512)",
+    )
+    ap.add_argument(
+        "--gram",
+        default="auto",
+        choices=["auto", "gram", "matrix"],
+        help="score-factored: the cheaper form per module and batch, or force one",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     # worker mode
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -261,6 +371,7 @@ def main() -> None:
     ap.add_argument("--preset", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--length", type=int, default=128, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.worker:
@@ -271,66 +382,9 @@ def main() -> None:
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
-            bsz, tokens = SHAPES[preset]
-            batches = args.batches or (2 if preset in LARGE else 3)
-            corpus, model = _prepare(preset, Path(tmp), bsz * (batches + 1), tokens)
-            rows: dict[str, dict] = {}
-            # Interleave methods over repeats and keep each method's best throughput:
-            # on a shared machine the fastest run is the least disturbed one.
-            for _ in range(args.repeats):
-                for method in args.methods:
-                    cmd = [sys.executable, __file__, "--worker", "1", "--method", method]
-                    cmd += ["--preset", preset, "--model", str(model), "--corpus", str(corpus)]
-                    cmd += ["--threads", str(args.threads), "--device", args.device]
-                    cmd += ["--dtype", args.dtype, "--params", args.params]
-                    cmd += ["--batches", str(batches)]
-                    cmd += ["--optimizer"] if args.optimizer else []
-                    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                    if run.returncode != 0:
-                        rows[method] = {"error": run.stderr.strip().splitlines()[-1:]}
-                        print(f"{preset:6s} {method:6s} FAILED: {rows[method]['error']}")
-                        continue
-                    r = json.loads(run.stdout.strip().splitlines()[-1])
-                    print(
-                        f"{preset:6s} {method:11s} {r['tokens_per_s']:9.1f} tok/s "
-                        f"({r['cpu_tokens_per_s']:7.1f} per CPU s) "
-                        f"{r['examples_per_s']:7.2f} ex/s  peak {r['peak_mb']:8.0f} MB "
-                        f"working {r['working_mb']:7.0f} MB  ({r['params']:,} params, "
-                        f"{bsz} x {tokens} tokens, {batches} timed batches)",
-                        flush=True,
-                    )
-                    best = rows.get(method, {})
-                    best_cpu = max(r["cpu_tokens_per_s"], best.get("cpu_tokens_per_s", 0.0))
-                    if r["tokens_per_s"] > best.get("tokens_per_s", 0.0):
-                        rows[method] = r
-                    rows[method]["cpu_tokens_per_s"] = best_cpu
-            report[preset] = rows
-            s, t, v = rows.get("score", {}), rows.get("train", {}), rows.get("vmap", {})
-            if "tokens_per_s" in s and "tokens_per_s" in t:
-                ratio = s["tokens_per_s"] / t["tokens_per_s"]
-                cpu = s["cpu_tokens_per_s"] / t["cpu_tokens_per_s"]
-                print(
-                    f"{preset:6s} score/train: throughput {ratio:.2f}x (CPU time {cpu:.2f}x) "
-                    f"(target >= 0.8), peak memory {s['peak_mb'] / t['peak_mb']:.2f}x, "
-                    f"working memory {s['working_mb'] / max(t['working_mb'], 1):.2f}x "
-                    "(target <= 1.5)"
-                )
-            if "tokens_per_s" in s and "tokens_per_s" in v:
-                ratio = s["tokens_per_s"] / v["tokens_per_s"]
-                cpu = s["cpu_tokens_per_s"] / v["cpu_tokens_per_s"]
-                print(
-                    f"{preset:6s} score/vmap:  throughput {ratio:.2f}x (CPU time {cpu:.2f}x), "
-                    f"peak memory {s['peak_mb'] / v['peak_mb']:.2f}x, "
-                    f"working memory {s['working_mb'] / max(v['working_mb'], 1):.2f}x"
-                )
-            p = rows.get("score-plain", {})
-            if "tokens_per_s" in s and "tokens_per_s" in p:
-                ratio = s["tokens_per_s"] / p["tokens_per_s"]
-                cpu = s["cpu_tokens_per_s"] / p["cpu_tokens_per_s"]
-                print(
-                    f"{preset:6s} score/score-plain (gathered last layer): throughput "
-                    f"{ratio:.2f}x (CPU time {cpu:.2f}x)"
-                )
+            for length in args.lengths:
+                key = preset if args.lengths == [128] else f"{preset}@{length}"
+                report[key] = _measure(args, env, Path(tmp), preset, length)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

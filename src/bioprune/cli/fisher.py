@@ -46,6 +46,13 @@ LOG_EVERY_S = typer.Option(
     help="A plain progress line every S seconds (done/total, ex/s, tok/s, elapsed, ETA) "
     "instead of the bar; default: the bar on a terminal, a line every 30 s otherwise.",
 )
+FISHER_MODE = typer.Option(
+    "exact",
+    "--fisher-mode",
+    help="exact: the diagonal Fisher (eq. 11). factored: a rank-one fit u v^T of "
+    "1/(F + lambda) per weight matrix (fisher: fit and store it; score: use it, "
+    "exact for those weights, not for the diagonal Fisher; faster on long sequences).",
+)
 
 
 def fisher(
@@ -85,6 +92,7 @@ def fisher(
     overwrite: bool = OVERWRITE,
     no_progress: bool = NO_PROGRESS,
     log_every_s: float = LOG_EVERY_S,
+    fisher_mode: str = FISHER_MODE,
 ) -> None:
     """Diagonal empirical Fisher of the MLM loss over a seeded subset (method.md eq. 9).
 
@@ -114,6 +122,7 @@ def fisher(
         checkpoint_seconds=checkpoint_seconds,
         progress=not no_progress,
         progress_every_s=log_every_s,
+        fisher_mode=fisher_mode,
     )
     res = compute_fisher(cfg, console=console)
     if _is_main():

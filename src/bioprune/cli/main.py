@@ -28,7 +28,7 @@ app = typer.Typer(
 
 #: Pipeline order of the commands in --help.
 COMMAND_ORDER = [
-    "study", "prepare", "info", "init", "convert", "adapt", "fisher", "score", "select",
+    "study", "prepare", "info", "init", "convert", "adapt", "plan", "fisher", "score", "select",
     "inspect", "pretrain", "export", "evaluate", "report", "doctor",
 ]  # fmt: skip
 

@@ -11,6 +11,7 @@ from bioprune.cli.fisher import (
     BATCH_TOKENS,
     DEVICE,
     DTYPE,
+    FISHER_MODE,
     LOG_EVERY_S,
     MAX_BATCH,
     NO_PROGRESS,
@@ -51,6 +52,7 @@ def score(
     overwrite: bool = OVERWRITE,
     no_progress: bool = NO_PROGRESS,
     log_every_s: float = LOG_EVERY_S,
+    fisher_mode: str = FISHER_MODE,
 ) -> None:
     """Self-influence I(z) of every example (method.md eq. 11); larger = more influential.
 
@@ -77,6 +79,7 @@ def score(
         overwrite=overwrite,
         progress=not no_progress,
         progress_every_s=log_every_s,
+        fisher_mode=fisher_mode,
     )
     res = compute_scores(cfg, console=console)
     if _is_main():

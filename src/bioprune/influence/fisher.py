@@ -51,6 +51,8 @@ INLINE_SUBSET_MAX = 10_000
 #: Test hook: a run dies by SIGKILL after this many parts (resume tests).
 KILL_ENV = "BIOPRUNE_TEST_KILL_AFTER_PARTS"
 DAMPING_RULE = "lambda_p = damping * mean(F over p's tensor)"
+#: exact: the diagonal Fisher only; factored: also rank-one factors of 1/(F + lambda).
+FISHER_MODES = ("exact", "factored")
 
 
 @dataclass
@@ -79,8 +81,11 @@ class FisherConfig:
     max_chunk_elements: int | None = None  # per-example gradient chunk; None: by device
     progress: bool = True
     progress_every_s: float | None = None  # plain progress lines every S s (None: bar on a TTY)
+    fisher_mode: str = "exact"  # factored: also fit u v^T ~ 1/(F + lambda) per weight matrix
 
     def validate(self) -> None:
+        if self.fisher_mode not in FISHER_MODES:
+            raise ValueError(f"--fisher-mode {self.fisher_mode!r}: choose exact or factored")
         if (self.subset_size is None) == (self.subset_from is None):
             raise ValueError("give exactly one of --subset-size and --subset-from")
         if self.mask_draws < 1:
@@ -119,6 +124,8 @@ class FisherData:
     lambdas: dict[str, float]
     meta: dict
     checksum: str
+    #: name -> (u, v) float32 with u v^T ~ 1/(F + lambda) (files of ``--fisher-mode factored``)
+    factors: dict = field(default_factory=dict)
 
 
 def resolve_subset(
@@ -219,6 +226,7 @@ def load_fisher(path: str | Path) -> FisherData:
     with reading(path, "Fisher metadata"):
         meta = {k: (v if k in ("format",) else json.loads(v)) for k, v in raw.items()}
     lambdas = _fisher_lambdas(path, meta)
+    factors = _split_factors(path, tensors, meta)
     if not tensors:
         raise InputError(path, "holds no Fisher tensors")
     missing = sorted(n for n in tensors if n not in lambdas)
@@ -234,8 +242,46 @@ def load_fisher(path: str | Path) -> FisherData:
                 "mean of squares; recompute it with `bioprune fisher`",
             )
     return FisherData(
-        tensors=tensors, lambdas=lambdas, meta=meta, checksum=artifacts.file_checksum(path)
+        tensors=tensors,
+        lambdas=lambdas,
+        meta=meta,
+        checksum=artifacts.file_checksum(path),
+        factors=factors,
     )
+
+
+def _split_factors(path: Path, tensors: dict, meta: dict) -> dict:
+    """Move the rank-one factors (``factor_u/NAME``, ``factor_v/NAME``) out of ``tensors``,
+    checking them: both present, shaped like NAME's rows and columns, finite and > 0."""
+    import torch
+
+    from bioprune.errors import InputError
+    from bioprune.influence.factored import FACTOR_PREFIX
+
+    keys = [k for k in tensors if k.startswith(FACTOR_PREFIX)]
+    if not keys:
+        return {}
+    if not isinstance(meta.get("factored"), dict):
+        raise InputError(path, "damaged Fisher metadata: factors without the factored record")
+    raw = {k: tensors.pop(k) for k in keys}
+    factors = {}
+    for key in keys:
+        if not key.startswith(FACTOR_PREFIX + "u/"):
+            continue
+        name = key[len(FACTOR_PREFIX) + 2 :]
+        u, v = raw[key], raw.get(f"{FACTOR_PREFIX}v/{name}")
+        f = tensors.get(name)
+        if v is None or f is None or f.ndim != 2:
+            raise InputError(path, f"damaged factors of {name}: no matching v or Fisher matrix")
+        if tuple(u.shape) != (f.shape[0],) or tuple(v.shape) != (f.shape[1],):
+            raise InputError(path, f"damaged factors of {name}: shapes do not match the Fisher")
+        for t in (u, v):
+            if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
+                raise InputError(path, f"factors of {name} hold non-positive or non-finite values")
+        factors[name] = (u.float(), v.float())
+    if len(factors) * 2 != len(keys):
+        raise InputError(path, "damaged factors: a u without its v or a stray factor tensor")
+    return factors
 
 
 def _fisher_lambdas(path: Path, meta: dict) -> dict[str, float]:
@@ -297,12 +343,23 @@ def _prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, dist):
                 with reading(key_path, "the run description of an unfinished run"):
                     previous = json.loads(key_path.read_text())
                 diff = sorted(
-                    k for k in set(previous) | set(run_key) if previous.get(k) != run_key.get(k)
+                    k
+                    for k in set(previous) | set(run_key)
+                    if previous.get(k) != run_key.get(k)
+                    # a run started before the thread count was recorded: unknown, not changed
+                    and not (k == "cpu_threads" and k not in previous)
                 )
                 if diff:
+                    values = "".join(
+                        f"; {k} was {previous.get(k)}, now {run_key.get(k)}"
+                        for k in diff
+                        if k == "cpu_threads"
+                    )
                     raise ValueError(
-                        f"--resume: {parts_dir} was made by a different run (differs in {diff}); "
-                        "use the same arguments or delete the directory"
+                        f"--resume: {parts_dir} was made by a different run (differs in {diff}"
+                        f"{values}); use the same arguments"
+                        + (" and thread count (OMP_NUM_THREADS)" if values else "")
+                        + " or delete the directory"
                     )
         parts_dir.mkdir(parents=True, exist_ok=True)
         if lock is None:
@@ -389,6 +446,22 @@ def _maybe_die(parts_done: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def cpu_threads(device) -> int | None:
+    """``torch.get_num_threads()`` when computing on CPU, else None (recorded, compared on resume).
+
+    PyTorch's CPU kernels round differently with the thread count for some shapes
+    (measured on torch 2.13: the flash-attention kernel of
+    ``scaled_dot_product_attention`` and softmax's backward, both used by HF's ESM
+    layers and the gathered last layer), so scores change by ~1e-7 relative and
+    Fisher sums by as much between thread counts. Each file records the count it
+    was made with, and ``--resume`` refuses another, so that a resumed run still
+    ends with the file of an uninterrupted one.
+    """
+    import torch
+
+    return int(torch.get_num_threads()) if device.type == "cpu" else None
+
+
 def _start_run(cfg, console):
     """The common start of a fisher or score run (after its inputs are read).
 
@@ -468,6 +541,7 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
             "part_batches": cfg.part_batches,
             "dtype": cfg.dtype,
             "world_size": dist.world,
+            "cpu_threads": cpu_threads(device),
         }
         parts_dir = _parts_dir(out)
         _lock = _prepare_parts_dir(parts_dir, run_key, cfg.resume, dist)
@@ -589,6 +663,16 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
             raise ValueError("every selected tensor has zero Fisher; nothing to score")
         fisher = {n: fisher[n].contiguous() for n in kept}
         lambdas = damping_lambdas(fisher, cfg.damping)
+        factored_meta, factor_tensors = None, {}
+        if cfg.fisher_mode == "factored" and dist.is_main:
+            factored_meta, factor_tensors = _fit_factors(model, fisher, lambdas, kept)
+            worst = max(
+                (e["score_rel_error"] for e in factored_meta["tensors"].values()), default=0.0
+            )
+            say(
+                f"factored: {len(factor_tensors) // 2} weight matrices fitted as u v^T "
+                f"(worst score_rel_error {worst:.3g}; per tensor in the metadata)"
+            )
         result = FisherResult(
             path=out,
             names=kept,
@@ -616,8 +700,11 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
                 corpus.checksum,
                 result.numel,
             )
+            meta["cpu_threads"] = json.dumps(run_key["cpu_threads"])
+            if factored_meta is not None:
+                meta["factored"] = json.dumps(factored_meta)
             with atomic_path(out) as tmp:
-                save_file(fisher, str(tmp), metadata=meta)
+                save_file({**fisher, **factor_tensors}, str(tmp), metadata=meta)
             if cfg.save_masks is not None:
                 write_masks(
                     cfg.save_masks,
@@ -645,6 +732,36 @@ def compute_fisher(cfg: FisherConfig, console=None) -> FisherResult:
         raise
     finally:
         dist.close()
+
+
+def _fit_factors(model, fisher: dict, lambdas: dict, names: list[str]) -> tuple[dict, dict]:
+    """Rank-one factors of ``1/(F + lambda)`` for every factorable weight matrix.
+
+    Returns the metadata record (``rule``, ``note``, per-tensor fit errors, the
+    tensors kept exact) and the tensors to store (``factor_u/NAME``, ``factor_v/NAME``).
+    """
+    from bioprune.influence.factored import (
+        FACTOR_PREFIX,
+        FACTORED_RULE,
+        factorable_tensors,
+        fit_rank_one,
+    )
+
+    chosen = factorable_tensors(model, names)
+    tensors, errors = {}, {}
+    for name in chosen:
+        fit = fit_rank_one(fisher[name], lambdas[name])
+        tensors[f"{FACTOR_PREFIX}u/{name}"] = fit.u.contiguous()
+        tensors[f"{FACTOR_PREFIX}v/{name}"] = fit.v.contiguous()
+        errors[name] = fit.errors()
+    record = {
+        "rule": FACTORED_RULE,
+        "note": "scores of --fisher-mode factored are exact for these rank-one weights, "
+        "not for the diagonal Fisher",
+        "tensors": errors,
+        "exact": [n for n in names if n not in errors],
+    }
+    return record, tensors
 
 
 def _gather_lists(dist, values: list[int]) -> list[int]:

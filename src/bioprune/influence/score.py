@@ -37,6 +37,12 @@ SCORES_FORMAT = "bioprune-self-influence-v1"
 SCORE_DEFINITION = (
     "I(z) = 1/K sum_k sum_p g_p(z,k)^2 / (F_p + lambda_p) (eq. 11); larger = more influential"
 )
+FACTORED_SCORE_DEFINITION = (
+    "I(z) = 1/K sum_k [sum_{p exact} g_p^2 / (F_p + lambda_p) + sum_{W factored} "
+    "sum_ij u_i v_j G_ij^2] with u v^T a rank-one fit of 1/(F + lambda) per weight matrix: "
+    "exact for the factored weights, an approximation of eq. 11 (not exact for the "
+    "diagonal Fisher); larger = more influential"
+)
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
 
@@ -63,8 +69,11 @@ class ScoreConfig:
     max_chunk_elements: int | None = None  # per-example gradient chunk; None: by device
     progress: bool = True
     progress_every_s: float | None = None  # plain progress lines every S s (None: bar on a TTY)
+    fisher_mode: str = "exact"  # factored: u v^T weights per matrix, Gram-form norms
 
     def validate(self) -> None:
+        if self.fisher_mode not in ("exact", "factored"):
+            raise ValueError(f"--fisher-mode {self.fisher_mode!r}: choose exact or factored")
         if self.mask_draws is not None and self.mask_draws < 1:
             raise ValueError(f"--mask-draws must be >= 1 (got {self.mask_draws})")
         if self.seed is not None and self.seed < 0:
@@ -98,6 +107,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
         MLMGradientRunner,
         plan_parts,
     )
+    from bioprune.influence.factored import FactoredSelfInfluence
     from bioprune.influence.files import atomic_path, write_masks
     from bioprune.influence.fisher import (
         _discard_if_empty,
@@ -105,6 +115,7 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
         _nonfinite_message,
         _prepare_parts_dir,
         _start_run,
+        cpu_threads,
         load_fisher,
     )
     from bioprune.influence.hooks import PerExampleGradients
@@ -157,12 +168,29 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
             f"({numel * 4 / 2**20:.1f} MiB as float32) [--params {spec}]"
         )
         say(f"scoring {len(corpus):,} examples, {draws} mask draw(s), mask seed {seed}")
+        factors = {}
+        if cfg.fisher_mode == "factored":
+            if not fisher.factors:
+                raise ValueError(
+                    f"{cfg.fisher} holds no rank-one factors; compute it with "
+                    "`bioprune fisher --fisher-mode factored` (or score with --fisher-mode exact)"
+                )
+            factors = {
+                n: (u.to(device), v.to(device))
+                for n, (u, v) in fisher.factors.items()
+                if n in set(names)
+            }
+            say(
+                f"factored mode: {len(factors)} weight matrices use u v^T (exact for those "
+                f"factors, not for the diagonal Fisher); {len(names) - len(factors)} tensors exact"
+            )
         # w = 1 / (F + lambda), in float64 then float32 for the matvec of eq. 11.
         weights = {
             n: (1.0 / (fisher.tensors[n].to(torch.float64) + fisher.lambdas[n]))
             .to(torch.float32)
             .to(device)
             for n in names
+            if n not in factors
         }
         parts = plan_parts(
             corpus,
@@ -183,7 +211,10 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
             "max_batch_size": cfg.max_batch_size,
             "part_batches": cfg.part_batches,
             "dtype": cfg.dtype,
+            "cpu_threads": cpu_threads(device),
         }
+        if cfg.fisher_mode != "exact":  # exact runs keep their key (resumable across versions)
+            run_key["fisher_mode"] = cfg.fisher_mode
         parts_dir = out.with_name(out.name + ".parts")
         _lock = _prepare_parts_dir(parts_dir, run_key, cfg.resume, dist)
 
@@ -205,15 +236,26 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
         )
         tokens = 0
         compute_dtype = torch.float32 if autocast is None else autocast
-        with (
-            PerExampleGradients(
+        if factors:
+            hooks = FactoredSelfInfluence(
+                model,
+                names,
+                weights=weights,
+                factors=factors,
+                max_chunk_elements=cfg.max_chunk_elements,
+                compute_dtype=compute_dtype,
+            )
+        else:
+            hooks = PerExampleGradients(
                 model,
                 names,
                 mode="score",
                 weights=weights,
                 max_chunk_elements=cfg.max_chunk_elements,
                 compute_dtype=compute_dtype,
-            ) as tracker,
+            )
+        with (
+            hooks as tracker,
             RunProgress(
                 "score",
                 total_examples,
@@ -270,13 +312,14 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
             config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
             meta = {
                 "format": SCORES_FORMAT,
-                "score": SCORE_DEFINITION,
+                "score": FACTORED_SCORE_DEFINITION if factors else SCORE_DEFINITION,
                 "model_checksum": model_sum,
                 "fisher_checksum": fisher.checksum,
                 "fisher_path": str(cfg.fisher),
                 "corpus_checksum": corpus.checksum,
                 "mask_seed": seed,
                 "mask_draws": draws,
+                "cpu_threads": run_key["cpu_threads"],
                 "params": {"spec": spec, "names": names, "numel": numel},
                 "nonfinite": {
                     "policy": cfg.on_nonfinite,
@@ -286,6 +329,15 @@ def compute_scores(cfg: ScoreConfig, console=None) -> ScoreResult:
                 "config": config,
                 **artifacts.provenance(),
             }
+            if factors:
+                fits = fisher.meta["factored"].get("tensors", {})
+                meta["fisher_mode"] = {
+                    "mode": "factored",
+                    "note": "exact for the rank-one factored weights u v^T, not for the "
+                    "diagonal Fisher (an approximation of eq. 11)",
+                    "factored": sorted(factors),
+                    "fit": {n: fits.get(n) for n in sorted(factors)},
+                }
             _write_scores(out, corpus, score, loss, meta)
             if cfg.save_masks is not None:
                 write_masks(

@@ -1,0 +1,108 @@
+"""``bioprune plan``: predict a run's wall time and peak memory before launching it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bioprune.cli.common import console
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def plan(
+    model: Path = typer.Option(..., "--model", help="Model directory (HF format)."),
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory (bioprune prepare)."),
+    stage: str = typer.Option("score", "--stage", help="score, fisher or pretrain."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
+    processes: int = typer.Option(
+        1, "--processes", help="Processes of the run (torchrun --nproc-per-node)."
+    ),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 (autocast)."),
+    batch_tokens: int = typer.Option(
+        8192, "--batch-tokens", help="score/fisher: padded tokens per batch, as the run's."
+    ),
+    max_batch_size: int = typer.Option(None, "--max-batch-size", help="As the run's."),
+    part_batches: int = typer.Option(16, "--part-batches", help="As the run's."),
+    subset_size: str = typer.Option(
+        "1%", "--subset-size", help="fisher: the run's subset (count or fraction)."
+    ),
+    batch_size: int = typer.Option(16, "--batch-size", help="pretrain: examples per step."),
+    epochs: int = typer.Option(1, "--epochs", help="pretrain: epochs to predict."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample and masks."),
+    repeats: int = typer.Option(2, "--repeats", help="Timed runs per calibration batch."),
+    json_out: Path = typer.Option(
+        None, "--json", help="Also write the plan (figures, fit, assumptions) as JSON here."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
+) -> None:
+    """Predict wall time, peak memory and a fitting --batch-tokens for a whole run.
+
+    Runs a few calibration batches of the real model on a seeded sample of the
+    corpus through the stage's own code path, fits time and memory per batch to
+    its examples and padded length, and sums the fit over the run's batches.
+    Writes nothing unless --json is given.
+    """
+    from bioprune import artifacts
+    from bioprune.planning import PlanConfig, plan_run
+
+    if json_out is not None:
+        artifacts.check_output_dir(json_out, overwrite, inputs=(model, corpus))
+    cfg = PlanConfig(
+        model=model,
+        corpus=corpus,
+        stage=stage,
+        device=device,
+        processes=processes,
+        dtype=dtype,
+        batch_tokens=batch_tokens,
+        max_batch_size=max_batch_size,
+        part_batches=part_batches,
+        subset_size=subset_size,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=seed,
+        repeats=repeats,
+    )
+    p = plan_run(cfg)
+    console.print(
+        f"[bold]{p.stage}[/] of {p.examples:,} examples ({p.batches:,} batches, "
+        f"{p.real_tokens:,} tokens, {p.padded_tokens:,} padded) on {p.device} ({p.dtype})"
+    )
+    console.print(
+        f"  predicted time: {_duration(p.seconds_total)} in one process; "
+        f"{p.processes} process(es): ETA {_duration(p.eta_seconds)} "
+        f"(per process {', '.join(_duration(s) for s in p.seconds_per_process[:8])}"
+        f"{' ...' if p.processes > 8 else ''}); process CPU time "
+        f"{_duration(p.cpu_seconds_total)}"
+    )
+    console.print(
+        f"  predicted peak memory: {p.peak_mb_per_process:,.0f} MB per process, "
+        f"{p.peak_mb_total:,.0f} MB total (of {p.available_mb:,.0f} MB available)"
+    )
+    if p.fitted_batch_tokens is not None:
+        console.print(f"  --batch-tokens that fits this device: {p.fitted_batch_tokens:,}")
+    console.print("  calibration (examples x padded length: seconds, working MB):")
+    for c in p.calibration:
+        console.print(
+            f"    {c.examples} x {c.padded_length}: {c.seconds:.3f} s, {c.working_mb:,.0f} MB"
+        )
+    console.print("  assumptions:")
+    for a in p.assumptions:
+        console.print(f"    - {a}", markup=False, highlight=False)
+    if json_out is not None:
+        artifacts.write_json(json_out, {**p.to_dict(), **artifacts.provenance()})
+        console.print(f"wrote {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
