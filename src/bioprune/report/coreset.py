@@ -46,6 +46,8 @@ PLOT_SCORE_LABELS = artifacts.INSPECT_SCORE_LABELS
 PLOT_DUPLICATE_PAIRS = artifacts.INSPECT_DUPLICATE_PAIRS
 PLOT_STRATA_LOG = artifacts.INSPECT_STRATA_LOG
 
+#: Sequences longer than this count as long in ``summary.json`` (the study's composition).
+LONG_RESIDUES = 200
 _TOKEN_CHUNK = 1 << 26  # tokens per bincount step
 _INDEX_CHUNK = 1 << 16  # examples per gather step
 _MAX_LABEL_BARS = 30
@@ -455,6 +457,11 @@ def inspect_coreset(
         lengths = corpus.lengths
         stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}
         summary["lengths"] = stats
+        summary["long"] = {
+            "threshold": LONG_RESIDUES,
+            "corpus": int((lengths > LONG_RESIDUES).sum()),
+            "coreset": int((lengths[indices] > LONG_RESIDUES).sum()),
+        }
         _plot_lengths(tmp / PLOT_LENGTHS, lengths, lengths[indices], stats)
         summary["plots"]["lengths"] = PLOT_LENGTHS
 
