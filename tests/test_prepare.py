@@ -40,7 +40,7 @@ def _rows(path):
 def _check_counts_add_up(result):
     c = result.counts
     assert set(c) == set(COUNT_KEYS)
-    assert c["read"] == c["written"] + c["empty_skipped"] + c["long_skipped"] + c["invalid_skipped"]
+    assert c["read"] == c["written"] + sum(c[k] for k in prepare_mod.SKIP_KEYS)
     assert c["written"] == result.num_sequences == result.manifest["num_sequences"]
 
 
@@ -324,7 +324,13 @@ def test_manifest_records_counts_sources_options_seed_and_version(tmp_path):
         "invalid_replaced_records": 0,
         "invalid_replaced_chars": 0,
         "ids_deduplicated": 0,
+        "low_complexity": 0,
+        "n_runs": 0,
+        "low_complexity_skipped": 0,
+        "exact_duplicates": 0,
+        "duplicates_skipped": 0,
     }
+    assert m["hygiene"]["dedup"] == "none" and m["hygiene"]["low_complexity"]["threshold"] == 0.5
     (src,) = m["sources"]
     assert src == {
         "path": str(f),

@@ -239,7 +239,9 @@ def test_registry_builds_each_strategy_from_its_own_options():
     assert make_strategy("cci", **opts) == CoverageCentric(beta=0.1, strata=7, seed=3)
     assert make_strategy("topk", **opts) == TopK()
     assert make_strategy("cluster", **opts).tool == "cd-hit"
-    assert set(STRATEGIES) == {"random", "topk", "bottomk", "cci", "cluster"}
+    assert set(STRATEGIES) == {
+        "random", "topk", "bottomk", "cci", "cluster", "cci-length", "cci-cluster"
+    }  # fmt: skip
     with pytest.raises(ValueError, match="unknown selection method"):
         make_strategy("kmeans")
 

@@ -109,6 +109,26 @@ def info(
         for key, value in stats["counts"].items():
             counts.add_row(key, f"{value:,}")
         out.print(counts)
+        out.print(_hygiene_caption(stats.get("hygiene"), stats["counts"]), highlight=False)
+
+
+def _hygiene_caption(h: dict | None, counts: dict) -> str:
+    """One line on how the hygiene counts were made (or that they were not)."""
+    if not isinstance(h, dict):
+        return "hygiene not checked (prepared by an older bioprune; prepare it again to count " \
+            "duplicates and low-complexity records)"  # fmt: skip
+    low, run = h.get("low_complexity") or {}, h.get("n_run") or {}
+    parts = [
+        f"low_complexity: {low.get('measure')} < {low.get('threshold')}",
+        f"n_runs: >= {run.get('min_run')} {run.get('unknown_residue')} in a row",
+        "dedup: " + ("exact (repeats skipped)" if h.get("dedup") == "exact" else "counted only"),
+        "flagged records " + ("skipped" if h.get("drop_low_complexity") else "kept"),
+    ]
+    written = counts.get("written") or 0
+    dup = counts.get("exact_duplicates", 0)
+    if written and dup and h.get("dedup") != "exact":
+        parts.append(f"{dup / written:.1%} of the written records repeat an earlier one")
+    return "; ".join(parts)
 
 
 def _show_model(d: dict, as_json: bool) -> None:

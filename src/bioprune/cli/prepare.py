@@ -32,6 +32,10 @@ Checks, in this order:
   2. empty records skipped (empty_skipped)
   3. longer than --max-length: --on-long crop|skip
   4. not in the alphabet: --on-invalid error|skip|replace
+  5. low complexity (normalised k-mer entropy < 0.5) or a run of >= 10 N/X:
+     counted (low_complexity, n_runs); --drop-low-complexity skips them
+  6. exact duplicate of an earlier sequence (after normalising): counted
+     (exact_duplicates); --dedup exact skips it, keeping the first
 
 The corpus directory holds sequences.parquet (index, id, description,
 sequence, length), tokens.npy + offsets.npy (memory-mapped token store) and
@@ -74,6 +78,20 @@ def prepare(
         "--dedupe-ids",
         help="Rename a repeated id ID_2, ID_3, ... (counted as ids_deduplicated) instead of "
         "stopping with an error that names both records.",
+    ),
+    dedup: str = typer.Option(
+        "none",
+        "--dedup",
+        help="Exact duplicate sequences (after upper-casing, T->U, cropping): 'none' counts "
+        "them (exact_duplicates); 'exact' also skips each repeat, keeping the first "
+        "(duplicates_skipped).",
+    ),
+    drop_low_complexity: bool = typer.Option(
+        False,
+        "--drop-low-complexity",
+        help="Skip records flagged low complexity (normalised 3-mer entropy < 0.5 for RNA, "
+        "residue entropy < 0.5 for protein) or holding a run of >= 10 N/X "
+        "(low_complexity_skipped); without it they are only counted (low_complexity, n_runs).",
     ),
     column: str = typer.Option(
         None, "--column", help="CSV/TSV/Parquet: the column holding the sequences (required)."
@@ -124,6 +142,8 @@ def prepare(
         on_long=on_long,
         on_invalid=on_invalid,
         dedupe_ids=dedupe_ids,
+        dedup=dedup,
+        drop_low_complexity=drop_low_complexity,
         column=column,
         id_column=id_column,
         format=fmt,

@@ -12,7 +12,8 @@ import typer
 from bioprune.cli.common import console
 from bioprune.progress import format_duration
 
-METHODS = ("random", "topk", "bottomk", "cci", "cluster")
+METHODS = ("random", "topk", "bottomk", "cci", "cluster", "cci-length", "cci-cluster")
+STRATIFY = ("score", "length")
 
 
 def select(
@@ -20,7 +21,9 @@ def select(
         ...,
         "--method",
         help="random | topk (largest influence) | bottomk (smallest) | cci "
-        "(coverage-centric, Algorithm 1) | cluster (one per sequence-identity cluster).",
+        "(coverage-centric, Algorithm 1) | cluster (one per sequence-identity cluster) | "
+        "cci-length (CCI strata over score within length bins; = cci --stratify length) | "
+        "cci-cluster (CCI with at most --max-per-cluster picks per sequence cluster).",
     ),
     budget: str = typer.Option(
         ...,
@@ -42,9 +45,28 @@ def select(
     beta: float = typer.Option(
         0.05, "--beta", help="cci: fraction of the hardest (largest-influence) examples dropped."
     ),
-    strata: int = typer.Option(50, "--strata", help="cci: number of equal-width score bins."),
-    min_seq_id: float = typer.Option(
-        0.3, "--min-seq-id", help="cluster: minimum sequence identity (0..1)."
+    strata: Optional[int] = typer.Option(
+        None,
+        "--strata",
+        help="cci, cci-cluster: equal-width score bins [50]; cci-length: score bins inside "
+        "each length bin [10].",
+    ),
+    stratify: str = typer.Option(
+        "score",
+        "--stratify",
+        help="cci: score (Algorithm 1) or length (strata over score within log-length bins: "
+        "the method becomes cci-length).",
+    ),
+    length_bins: Optional[int] = typer.Option(
+        None, "--length-bins", help="cci-length: equal-width bins of log length [5]."
+    ),
+    max_per_cluster: Optional[int] = typer.Option(
+        None, "--max-per-cluster", help="cci-cluster: at most this many picks per cluster [1]."
+    ),
+    min_seq_id: Optional[float] = typer.Option(
+        None,
+        "--min-seq-id",
+        help="cluster [0.3], cci-cluster [0.9]: minimum sequence identity (0..1).",
     ),
     coverage: float = typer.Option(
         0.8, "--coverage", help="cluster: minimum alignment coverage of both sequences (0..1)."
@@ -58,6 +80,13 @@ def select(
         help="cluster: easy-linclust (linear time) or easy-cluster (more sensitive).",
     ),
     threads: int = typer.Option(1, "--threads", help="cluster: threads of the clustering tool."),
+    cluster_cache: Optional[Path] = typer.Option(
+        None,
+        "--cluster-cache",
+        envvar="BIOPRUNE_CLUSTER_CACHE",
+        help="cluster, cci-cluster: folder that keeps each corpus's clusters (keyed by its "
+        "checksum and the clustering options), so they are computed once.",
+    ),
     fasta: bool = typer.Option(
         True, "--fasta/--no-fasta", help="Write coreset.fasta (needs --corpus)."
     ),
@@ -66,6 +95,12 @@ def select(
     """Select a coreset: OUT/ids.txt, selection.parquet, coreset.fasta, selection.json."""
     if method not in METHODS:
         raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if stratify not in STRATIFY:
+        raise ValueError(f"--stratify must be one of {', '.join(STRATIFY)}, got {stratify!r}")
+    if stratify == "length":
+        if method not in ("cci", "cci-length"):
+            raise ValueError(f"--stratify length applies to --method cci, not {method!r}")
+        method = "cci-length"
     from bioprune.selection.pipeline import select_coreset
 
     config = {
@@ -78,11 +113,15 @@ def select(
         "seed": seed,
         "beta": beta,
         "strata": strata,
+        "stratify": stratify,
+        "length_bins": length_bins,
+        "max_per_cluster": max_per_cluster,
         "min_seq_id": min_seq_id,
         "coverage": coverage,
         "cluster_tool": cluster_tool,
         "mmseqs_command": mmseqs_command,
         "threads": threads,
+        "cluster_cache": str(cluster_cache) if cluster_cache else None,
         "fasta": fasta,
     }
     params = {
@@ -94,7 +133,11 @@ def select(
         "tool": cluster_tool,
         "mmseqs_command": mmseqs_command,
         "threads": threads,
+        "length_bins": length_bins,
+        "max_per_cluster": max_per_cluster,
     }
+    # Options left unset take the strategy's own default (cci's strata differ from cci-length's).
+    params = {k: v for k, v in params.items() if v is not None}
     # A spinner draws nothing in a log file: there, say what runs and, after, how long.
     if console.is_terminal:
         waiting = console.status(f"selecting a coreset ({method})")
@@ -113,6 +156,7 @@ def select(
             fasta=fasta,
             overwrite=overwrite,
             config=config,
+            cluster_cache=cluster_cache,
         )
     if not console.is_terminal:
         console.print(
@@ -135,6 +179,18 @@ def _report(meta: dict, method: str, out: Path, corpus: Path | None) -> None:
         line += f"; dropped the {d['dropped_hardest']:,} hardest, picks from {used} strata"
     if method == "cluster":
         line += f"; {d['clusters']:,} clusters ({d['tool_version']})"
+    if method == "cci-length":
+        used = sum(1 for c in d["cells"] if c["picks"])
+        line += (
+            f"; dropped the {d['dropped_hardest']:,} hardest of their length bins, "
+            f"picks from {used} of {len(d['cells'])} non-empty cells"
+        )
+    if method == "cci-cluster":
+        line += (
+            f"; dropped the {d['dropped_hardest']:,} hardest, {d['thinned_out']:,} beyond "
+            f"{d['max_per_cluster']} per cluster ({d['clusters']:,} clusters, "
+            f"cache {d.get('clustering', {}).get('cache', 'off')})"
+        )
     if corpus is None:
         line += "; no --corpus: ids unchecked, no coreset.fasta"
     console.print(line, highlight=False)

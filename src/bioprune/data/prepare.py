@@ -1,9 +1,10 @@
 """``prepare``: stream sequence files into a corpus directory, with explicit policies.
 
-Each record goes through four checks, in this order, and every record that is
+Each record goes through six checks, in this order, and every record that is
 not written is counted under exactly one reason::
 
     read = written + empty_skipped + long_skipped + invalid_skipped
+           + low_complexity_skipped + duplicates_skipped
 
 1. **id** — ids must be unique across all records *read* (skipped ones
    included, so the rule does not depend on the other policies). A repeated
@@ -21,6 +22,15 @@ not written is counted under exactly one reason::
    (``"skip"``; ``invalid_skipped``), or is written as the alphabet's unknown
    residue ``N``/``X`` (``"replace"``; ``invalid_replaced_records`` and
    ``invalid_replaced_chars``).
+5. **complexity** (:mod:`bioprune.data.hygiene`, on the normalised sequence
+   as written) — a record whose normalised k-mer entropy is below 0.5 is
+   counted as ``low_complexity``, one with a run of 10 or more unknown
+   residues as ``n_runs`` (a record can be both); with
+   ``drop_low_complexity`` a record with either flag is skipped
+   (``low_complexity_skipped``).
+6. **exact duplicates** — a record whose normalised sequence equals that of an
+   earlier written record is counted as ``exact_duplicates``; with
+   ``dedup="exact"`` it is skipped (``duplicates_skipped``: the first is kept).
 
 Speed: records are handled in batches; normalising, validating and encoding
 a batch are a handful of byte-level C operations (``bytes.translate`` and a
@@ -47,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from bioprune import artifacts
+from bioprune.data import hygiene
 from bioprune.data.alphabet import INVALID, Alphabet, get_alphabet
 from bioprune.data.readers import Record, detect_format, read_records
 from bioprune.errors import InputError
@@ -57,6 +68,7 @@ __all__ = ["COUNT_KEYS", "PrepareConfig", "PrepareResult", "prepare"]
 
 ON_LONG = ("crop", "skip")
 ON_INVALID = ("error", "skip", "replace")
+DEDUP = ("none", "exact")
 
 #: Every count in ``manifest["counts"]``, in report order.
 COUNT_KEYS = (
@@ -69,6 +81,20 @@ COUNT_KEYS = (
     "invalid_replaced_records",
     "invalid_replaced_chars",
     "ids_deduplicated",
+    "low_complexity",
+    "n_runs",
+    "low_complexity_skipped",
+    "exact_duplicates",
+    "duplicates_skipped",
+)
+
+#: The counts of records not written (each record at most one); their sum is read - written.
+SKIP_KEYS = (
+    "empty_skipped",
+    "long_skipped",
+    "invalid_skipped",
+    "low_complexity_skipped",
+    "duplicates_skipped",
 )
 
 #: Records normalised and validated together.
@@ -96,6 +122,10 @@ class PrepareConfig:
     on_long : "crop" (keep the first ``max_length`` residues) or "skip".
     on_invalid : "error", "skip" or "replace" (with N for RNA, X for protein).
     dedupe_ids : rename repeated ids ``ID_2``, ``ID_3``... instead of failing.
+    dedup : "none" (count exact duplicate sequences) or "exact" (also skip them,
+        keeping the first).
+    drop_low_complexity : skip records flagged low complexity or with an N-run
+        (they are counted either way).
     column, id_column : sequence and id columns of CSV/TSV/Parquet inputs.
     format : force one format for every input (else by extension).
     overwrite : replace an existing ``out``.
@@ -112,6 +142,8 @@ class PrepareConfig:
     on_long: str = "crop"
     on_invalid: str = "error"
     dedupe_ids: bool = False
+    dedup: str = "none"
+    drop_low_complexity: bool = False
     column: str | None = None
     id_column: str | None = None
     format: str | None = None
@@ -135,6 +167,8 @@ class PrepareConfig:
             raise ValueError(
                 f"--on-invalid {self.on_invalid!r}: choose one of {', '.join(ON_INVALID)}"
             )
+        if self.dedup not in DEDUP:
+            raise ValueError(f"--dedup {self.dedup!r}: choose one of {', '.join(DEDUP)}")
         for p in self.inputs:
             if not p.is_file():
                 raise FileNotFoundError(f"input {p} does not exist or is not a file")
@@ -280,6 +314,34 @@ class _Ids:
                 return candidate
 
 
+class _Hygiene:
+    """Complexity, N-run and exact-duplicate flags of a batch (see :mod:`bioprune.data.hygiene`)."""
+
+    def __init__(self, config: PrepareConfig, alphabet: Alphabet):
+        self.config = config
+        self.symbol, self.size, self.k = hygiene.kmer_spec(alphabet)
+        self.unknown_id = alphabet.tokens.index(alphabet.unknown_residue)
+        self.seen = _IdHashSet()
+
+    def flags(self, tokens: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(low complexity, N-run) masks of the batch's sequences."""
+        cplx, kmers = hygiene.complexity_scores(tokens, offsets, self.symbol, self.size, self.k)
+        low = (cplx < hygiene.LOW_COMPLEXITY) & (kmers >= hygiene.MIN_KMERS)
+        n_run = hygiene.longest_unknown_runs(tokens, offsets, self.unknown_id) >= hygiene.N_RUN
+        return low, n_run
+
+    def duplicates(self, seqs: list[str]) -> np.ndarray:
+        """Which of ``seqs`` (in order) repeat an earlier one; the new ones are remembered."""
+        h = self.seen.hashes(seqs)
+        dup = self.seen.contains(h)
+        _, first = np.unique(h, return_index=True)
+        within = np.ones(len(h), dtype=bool)
+        within[first] = False
+        dup |= within
+        self.seen.add(np.unique(h[~dup]))
+        return dup
+
+
 def _locate_first(config: PrepareConfig, rid: str, before: tuple[int, int]) -> str | None:
     """Where the first record with id ``rid`` is (re-reads the inputs; error path only)."""
     for fi, path in enumerate(config.inputs[: before[0] + 1]):
@@ -389,6 +451,7 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
     alphabet = get_alphabet(config.alphabet)
     encoder = _Encoder(alphabet)
     ids_policy = _Ids(config)
+    hygiene_policy = _Hygiene(config, alphabet)
     counts = dict.fromkeys(COUNT_KEYS, 0)
     max_len = config.max_length
     crop = config.on_long == "crop"
@@ -467,14 +530,34 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
                         counts["invalid_replaced_records"] += len(np.unique(owner))
                 text = raw.decode("latin-1")
                 off = offsets.tolist()
+                skip = np.zeros(len(keep), dtype=bool)
+                if bad_records:
+                    skip[list(bad_records)] = True
+                low, n_run = hygiene_policy.flags(tokens, offsets)
+                low &= ~skip
+                n_run &= ~skip
+                counts["low_complexity"] += int(low.sum())
+                counts["n_runs"] += int(n_run.sum())
+                if config.drop_low_complexity:
+                    counts["low_complexity_skipped"] += int((low | n_run).sum())
+                    skip |= low | n_run
+                candidates = np.flatnonzero(~skip)
+                dup = hygiene_policy.duplicates(
+                    [text[off[k] : off[k + 1]] for k in candidates.tolist()]
+                )
+                counts["exact_duplicates"] += int(dup.sum())
+                if config.dedup == "exact":
+                    counts["duplicates_skipped"] += int(dup.sum())
+                    skip[candidates[dup]] = True
+                skipped_here = set(np.flatnonzero(skip).tolist())
                 written = 0
-                if not bad_records:
+                if not skipped_here:
                     composition += np.bincount(tokens, minlength=256)
                 for k, i in enumerate(keep):
-                    if k in bad_records:
+                    if k in skipped_here:
                         continue
                     a, b = off[k], off[k + 1]
-                    if bad_records:
+                    if skipped_here:
                         composition += np.bincount(tokens[a:b], minlength=256)
                     writer.add(final_ids[i], batch[i].description, text[a:b], tokens[a:b])
                     written += 1
@@ -489,7 +572,7 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
         notes = _composition_notes(alphabet, composition)
         for note in notes:
             logger.warning("%s", note)
-        skipped = counts["empty_skipped"] + counts["long_skipped"] + counts["invalid_skipped"]
+        skipped = sum(counts[k] for k in SKIP_KEYS)
         if (
             counts["read"] != counts["written"] + skipped
             or store["num_sequences"] != counts["written"]
@@ -504,6 +587,17 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
             "sources": sources,
             "options": config.to_dict(),
             "seed": config.seed,
+            "hygiene": {
+                "low_complexity": {
+                    "measure": f"normalised {hygiene_policy.k}-mer entropy",
+                    "threshold": hygiene.LOW_COMPLEXITY,
+                    "min_kmers": hygiene.MIN_KMERS,
+                },
+                "n_run": {"unknown_residue": alphabet.unknown_residue, "min_run": hygiene.N_RUN},
+                "exact_duplicates": "normalised sequence, 64-bit blake2b",
+                "dedup": config.dedup,
+                "drop_low_complexity": config.drop_low_complexity,
+            },
             "notes": notes,
             **artifacts.provenance(),
         }
@@ -527,16 +621,13 @@ def _nothing_written(config: PrepareConfig, counts: dict[str, int]) -> InputErro
     if not counts["read"]:
         why = "holds no records" if len(config.inputs) == 1 else "hold no records"
     else:
-        reasons = [
-            f"{counts[k]:,} {k.removesuffix('_skipped')}"
-            for k in ("empty_skipped", "long_skipped", "invalid_skipped")
-            if counts[k]
-        ]
+        reasons = [f"{counts[k]:,} {k.removesuffix('_skipped')}" for k in SKIP_KEYS if counts[k]]
         why = f"{counts['read']:,} records read, all skipped ({', '.join(reasons)})"
     return InputError(
         names,
         f"{why}, so the corpus would be empty; check the input and the options "
-        "(--format, --column, --max-length, --on-long, --on-invalid), or pass --allow-empty "
+        "(--format, --column, --max-length, --on-long, --on-invalid, --drop-low-complexity), "
+        "or pass --allow-empty "
         "to write an empty corpus anyway",
     )
 

@@ -63,7 +63,10 @@ def corpus_stats(corpus: Corpus, chunk: int = CHUNK_TOKENS, *, verify: bool = Fa
     linear interpolation), ``composition`` (token -> ``count`` and
     ``fraction`` of all residues; every residue token of the alphabet, plus
     any other token that occurs), and from the manifest ``max_length``,
-    ``counts`` (prepare's skip/crop/replace counts), ``sources``, ``notes``
+    ``counts`` (prepare's skip/crop/replace counts and its hygiene counts:
+    ``low_complexity``, ``n_runs``, ``exact_duplicates`` and what was skipped
+    for them), ``hygiene`` (the thresholds and policies behind those counts;
+    ``None`` for a corpus prepared before they existed), ``sources``, ``notes``
     (prepare's warnings), ``checksum``/``sequences_checksum`` and
     ``checksum_verified``.
     """
@@ -95,6 +98,7 @@ def corpus_stats(corpus: Corpus, chunk: int = CHUNK_TOKENS, *, verify: bool = Fa
         "composition": composition,
         "max_length": manifest.get("max_length"),
         "counts": manifest.get("counts", {}),
+        "hygiene": manifest.get("hygiene"),
         "sources": manifest.get("sources", []),
         "checksum": manifest.get("checksum"),
         "checksum_verified": verify,

@@ -5,16 +5,26 @@ Each strategy is a frozen dataclass: its constructor stores parameters,
 positions, plus strata or clusters where they exist). Seeds become generators
 inside ``select``, so a strategy holds no hidden state.
 
-=========  ==========================  =====================================
-name       class                       input of ``select``
-=========  ==========================  =====================================
-random     RandomSelection(seed)       ``n``, budget (random 10x: 10x budget)
-topk       TopK()                      scores, budget
-bottomk    BottomK()                   scores, budget
-cci        CoverageCentric(beta,       scores, budget
-           strata, seed)
-cluster    ClusterSelection(...)       corpus, budget, work directory
-=========  ==========================  =====================================
+===========  ==========================  =====================================
+name         class                       input of ``select``
+===========  ==========================  =====================================
+random       RandomSelection(seed)       ``n``, budget (random 10x: 10x budget)
+topk         TopK()                      scores, budget
+bottomk      BottomK()                   scores, budget
+cci          CoverageCentric(beta,       scores, budget
+             strata, seed)
+cluster      ClusterSelection(...)       corpus, budget, work directory
+cci-length   LengthStratifiedCCI(beta,   scores, budget, lengths
+             strata, length_bins, seed)
+cci-cluster  RedundancyAwareCCI(beta,    scores, budget, clusters (the
+             strata, max_per_cluster,    representative of each example)
+             clustering..., seed)
+===========  ==========================  =====================================
+
+A strategy's ``needs`` (a class attribute, empty when absent) names the
+per-example arrays beyond the scores that the pipeline gives ``select`` as
+keyword arguments: ``lengths`` (the corpus's residue counts) and ``clusters``
+(from :func:`bioprune.selection.cluster.corpus_clusters`).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Any
 
 from bioprune.selection.base import Selection
 from bioprune.selection.cci import CoverageCentric
+from bioprune.selection.cci_variants import LengthStratifiedCCI, RedundancyAwareCCI
 from bioprune.selection.cluster import ClusterSelection
 from bioprune.selection.random_subset import RandomSelection
 from bioprune.selection.topk import BottomK, TopK
@@ -33,7 +44,9 @@ __all__ = [
     "BottomK",
     "ClusterSelection",
     "CoverageCentric",
+    "LengthStratifiedCCI",
     "RandomSelection",
+    "RedundancyAwareCCI",
     "Selection",
     "TopK",
     "make_strategy",
@@ -42,7 +55,16 @@ __all__ = [
 
 #: Registry: method name -> strategy class.
 STRATEGIES: dict[str, type] = {
-    cls.name: cls for cls in (RandomSelection, TopK, BottomK, CoverageCentric, ClusterSelection)
+    cls.name: cls
+    for cls in (
+        RandomSelection,
+        TopK,
+        BottomK,
+        CoverageCentric,
+        ClusterSelection,
+        LengthStratifiedCCI,
+        RedundancyAwareCCI,
+    )
 }
 
 

@@ -29,7 +29,12 @@ import numpy as np
 
 from bioprune.selection.base import Selection, check_budget
 
-__all__ = ["ClusterSelection", "cluster_representatives", "round_robin_order"]
+__all__ = [
+    "ClusterSelection",
+    "cluster_representatives",
+    "corpus_clusters",
+    "round_robin_order",
+]
 
 TOOLS = ("mmseqs", "cd-hit")
 MMSEQS_COMMANDS = ("easy-linclust", "easy-cluster")
@@ -223,6 +228,104 @@ def cluster_representatives(
     return rep_of, facts
 
 
+def corpus_clusters(
+    corpus,
+    workdir: str | Path,
+    *,
+    tool: str = "mmseqs",
+    min_seq_id: float = 0.3,
+    coverage: float = 0.8,
+    mmseqs_command: str = "easy-linclust",
+    threads: int = 1,
+    cache_dir: str | Path | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The representative of each corpus example (``rep_of``), from the cache when it has them.
+
+    With ``cache_dir`` the result is kept there as ``clusters-KEY.npy`` (int64,
+    read back with ``allow_pickle=False``) and ``clusters-KEY.json`` (the
+    facts), where KEY hashes the corpus content checksum and everything that
+    can change the clusters: tool, tool version, command, identity, coverage,
+    alphabet kind and maximum length (not ``threads``). Both files are written
+    atomically, so concurrent runs (a study's select jobs) at worst cluster
+    twice; a cache entry that does not fit the corpus is recomputed.
+    ``facts["cache"]`` says ``hit``, ``miss`` or ``off``.
+    """
+    import hashlib
+    import json
+    import logging
+
+    from bioprune import artifacts
+
+    log = logging.getLogger("bioprune")
+    n = len(corpus)
+    nucleotide = corpus.alphabet.name != "protein"
+    max_seq_len = max(65535, corpus.max_length + 1)
+    key_path = None
+    if cache_dir is not None:
+        if tool not in TOOLS:
+            raise ValueError(f"--cluster-tool must be one of {', '.join(TOOLS)}, got {tool!r}")
+        binary = _require(
+            "mmseqs" if tool == "mmseqs" else ("cd-hit-est" if nucleotide else "cd-hit"), tool
+        )
+        key = {
+            "corpus_checksum": corpus.checksum,
+            "n": n,
+            "tool": tool,
+            "tool_version": _tool_version(tool, binary),
+            "mmseqs_command": mmseqs_command if tool == "mmseqs" else None,
+            "min_seq_id": float(min_seq_id),
+            "coverage": float(coverage),
+            "nucleotide": nucleotide,
+            "max_seq_len": max_seq_len,
+        }
+        digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12)
+        key_path = Path(cache_dir) / f"clusters-{digest.hexdigest()}"
+        npy, meta = key_path.with_suffix(".npy"), key_path.with_suffix(".json")
+        if npy.is_file() and meta.is_file():
+            try:
+                rep_of = np.load(npy, allow_pickle=False)
+                facts = json.loads(meta.read_text())
+                ok = (
+                    rep_of.dtype == np.int64
+                    and rep_of.shape == (n,)
+                    and isinstance(facts, dict)
+                    and facts.get("key") == key
+                    and isinstance(facts.get("facts"), dict)
+                    and (n == 0 or (rep_of.min() >= 0 and rep_of.max() < n))
+                    and np.array_equal(rep_of[rep_of], rep_of)
+                )
+            except (OSError, ValueError) as exc:
+                log.warning("cluster cache %s is unreadable (%s); clustering again", npy, exc)
+                ok = False
+            if ok:
+                log.info("clusters read from the cache %s", npy)
+                return rep_of, {**facts["facts"], "cache": "hit", "cache_file": str(npy)}
+            log.warning("cluster cache %s does not fit this corpus; clustering again", npy)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    fasta = workdir / "corpus.fasta"
+    write_positional_fasta(corpus, fasta)
+    rep_of, facts = cluster_representatives(
+        fasta,
+        n,
+        workdir,
+        tool=tool,
+        min_seq_id=float(min_seq_id),
+        coverage=float(coverage),
+        nucleotide=nucleotide,
+        mmseqs_command=mmseqs_command,
+        threads=int(threads),
+        max_seq_len=max_seq_len,
+    )
+    fasta.unlink(missing_ok=True)
+    if key_path is None:
+        return rep_of, {**facts, "cache": "off"}
+    with artifacts.atomic_path(key_path.with_suffix(".npy"), suffix=".npy") as tmp:
+        np.save(tmp, rep_of, allow_pickle=False)
+    artifacts.write_json(key_path.with_suffix(".json"), {"key": key, "facts": facts})
+    return rep_of, {**facts, "cache": "miss", "cache_file": str(key_path.with_suffix(".npy"))}
+
+
 def round_robin_order(rep_of: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Every position in round-robin order over clusters, and each position's round.
 
@@ -275,28 +378,25 @@ class ClusterSelection:
     name: ClassVar[str] = "cluster"
     uses_scores: ClassVar[bool] = False
 
-    def select(self, corpus, budget: int, workdir: str | Path) -> Selection:
+    def select(
+        self, corpus, budget: int, workdir: str | Path, cache_dir: str | Path | None = None
+    ) -> Selection:
         """Cluster ``corpus`` (a :class:`~bioprune.data.corpus.Corpus`) in ``workdir``.
 
-        Returns ``budget`` sorted corpus indices and each one's cluster.
+        Returns ``budget`` sorted corpus indices and each one's cluster. With
+        ``cache_dir`` the clusters are reused across calls (:func:`corpus_clusters`).
         """
         n = len(corpus)
         budget = check_budget(budget, n, self.name, "sequences in the corpus")
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        fasta = workdir / "corpus.fasta"
-        write_positional_fasta(corpus, fasta)
-        rep_of, facts = cluster_representatives(
-            fasta,
-            n,
+        rep_of, facts = corpus_clusters(
+            corpus,
             workdir,
             tool=self.tool,
             min_seq_id=float(self.min_seq_id),
             coverage=float(self.coverage),
-            nucleotide=corpus.alphabet.name != "protein",
             mmseqs_command=self.mmseqs_command,
             threads=int(self.threads),
-            max_seq_len=max(65535, corpus.max_length + 1),
+            cache_dir=cache_dir,
         )
         order, rounds = round_robin_order(rep_of, self.seed)
         chosen = np.sort(order[:budget])

@@ -29,8 +29,13 @@ from bioprune.selection.base import Selection
 __all__ = ["excluded_text", "select_coreset"]
 
 
-def _score_based(strategy, table, budget: int) -> tuple[Selection, int, np.ndarray]:
+def _score_based(
+    strategy, table, budget: int, side: dict[str, np.ndarray] | None = None
+) -> tuple[Selection, int, np.ndarray]:
     """Run a score-based strategy on the finite scores.
+
+    ``side`` holds the per-example arrays the strategy ``needs`` (corpus
+    order); they are compressed with the scores.
 
     Returns the selection (corpus indices), how many NaN/+inf scores were
     excluded, and the chosen examples' scores. When scores are excluded the
@@ -43,16 +48,18 @@ def _score_based(strategy, table, budget: int) -> tuple[Selection, int, np.ndarr
     nan_count, inf_count = table.nan_count, table.inf_count
     finite = np.isfinite(scores)
     excluded = int(len(scores) - np.count_nonzero(finite))
+    side = side or {}
     if not excluded:
         del finite
-        sel = strategy.select(scores, budget)
+        sel = strategy.select(scores, budget, **side)
         return sel, 0, scores[sel.indices]
     gaps = np.flatnonzero(~finite)
     pooled = scores[finite]
+    side = {k: v[finite] for k, v in side.items()}
     del finite
     table.scores = scores = None
     try:
-        sel = strategy.select(pooled, budget)
+        sel = strategy.select(pooled, budget, **side)
     except ValueError as exc:
         raise ValueError(
             f"{exc} ({excluded_text(nan_count, inf_count)} excluded from {table.path})"
@@ -63,6 +70,33 @@ def _score_based(strategy, table, budget: int) -> tuple[Selection, int, np.ndarr
     # position gaps[j] - j, hence the searchsorted over those.
     sel.indices = sel.indices + np.searchsorted(gaps - np.arange(excluded), sel.indices, "right")
     return sel, excluded, chosen_scores
+
+
+def _side_arrays(
+    strategy, corpus, tmp: Path, cluster_cache: str | Path | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The per-example arrays ``strategy.needs`` (corpus order), and the clustering facts."""
+    side: dict[str, np.ndarray] = {}
+    facts: dict[str, Any] = {}
+    needs = getattr(strategy, "needs", ())
+    if "lengths" in needs:
+        side["lengths"] = corpus.lengths
+    if "clusters" in needs:
+        from bioprune.selection.cluster import corpus_clusters
+
+        work = tmp / ".cluster-work"
+        side["clusters"], facts = corpus_clusters(
+            corpus,
+            work,
+            tool=strategy.tool,
+            min_seq_id=float(strategy.min_seq_id),
+            coverage=float(strategy.coverage),
+            mmseqs_command=strategy.mmseqs_command,
+            threads=int(strategy.threads),
+            cache_dir=cluster_cache,
+        )
+        shutil.rmtree(work, ignore_errors=True)
+    return side, facts
 
 
 def excluded_text(nan_count: int, inf_count: int) -> str:
@@ -85,6 +119,7 @@ def select_coreset(
     fasta: bool = True,
     overwrite: bool = False,
     config: dict[str, Any] | None = None,
+    cluster_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Select a coreset and write the selection directory ``out``; returns ``selection.json``.
 
@@ -106,6 +141,9 @@ def select_coreset(
         Write ``coreset.fasta`` (needs the corpus).
     config
         The command's full configuration, recorded in ``selection.json``.
+    cluster_cache
+        Folder where ``cluster`` and ``cci-cluster`` keep the clusters of a corpus
+        (:func:`bioprune.selection.cluster.corpus_clusters`); ``None``: not cached.
     """
     from bioprune.cli.common import parse_budget
     from bioprune.data.corpus import Corpus
@@ -122,8 +160,10 @@ def select_coreset(
     strategy = make_strategy(method, **(params or {}))
     if strategy.uses_scores and scores_path is None:
         raise ValueError(f"method {method!r} ranks by influence: pass --scores SCORES.parquet")
-    if method == "cluster" and corpus_path is None:
-        raise ValueError("method 'cluster' clusters the sequences: pass --corpus CORPUS_DIR")
+    needs = getattr(strategy, "needs", ())
+    if (method == "cluster" or needs) and corpus_path is None:
+        what = "clusters the sequences" if method != "cci-length" else "needs the lengths"
+        raise ValueError(f"method {method!r} {what}: pass --corpus CORPUS_DIR")
     if scores_path is None and corpus_path is None:
         raise ValueError("pass --scores or --corpus (random needs to know how many examples exist)")
 
@@ -146,10 +186,13 @@ def select_coreset(
         try:
             if method == "cluster":
                 work = tmp / ".cluster-work"
-                sel = strategy.select(corpus, count, work)
+                sel = strategy.select(corpus, count, work, cache_dir=cluster_cache)
                 shutil.rmtree(work, ignore_errors=True)
             elif strategy.uses_scores:
-                sel, excluded, chosen_scores = _score_based(strategy, table, count)
+                side, facts = _side_arrays(strategy, corpus, tmp, cluster_cache)
+                sel, excluded, chosen_scores = _score_based(strategy, table, count, side)
+                if facts:
+                    sel.details["clustering"] = facts
             else:
                 sel = strategy.select(n, count)
         except Exception:

@@ -29,8 +29,10 @@ __all__ = [
 #: = bioprune.models.presets.PRESETS
 PRESETS = ("micro", "tiny", "small", "esm2-8m", "esm2-35m", "rnafm")
 PROTOCOLS = ("finetune-linear", "finetune-mlp", "frozen-linear", "frozen-mlp")
-SELECT_METHODS = ("cci", "topk", "bottomk", "random", "cluster")
-SCORE_METHODS = ("cci", "topk", "bottomk")
+SELECT_METHODS = ("cci", "topk", "bottomk", "random", "cluster", "cci-length", "cci-cluster")
+SCORE_METHODS = ("cci", "topk", "bottomk", "cci-length", "cci-cluster")
+CCI_METHODS = ("cci", "cci-length", "cci-cluster")
+CLUSTER_METHODS = ("cluster", "cci-cluster")
 #: Stages whose SLURM/local resources the config may set (see docs/study.md).
 STAGES = (
     "prepare",
@@ -147,12 +149,49 @@ class MethodConfig(CompactConfig):
     multiplier: float = Field(
         1.0, gt=0, description="Select multiplier x budget (random 10x: method random, 10)."
     )
-    beta: float = Field(0.05, ge=0, lt=1, description="cci: fraction of hardest dropped.")
-    strata: int = Field(50, gt=0, description="cci: equal-width score bins.")
-    min_seq_id: float = Field(0.3, gt=0, le=1, description="cluster: identity threshold.")
+    beta: float = Field(
+        0.05, ge=0, lt=1, description="cci, cci-length, cci-cluster: fraction of hardest dropped."
+    )
+    strata: Optional[int] = Field(
+        None,
+        gt=0,
+        description="cci, cci-cluster: equal-width score bins (default 50); cci-length: score "
+        "bins inside each length bin (default 10).",
+    )
+    length_bins: int = Field(5, gt=0, description="cci-length: equal-width log-length bins.")
+    max_per_cluster: int = Field(1, gt=0, description="cci-cluster: most picks per cluster.")
+    min_seq_id: Optional[float] = Field(
+        None,
+        gt=0,
+        le=1,
+        description="cluster (default 0.3), cci-cluster (default 0.9): identity threshold.",
+    )
     coverage: float = Field(0.8, gt=0, le=1, description="cluster: alignment coverage.")
     cluster_tool: Literal["mmseqs", "cd-hit"] = "mmseqs"
     seed: int = Field(0, description="Seed of random, cci and cluster sampling.")
+
+    @model_validator(mode="after")
+    def _options_fit_method(self) -> MethodConfig:
+        # Only values that differ from the default count: the study re-validates its own
+        # dumped config (every field present) in the Snakefile.
+        fields = type(self).model_fields
+        given = {k for k in self.model_fields_set if getattr(self, k) != fields[k].default}
+        misplaced = [
+            key
+            for key, methods in (
+                ("beta", CCI_METHODS),
+                ("strata", CCI_METHODS),
+                ("length_bins", ("cci-length",)),
+                ("max_per_cluster", ("cci-cluster",)),
+                ("min_seq_id", CLUSTER_METHODS),
+                ("coverage", CLUSTER_METHODS),
+                ("cluster_tool", CLUSTER_METHODS),
+            )
+            if key in given and self.method not in methods
+        ]
+        if misplaced:
+            raise ValueError(f"method {self.method!r} takes no {misplaced[0]!r}")
+        return self
 
     @property
     def label(self) -> str:

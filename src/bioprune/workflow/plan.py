@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bioprune.workflow.config import SCORE_METHODS, StudyConfig, budget_label
+from bioprune.workflow.config import (
+    CCI_METHODS,
+    CLUSTER_METHODS,
+    SCORE_METHODS,
+    StudyConfig,
+    budget_label,
+)
 
 __all__ = ["StudyPlan", "build_plan"]
 
@@ -37,6 +43,7 @@ REFERENCE = "reference"
 ADAPTED = "adapted"
 FISHER = "fisher.safetensors"
 SCORES = "scores.parquet"
+CLUSTER_CACHE = "cache/clusters"  # cluster and cci-cluster share each corpus's clusters
 REPORT = "report"
 FULL = "full"  # the reference model as a row of the table
 RAW = "raw"
@@ -202,13 +209,21 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
             name = f"{m.label}-{budget_label(b)}"
             budget = _coreset_budget(b, m.multiplier)
             args = [f"--method {m.method}", f"--budget {budget}", f"--seed {m.seed}"]
-            if m.method == "cci":
-                args += [f"--beta {m.beta:g}", f"--strata {m.strata}"]
-            if m.method == "cluster":
+            if m.method in CCI_METHODS:
+                args.append(f"--beta {m.beta:g}")
+                if m.strata is not None:
+                    args.append(f"--strata {m.strata}")
+            if m.method == "cci-length":
+                args.append(f"--length-bins {m.length_bins}")
+            if m.method == "cci-cluster":
+                args.append(f"--max-per-cluster {m.max_per_cluster}")
+            if m.method in CLUSTER_METHODS:
+                if m.min_seq_id is not None:
+                    args.append(f"--min-seq-id {m.min_seq_id:g}")
                 args += [
-                    f"--min-seq-id {m.min_seq_id:g}",
                     f"--coverage {m.coverage:g}",
                     f"--cluster-tool {m.cluster_tool}",
+                    f"--cluster-cache {CLUSTER_CACHE}",
                 ]
             plan.coresets[name] = Coreset(
                 name=name,
