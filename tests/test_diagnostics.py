@@ -202,3 +202,21 @@ def test_inspect_adds_score_diagnostics_and_warns(tiny_corpus, tmp_path, capsys,
     )  # fmt: skip
     assert code == 0, text
     assert "follows sequence length" not in " ".join(text.split())
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "science.yaml"])
+def test_shipped_study_configs_validate(name):
+    """Both shipped study configs validate; science.yaml shares demo.yaml's scoring (so a demo
+    run's scores serve it) and trains 3 pretraining seeds of `micro` coreset models."""
+    from importlib.resources import files
+
+    from bioprune.workflow.config import load_study_config
+
+    cfg = load_study_config(files("bioprune") / "resources" / "study" / name)
+    assert cfg.labels is not None and cfg.labels.is_file()
+    if name == "science.yaml":
+        demo = load_study_config(files("bioprune") / "resources" / "study" / "demo.yaml")
+        for key in ("corpus", "reference", "adaptation", "influence"):
+            assert getattr(cfg, key) == getattr(demo, key), key
+        assert cfg.pretraining.preset == "micro" and len(cfg.pretraining.seeds) >= 3
+        assert {"cci-length", "cci-cluster"} <= {m.method for m in cfg.methods}
