@@ -31,17 +31,25 @@ def _equal_width_bin(value, lo, hi, bins):
     return b
 
 
-def reference_cci_length(scores, lengths, budget, beta, strata, length_bins, seed):
+def reference_cci_length(
+    scores, lengths, budget, beta, strata, length_bins, seed, binning="quantile"
+):
     n = len(scores)
     if n == 0:
         if budget:
             raise ValueError("budget exceeds the pool")
         return [], set()
-    logs = [math.log(max(x, 1)) for x in lengths]
-    lo, hi = min(logs), max(logs)
     members = {b: [] for b in range(length_bins)}
-    for i in range(n):
-        members[_equal_width_bin(logs[i], lo, hi, length_bins)].append(i)
+    if binning == "log":
+        logs = [math.log(max(x, 1)) for x in lengths]
+        lo, hi = min(logs), max(logs)
+        for i in range(n):
+            members[_equal_width_bin(logs[i], lo, hi, length_bins)].append(i)
+    else:
+        for r, i in enumerate(sorted(range(n), key=lambda i: (lengths[i], i))):
+            members[r * length_bins // n].append(i)
+        for b in members:
+            members[b].sort()
     cells = {}
     dropped = []
     for b in range(length_bins):
@@ -75,11 +83,11 @@ def reference_cci_cluster(scores, clusters, budget, beta, strata, m, seed):
     n = len(scores)
     n_hard = hard_cutoff_count(n, beta)
     hardest = set(sorted(range(n), key=lambda i: (-scores[i], i))[:n_hard])
-    keys = np.random.default_rng([seed, 1]).random(n)
+    priority = np.random.default_rng([seed, 1]).permutation(n)
     kept = []
     for c in sorted(set(clusters)):
         members = [i for i in range(n) if clusters[i] == c and i not in hardest]
-        kept += sorted(members, key=lambda i: (keys[i], i))[:m]
+        kept += sorted(members, key=lambda i: priority[i])[:m]
     kept.sort()
     sub, _, _ = reference_cci([scores[i] for i in kept], budget, 0.0, strata, seed)
     return [kept[j] for j in sub], hardest
@@ -107,20 +115,25 @@ def length_cases(draw):
     strata = draw(st.integers(1, 8))
     length_bins = draw(st.integers(1, 6))
     seed = draw(st.integers(0, 2**32 - 1))
-    _, dropped = reference_cci_length(scores, lengths, 0, beta, strata, length_bins, seed)
+    binning = draw(st.sampled_from(["quantile", "log"]))
+    _, dropped = reference_cci_length(scores, lengths, 0, beta, strata, length_bins, seed, binning)
     budget = draw(st.integers(0, n - len(dropped)))
-    return scores, lengths, budget, beta, strata, length_bins, seed
+    return scores, lengths, budget, beta, strata, length_bins, seed, binning
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(length_cases())
 def test_cci_length_matches_reference(case):
-    scores, lengths, budget, beta, strata, length_bins, seed = case
-    strategy = LengthStratifiedCCI(beta=beta, strata=strata, length_bins=length_bins, seed=seed)
+    scores, lengths, budget, beta, strata, length_bins, seed, binning = case
+    strategy = LengthStratifiedCCI(
+        beta=beta, strata=strata, length_bins=length_bins, length_binning=binning, seed=seed
+    )
     sel = strategy.select(
         np.array(scores, dtype=np.float64), budget, np.array(lengths, dtype=np.int64)
     )
-    ref, dropped = reference_cci_length(scores, lengths, budget, beta, strata, length_bins, seed)
+    ref, dropped = reference_cci_length(
+        scores, lengths, budget, beta, strata, length_bins, seed, binning
+    )
     assert sel.indices.tolist() == ref
     assert len(sel) == budget and np.all(np.diff(sel.indices) > 0)
     assert not dropped & set(ref)
@@ -194,10 +207,19 @@ def test_cci_length_removes_a_length_driven_score_ranking():
     lengths = np.exp(rng.uniform(np.log(50), np.log(3000), 4000)).astype(np.int64)
     scores = 1.0 / lengths * rng.lognormal(0, 0.2, 4000)
     cci = make_strategy("cci", seed=0).select(scores, 400)
-    by_length = make_strategy("cci-length", seed=0).select(scores, 400, lengths=lengths)
     long = lengths >= 1000
-    assert long[by_length.indices].mean() > 1.5 * long[cci.indices].mean()
-    assert by_length.details["length_table"][-1]["picks"] >= 60  # the longest bin gets its share
+    for binning in ("quantile", "log"):
+        by_length = make_strategy("cci-length", seed=0, length_binning=binning).select(
+            scores, 400, lengths=lengths
+        )
+        assert long[by_length.indices].mean() > 1.5 * long[cci.indices].mean()
+        assert by_length.details["length_table"][-1]["picks"] >= 60  # the longest bin's share
+    # quantile bins follow the length distribution: a rare short tail is not inflated
+    lengths = np.r_[np.full(40, 20), np.full(3960, 300)]
+    scores = rng.random(4000)
+    q = make_strategy("cci-length", length_binning="quantile").select(scores, 400, lengths=lengths)
+    w = make_strategy("cci-length", length_binning="log").select(scores, 400, lengths=lengths)
+    assert (lengths[q.indices] == 20).sum() <= 10 < 30 <= (lengths[w.indices] == 20).sum()
 
 
 # ---------------------------------------------------------------------------
@@ -213,8 +235,8 @@ def test_select_cli_cci_length_and_stratify(tiny_corpus, tmp_path, monkeypatch, 
     path = write_scores(tmp_path / "s.parquet", tiny_corpus, scores)
     outs = {}
     for name, extra in {
-        "a": ["--method", "cci-length"],
-        "b": ["--method", "cci", "--stratify", "length"],
+        "a": ["--method", "cci-length", "--length-binning", "log"],
+        "b": ["--method", "cci", "--stratify", "length", "--length-binning", "log"],
     }.items():
         args = ["select", "--scores", path, "--corpus", tiny_corpus.path, "--budget", "10"]
         code, out = run_cli(
@@ -225,11 +247,13 @@ def test_select_cli_cci_length_and_stratify(tiny_corpus, tmp_path, monkeypatch, 
         outs[name] = json.loads((tmp_path / name / "selection.json").read_text())
     a, b = outs["a"], outs["b"]
     assert a["method"] == b["method"] == "cci-length"
-    assert a["parameters"] == {"beta": 0.05, "strata": 2, "length_bins": 3, "seed": 0}
+    assert a["parameters"] == {
+        "beta": 0.05, "strata": 2, "length_bins": 3, "length_binning": "log", "seed": 0
+    }  # fmt: skip
     assert a["details"]["cells"] == b["details"]["cells"]
     finite = np.flatnonzero(np.isfinite(scores))
     ref, _ = reference_cci_length(
-        scores[finite].tolist(), tiny_corpus.lengths[finite].tolist(), 10, 0.05, 2, 3, 0
+        scores[finite].tolist(), tiny_corpus.lengths[finite].tolist(), 10, 0.05, 2, 3, 0, "log"
     )
     chosen = (tmp_path / "a" / "ids.txt").read_text().split()
     assert chosen == tiny_corpus.ids()[finite[ref]].tolist()
@@ -305,18 +329,23 @@ def test_study_config_accepts_the_variants(tmp_path):
     raw = json.loads(json.dumps(BASE))
     raw["methods"] = [
         {"method": "cci"},
-        {"method": "cci-length", "length_bins": 4, "strata": 8},
+        {"method": "cci-length", "length_bins": 4, "strata": 8, "length_binning": "log"},
         {"method": "cci-cluster", "max_per_cluster": 2, "min_seq_id": 0.95},
         {"method": "cluster"},
+        {"method": "topk", "name": "topk_pm", "reduction": "per-masked"},
     ]
     cfg = validate_study_config(raw, tmp_path, check_paths=False)
     plan = build_plan(cfg)
     args = {name: cs.args for name, cs in plan.coresets.items() if name.endswith("-20")}
     assert args["cci-20"] == "--method cci --budget 20 --seed 0 --beta 0.05"
-    assert args["cci-length-20"].endswith("--beta 0.05 --strata 8 --length-bins 4")
+    assert args["cci-length-20"].endswith(
+        "--beta 0.05 --strata 8 --length-bins 4 --length-binning log"
+    )
     assert "--max-per-cluster 2 --min-seq-id 0.95" in args["cci-cluster-20"]
     assert f"--cluster-cache {CLUSTER_CACHE}" in args["cci-cluster-20"]
     assert f"--cluster-cache {CLUSTER_CACHE}" in args["cluster-20"]
+    assert args["topk_pm-20"] == "--method topk --budget 20 --seed 0 --reduction per-masked"
+    assert "--reduction" not in args["cci-20"]
     assert (
         plan.coresets["cci-length-20"].needs_scores and not plan.coresets["cluster-20"].needs_scores
     )
@@ -332,6 +361,29 @@ def test_study_config_accepts_the_variants(tmp_path):
     }
     for cs in plan.coresets.values():
         assert {a for a in cs.args.split() if a.startswith("--")} <= known
+    assert "--dedup" not in plan.prepare_args and "--drop" not in plan.prepare_args
+    raw["corpus"] = {"path": "corpus.fa", "dedup": "exact", "drop_low_complexity": True}
+    plan = build_plan(validate_study_config(raw, tmp_path, check_paths=False))
+    assert plan.prepare_args.endswith("--dedup exact --drop-low-complexity")
     raw["methods"] = [{"method": "cci", "max_per_cluster": 2}]
     with pytest.raises(InputError, match="method 'cci' takes no 'max_per_cluster'"):
         validate_study_config(raw, tmp_path, check_paths=False)
+    raw["methods"] = [{"method": "random", "reduction": "sum"}]
+    with pytest.raises(InputError, match="method 'random' takes no 'reduction'"):
+        validate_study_config(raw, tmp_path, check_paths=False)
+
+
+def test_study_dry_run_with_the_variants(tmp_path):
+    pytest.importorskip("snakemake", reason="bioprune[cluster] not installed")
+    from bioprune.workflow.run import run_study
+    from tests.test_study import _config, _write_inputs
+
+    _write_inputs(tmp_path)
+    methods = [
+        {"method": "cci-length"},
+        {"method": "cci-cluster"},
+        {"method": "cci", "name": "cci_pm", "reduction": "per-masked"},
+    ]
+    run = run_study(_config(tmp_path, methods=methods), tmp_path / "out", dry_run=True)
+    assert run.returncode == 0, run.output
+    assert run.jobs["select"] == 6 and run.jobs["score"] == 1  # 3 methods x 2 budgets

@@ -51,6 +51,13 @@ def select(
         help="cci, cci-cluster: equal-width score bins [50]; cci-length: score bins inside "
         "each length bin [10].",
     ),
+    reduction: str = typer.Option(
+        "mean",
+        "--reduction",
+        help="Scores as selected: mean (the paper's: gradient of the mean masked loss), sum "
+        "(of the summed masked loss: score x n_masked^2) or per-masked (score x n_masked); "
+        "n_masked is recounted from the score file's mask seed and the lengths (needs --corpus).",
+    ),
     stratify: str = typer.Option(
         "score",
         "--stratify",
@@ -58,7 +65,14 @@ def select(
         "the method becomes cci-length).",
     ),
     length_bins: Optional[int] = typer.Option(
-        None, "--length-bins", help="cci-length: equal-width bins of log length [5]."
+        None, "--length-bins", help="cci-length: number of length bins [5]."
+    ),
+    length_binning: Optional[str] = typer.Option(
+        None,
+        "--length-binning",
+        help="cci-length: quantile (equal-count length bins: the budget follows the length "
+        "distribution) [default] or log (equal-width bins of log length: rare lengths get an "
+        "equal share).",
     ),
     max_per_cluster: Optional[int] = typer.Option(
         None, "--max-per-cluster", help="cci-cluster: at most this many picks per cluster [1]."
@@ -114,7 +128,9 @@ def select(
         "beta": beta,
         "strata": strata,
         "stratify": stratify,
+        "reduction": reduction,
         "length_bins": length_bins,
+        "length_binning": length_binning,
         "max_per_cluster": max_per_cluster,
         "min_seq_id": min_seq_id,
         "coverage": coverage,
@@ -134,6 +150,7 @@ def select(
         "mmseqs_command": mmseqs_command,
         "threads": threads,
         "length_bins": length_bins,
+        "length_binning": length_binning,
         "max_per_cluster": max_per_cluster,
     }
     # Options left unset take the strategy's own default (cci's strata differ from cci-length's).
@@ -157,6 +174,7 @@ def select(
             overwrite=overwrite,
             config=config,
             cluster_cache=cluster_cache,
+            reduction=reduction,
         )
     if not console.is_terminal:
         console.print(
@@ -191,6 +209,8 @@ def _report(meta: dict, method: str, out: Path, corpus: Path | None) -> None:
             f"{d['max_per_cluster']} per cluster ({d['clusters']:,} clusters, "
             f"cache {d.get('clustering', {}).get('cache', 'off')})"
         )
+    if meta.get("reduction") not in (None, "mean"):
+        line += f"; scores rescaled: --reduction {meta['reduction']}"
     if corpus is None:
         line += "; no --corpus: ids unchecked, no coreset.fasta"
     console.print(line, highlight=False)

@@ -355,6 +355,22 @@ def _read_selection_meta(path: Path) -> dict[str, Any]:
     details = meta.get("details")
     if not isinstance(meta.get("inputs"), dict) or not isinstance(details, dict):
         raise InputError(path, f"'inputs' or 'details' is missing or not a mapping; {fix}")
+    from bioprune.selection.reduction import REDUCTIONS
+
+    facts = meta.get("reduction_facts")
+    if meta.get("reduction") not in (None, *REDUCTIONS) or (
+        meta.get("reduction") not in (None, "mean")
+        and not (
+            isinstance(facts, dict)
+            and all(
+                isinstance(facts.get(k), int) and not isinstance(facts.get(k), bool)
+                for k in ("mask_seed", "mask_draws")
+            )
+            and facts["mask_seed"] >= 0
+            and facts["mask_draws"] >= 1
+        )
+    ):
+        raise InputError(path, f"'reduction' or 'reduction_facts' is damaged; {fix}")
     if meta.get("method") == "cci":
         strata = details.get("strata_table")
         ok = (
@@ -493,11 +509,20 @@ def inspect_coreset(
             summary["plots"]["labels"] = PLOT_LABELS
 
         if table is not None:
+            reduction = meta.get("reduction") or "mean"
+            if reduction != "mean":  # the scores the selection saw (select --reduction)
+                from bioprune.selection.reduction import rescale_scores
+
+                facts = meta["reduction_facts"]  # checked by _read_selection_meta
+                table.scores = rescale_scores(
+                    table.scores, lengths, facts["mask_seed"], facts["mask_draws"], reduction
+                )
             finite = np.isfinite(table.scores)
             picked = table.scores[indices]
             summary["scores"] = {
                 "file": str(scores_path),
                 "checksum": table.checksum,
+                "reduction": reduction,
                 "finite": int(finite.sum()),
                 "non_finite": int((~finite).sum()),
                 "coreset_non_finite": int((~np.isfinite(picked)).sum()),

@@ -9,10 +9,20 @@ biases and keeps the rest of Algorithm 1 (method.md section 5) unchanged.
 ``cci-length`` -- CCI stratified jointly by length and score
 --------------------------------------------------------------
 
-1. **length bins**: ``length_bins`` equal-width bins of ``log(max(length, 1))``
-   over all ``n`` examples, edges and membership exactly as CCI's score strata
-   (:func:`~bioprune.selection.cci.strata_edges`, bin ``b`` holds
-   ``[e_b, e_{b+1})``, the longest sequence belongs to the last bin);
+1. **length bins** over all ``n`` examples, by ``length_binning``:
+
+   * ``quantile`` (default): equal-count bins -- the examples sorted by
+     ``(length, index)``, the one of rank ``r`` (0-based) goes to bin
+     ``floor(r * length_bins / n)``; every bin holds ``n / length_bins``
+     examples up to one, so the budget follows the length distribution and
+     only the score is stratified within each length range (ties in length
+     may be split between neighbouring bins, by index);
+   * ``log``: ``length_bins`` equal-width bins of ``log(max(length, 1))``,
+     edges and membership exactly as CCI's score strata
+     (:func:`~bioprune.selection.cci.strata_edges`, bin ``b`` holds
+     ``[e_b, e_{b+1})``, the longest sequence in the last bin); the budget is
+     then spread evenly over the length *range*, so rare lengths (very short
+     or very long sequences) get a share far above their population;
 2. **hard cutoff per length bin**: in each length bin of ``n_b`` members the
    ``floor(n_b * beta)`` largest scores are dropped (ties: the smaller index
    first), so a length bin is judged against its own lengths, not against the
@@ -35,11 +45,11 @@ in visiting order, with ``members`` its positions in ascending order.
 --------------------------------------------------------------------------
 
 1. drop the ``floor(n * beta)`` largest scores, exactly as CCI;
-2. **thin the pool**: each example gets a key ``u_i`` from
-   ``numpy.random.default_rng([seed, 1]).random(n)`` (one draw for every
-   position, dropped or not); within each sequence-identity cluster the
-   ``max_per_cluster`` remaining members with the smallest ``(u_i, i)`` are
-   kept and the others leave the pool;
+2. **thin the pool**: each example gets a priority ``p_i``, the random
+   permutation ``numpy.random.default_rng([seed, 1]).permutation(n)`` (one
+   entry for every position, dropped or not; all distinct); within each
+   sequence-identity cluster the ``max_per_cluster`` remaining members with
+   the smallest ``p_i`` are kept and the others leave the pool;
 3. run CCI with ``beta = 0`` (and the same ``strata`` and ``seed``) on the
    thinned pool: its strata span the thinned pool's score range.
 
@@ -67,7 +77,9 @@ from bioprune.selection.cci import (
     strata_edges,
 )
 
-__all__ = ["LengthStratifiedCCI", "RedundancyAwareCCI", "allocate_cells"]
+__all__ = ["LENGTH_BINNINGS", "LengthStratifiedCCI", "RedundancyAwareCCI", "allocate_cells"]
+
+LENGTH_BINNINGS = ("quantile", "log")
 
 
 def allocate_cells(
@@ -84,7 +96,9 @@ def allocate_cells(
     in_pool = np.flatnonzero(cell >= 0)
     c = cell[in_pool]
     counts = np.bincount(c, minlength=n_cells).astype(np.int64)
-    grouped = in_pool[np.argsort(c, kind="stable")]  # by cell, positions ascending
+    # by cell, positions ascending; 16-bit keys get NumPy's O(n) radix sort
+    key = c.astype(np.uint16) if n_cells <= 1 << 16 else c
+    grouped = in_pool[np.argsort(key, kind="stable")]
     starts = np.concatenate([[0], np.cumsum(counts)])
     nonempty = np.flatnonzero(counts)
     visit = nonempty[np.lexsort((nonempty, counts[nonempty]))]
@@ -101,6 +115,14 @@ def allocate_cells(
         raise RuntimeError(f"allocation left {remaining} of the budget unassigned")
     picks = np.flatnonzero(chosen).astype(np.int64)
     return picks, cell[picks], counts, taken
+
+
+def _distinct(labels: np.ndarray) -> int:
+    """Number of distinct labels (one sort; cheaper than ``np.unique``'s hashing here)."""
+    if not len(labels):
+        return 0
+    x = np.sort(labels)
+    return int(np.count_nonzero(x[1:] != x[:-1])) + 1
 
 
 def _check_cci_params(name: str, beta: float, strata: int) -> None:
@@ -130,7 +152,9 @@ class LengthStratifiedCCI:
     strata
         Equal-width score bins inside each length bin (cells: ``length_bins * strata``).
     length_bins
-        Equal-width bins of log length.
+        Number of length bins.
+    length_binning
+        ``quantile`` (equal-count bins) or ``log`` (equal-width bins of log length).
     seed
         Seed of the per-cell uniform sampling.
 
@@ -146,6 +170,7 @@ class LengthStratifiedCCI:
     beta: float = 0.05
     strata: int = 10
     length_bins: int = 5
+    length_binning: str = "quantile"
     seed: int = 0
 
     name: ClassVar[str] = "cci-length"
@@ -159,6 +184,11 @@ class LengthStratifiedCCI:
                 f"{self.name}: length_bins must be an integer in 1..{_MAX_STRATA}, "
                 f"got {self.length_bins}"
             )
+        if self.length_binning not in LENGTH_BINNINGS:
+            raise ValueError(
+                f"{self.name}: length_binning must be one of {', '.join(LENGTH_BINNINGS)}, "
+                f"got {self.length_binning!r}"
+            )
         if int(self.length_bins) * int(self.strata) > 1 << 24:
             raise ValueError(f"{self.name}: length_bins x strata must be at most {1 << 24}")
 
@@ -171,12 +201,26 @@ class LengthStratifiedCCI:
             raise ValueError(f"{self.name}: lengths must be >= 0")
         cell = np.full(n, -1, dtype=np.int64)
         log_len = np.log(np.maximum(lengths, 1).astype(np.float64))
-        details: dict = {"n": n, "beta": float(self.beta), "strata": strata, "length_bins": nl}
+        details: dict = {
+            "n": n,
+            "beta": float(self.beta),
+            "strata": strata,
+            "length_bins": nl,
+            "length_binning": self.length_binning,
+        }
         if n == 0:
             check_budget(budget, 0, self.name)
             return Selection(np.zeros(0, np.int64), np.zeros(0, np.int32), details=details)
-        length_edges = strata_edges(float(log_len.min()), float(log_len.max()), nl)
-        lbin, lcounts = bin_scores(log_len, length_edges)
+        if self.length_binning == "log":
+            length_edges = strata_edges(float(log_len.min()), float(log_len.max()), nl)
+            lbin, lcounts = bin_scores(log_len, length_edges)
+        else:
+            rank = np.empty(n, dtype=np.int64)
+            short = lengths.max() < 1 << 16  # 16-bit keys: radix sort, O(n)
+            by_length = np.argsort(lengths.astype(np.uint16) if short else lengths, kind="stable")
+            rank[by_length] = np.arange(n)  # rank by (length, index)
+            lbin = (rank * nl // n).astype(np.uint16)
+            lcounts = np.bincount(lbin, minlength=nl)
         by_bin = np.argsort(lbin, kind="stable")  # grouped by length bin, positions ascending
         lstarts = np.concatenate([[0], np.cumsum(lcounts)])
         dropped, score_edges, hard_cut = [], [], []
@@ -209,17 +253,24 @@ class LengthStratifiedCCI:
         )
         rng = np.random.default_rng(self.seed)
         picks, pick_cell, counts, taken = allocate_cells(cell, nl * strata, budget, rng)
-        lengths_edges = np.exp(length_edges)  # shown in residues; the ends exactly
-        lengths_edges[0], lengths_edges[-1] = max(lengths.min(), 1), max(lengths.max(), 1)
+        # per bin: the residue range it covers (log: its edges; quantile: its members')
+        if self.length_binning == "log":
+            lengths_edges = np.exp(length_edges)  # shown in residues; the ends exactly
+            lengths_edges[0], lengths_edges[-1] = max(lengths.min(), 1), max(lengths.max(), 1)
+            span = [(float(lengths_edges[b]), float(lengths_edges[b + 1])) for b in range(nl)]
+        else:
+            span = [
+                (float(lengths[m].min()), float(lengths[m].max())) if len(m) else (None, None)
+                for m in (by_bin[lstarts[b] : lstarts[b + 1]] for b in range(nl))
+            ]
         details.update(
             dropped_hardest=int(sum(dropped)),
-            length_edges=lengths_edges.tolist(),
             length_table=[
                 {
                     "length_bin": b,
-                    "length_lower": float(lengths_edges[b]),
-                    "length_upper": float(lengths_edges[b + 1]),
-                    "upper_inclusive": b == nl - 1,
+                    "length_lower": span[b][0],
+                    "length_upper": span[b][1],
+                    "upper_inclusive": b == nl - 1 or self.length_binning == "quantile",
                     "members": int(lcounts[b]),
                     "dropped_hardest": dropped[b],
                     "hard_cutoff_score": hard_cut[b],
@@ -294,11 +345,16 @@ class RedundancyAwareCCI:
         clusters = _side_array(clusters, n, self.name, "clusters")
         n_hard = hard_cutoff_count(n, self.beta)
         hard = extreme_k(scores, n_hard, largest=True)
-        keys = np.random.default_rng([self.seed, 1]).random(n)
+        priority = np.random.default_rng([self.seed, 1]).permutation(n)  # distinct
         eligible = np.ones(n, dtype=bool)
         eligible[hard] = False
         idx = np.flatnonzero(eligible)
-        grouped = idx[np.lexsort((idx, keys[idx], clusters[idx]))]
+        # Grouped by cluster, within it by priority: one sort of a composite key
+        # (cluster * n + priority, all distinct, so any sort gives the same order).
+        cl = clusters[idx]
+        if len(cl) and (cl.min() < 0 or cl.max() >= (1 << 62) // max(n, 1)):
+            cl = np.unique(cl, return_inverse=True)[1].astype(np.int64)  # dense labels
+        grouped = idx[np.argsort(cl * n + priority[idx])]
         g = clusters[grouped]
         first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.zeros(0, np.int64)
         rank = np.arange(len(g)) - np.repeat(first, np.diff(np.r_[first, len(g)]))
@@ -322,7 +378,7 @@ class RedundancyAwareCCI:
             "dropped_hardest": n_hard,
             "hard_cutoff_score": float(scores[hard].min()) if n_hard else None,
             "max_per_cluster": m,
-            "clusters": len(np.unique(clusters)),
+            "clusters": _distinct(clusters),
             "clusters_in_pool": len(first),
             "thinned_out": int(len(idx) - len(kept)),
             "pool": len(kept),

@@ -99,6 +99,23 @@ def _side_arrays(
     return side, facts
 
 
+def _mask_facts(table) -> tuple[int, int]:
+    """The score file's mask seed and number of draws (needed to recount masked positions)."""
+    from bioprune.errors import InputError
+
+    try:
+        seed, draws = int(table.metadata["mask_seed"]), int(table.metadata["mask_draws"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(
+            table.path,
+            "records no mask_seed/mask_draws, so the masked positions cannot be recounted for "
+            "--reduction; score the corpus again with `bioprune score`",
+        ) from None
+    if seed < 0 or draws < 1:
+        raise InputError(table.path, f"mask_seed {seed} / mask_draws {draws} are not valid")
+    return seed, draws
+
+
 def excluded_text(nan_count: int, inf_count: int) -> str:
     """``"2 NaN and 1 infinite score(s)"``: NaN (unscored) and inf are told apart."""
     parts = [
@@ -120,6 +137,7 @@ def select_coreset(
     overwrite: bool = False,
     config: dict[str, Any] | None = None,
     cluster_cache: str | Path | None = None,
+    reduction: str = "mean",
 ) -> dict[str, Any]:
     """Select a coreset and write the selection directory ``out``; returns ``selection.json``.
 
@@ -141,6 +159,10 @@ def select_coreset(
         Write ``coreset.fasta`` (needs the corpus).
     config
         The command's full configuration, recorded in ``selection.json``.
+    reduction
+        ``mean`` (the paper's scores), ``sum`` or ``per-masked``: the scores are
+        rescaled before a score-based strategy sees them
+        (:mod:`bioprune.selection.reduction`; needs the corpus for the lengths).
     cluster_cache
         Folder where ``cluster`` and ``cci-cluster`` keep the clusters of a corpus
         (:func:`bioprune.selection.cluster.corpus_clusters`); ``None``: not cached.
@@ -160,6 +182,16 @@ def select_coreset(
     strategy = make_strategy(method, **(params or {}))
     if strategy.uses_scores and scores_path is None:
         raise ValueError(f"method {method!r} ranks by influence: pass --scores SCORES.parquet")
+    from bioprune.selection.reduction import REDUCTIONS, rescale_scores
+
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"--reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    if reduction != "mean" and not strategy.uses_scores:
+        raise ValueError(f"--reduction {reduction} rescales scores; method {method!r} uses none")
+    if reduction != "mean" and corpus_path is None:
+        raise ValueError(
+            f"--reduction {reduction} needs the sequence lengths: pass --corpus CORPUS_DIR"
+        )
     needs = getattr(strategy, "needs", ())
     if (method == "cluster" or needs) and corpus_path is None:
         what = "clusters the sequences" if method != "cci-length" else "needs the lengths"
@@ -173,6 +205,11 @@ def select_coreset(
         check_scores_name_corpus(table, corpus)
     n = len(corpus) if corpus is not None else len(table)
     count = parse_budget(str(budget), n)
+    reduction_facts = None
+    if reduction != "mean":
+        seed, draws = _mask_facts(table)
+        table.scores = rescale_scores(table.scores, corpus.lengths, seed, draws, reduction)
+        reduction_facts = {"mask_seed": seed, "mask_draws": draws}
 
     excluded = 0
     with artifacts.atomic_dir(out, overwrite=overwrite) as tmp, ThreadPoolExecutor(1) as pool:
@@ -263,6 +300,8 @@ def select_coreset(
                 "n": n,
                 "fraction_of_n": (len(idx) / n) if n else 0.0,
             },
+            "reduction": reduction if strategy.uses_scores else None,
+            "reduction_facts": reduction_facts,
             "non_finite_scores_excluded": excluded if strategy.uses_scores else None,
             "nan_scores_excluded": table.nan_count if strategy.uses_scores else None,
             "inf_scores_excluded": table.inf_count if strategy.uses_scores else None,

@@ -79,6 +79,12 @@ class CorpusConfig(CompactConfig):
         "error", description="prepare --on-invalid."
     )
     column: Optional[str] = Field(None, description="prepare --column (tables only).")
+    dedup: Literal["none", "exact"] = Field(
+        "none", description="prepare --dedup: exact skips repeated sequences (first kept)."
+    )
+    drop_low_complexity: bool = Field(
+        False, description="prepare --drop-low-complexity: skip low-complexity and N-run records."
+    )
 
 
 class TrainingRecipe(CompactConfig):
@@ -158,7 +164,18 @@ class MethodConfig(CompactConfig):
         description="cci, cci-cluster: equal-width score bins (default 50); cci-length: score "
         "bins inside each length bin (default 10).",
     )
-    length_bins: int = Field(5, gt=0, description="cci-length: equal-width log-length bins.")
+    reduction: Literal["mean", "sum", "per-masked"] = Field(
+        "mean",
+        description="Score-based methods: the scores as selected: mean (the paper's), sum "
+        "(summed masked loss: score x n_masked^2) or per-masked (score x n_masked); "
+        "see docs/selection.md.",
+    )
+    length_bins: int = Field(5, gt=0, description="cci-length: number of length bins.")
+    length_binning: Literal["quantile", "log"] = Field(
+        "quantile",
+        description="cci-length: quantile (equal-count length bins) or log (equal-width bins "
+        "of log length).",
+    )
     max_per_cluster: int = Field(1, gt=0, description="cci-cluster: most picks per cluster.")
     min_seq_id: Optional[float] = Field(
         None,
@@ -180,8 +197,10 @@ class MethodConfig(CompactConfig):
             key
             for key, methods in (
                 ("beta", CCI_METHODS),
+                ("reduction", SCORE_METHODS),
                 ("strata", CCI_METHODS),
                 ("length_bins", ("cci-length",)),
+                ("length_binning", ("cci-length",)),
                 ("max_per_cluster", ("cci-cluster",)),
                 ("min_seq_id", CLUSTER_METHODS),
                 ("coverage", CLUSTER_METHODS),

@@ -156,6 +156,10 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
             f"{_q(c.path)} --alphabet {c.alphabet} --max-length {c.max_length} "
             f"--on-invalid {c.on_invalid}" + (f" --column {_q(c.column)}" if c.column else "")
         )
+        if c.dedup != "none":
+            prepare_args += f" --dedup {c.dedup}"
+        if c.drop_low_complexity:
+            prepare_args += " --drop-low-complexity"
     p = cfg.pretraining
     inits = {p.preset: f"--preset {p.preset} --alphabet {c.alphabet} --seed 0"}
     ref = cfg.reference
@@ -209,12 +213,16 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
             name = f"{m.label}-{budget_label(b)}"
             budget = _coreset_budget(b, m.multiplier)
             args = [f"--method {m.method}", f"--budget {budget}", f"--seed {m.seed}"]
+            if m.reduction != "mean":
+                args.append(f"--reduction {m.reduction}")
             if m.method in CCI_METHODS:
                 args.append(f"--beta {m.beta:g}")
                 if m.strata is not None:
                     args.append(f"--strata {m.strata}")
             if m.method == "cci-length":
                 args.append(f"--length-bins {m.length_bins}")
+                if m.length_binning != "quantile":
+                    args.append(f"--length-binning {m.length_binning}")
             if m.method == "cci-cluster":
                 args.append(f"--max-per-cluster {m.max_per_cluster}")
             if m.method in CLUSTER_METHODS:
