@@ -439,17 +439,19 @@ def score_diagnostics_section(doc: Doc, study: Path, names: list[str]) -> list[d
     """One block per score file the coresets were inspected against: Spearman(score, length)
     with the plain warning, junk in the top 1% / 5%, per-label ranks, duplicate-pair agreement
     and the plots ``inspect`` drew (bioprune.report.diagnostics). Returns the numbers."""
-    seen: dict[str, tuple[str, dict]] = {}
+    seen: dict[tuple[str, str], tuple[str, dict]] = {}
     for name in names:
         s = _read_json(study / "inspect" / name / artifacts.INSPECT_SUMMARY) or {}
         sc = s.get("scores") or {}
-        if sc.get("diagnostics") and sc.get("file") not in seen:
-            seen[sc.get("file")] = (name, s)
+        key = (str(sc.get("file")), str(sc.get("reduction") or "mean"))
+        if sc.get("diagnostics") and key not in seen:  # one block per score and reduction
+            seen[key] = (name, s)
     out = []
-    for file, (name, s) in seen.items():
+    for (file, reduction), (name, s) in seen.items():
         d = s["scores"]["diagnostics"]
         rho = d.get("spearman_length")
-        doc.heading(f"Score diagnostics: {Path(str(file)).name}", 3)
+        title = Path(file).name + ("" if reduction == "mean" else f", reduction {reduction}")
+        doc.heading(f"Score diagnostics: {title}", 3)
         parts = [f"Spearman(score, length) = {rho:+.2f}" if rho is not None else "no length trend"]
         for t in d.get("top", []):
             if "junk" in t:
@@ -485,11 +487,17 @@ def score_diagnostics_section(doc: Doc, study: Path, names: list[str]) -> list[d
         for key in ("score_vs_length", "score_by_label", "duplicate_pairs"):
             f = (s.get("plots") or {}).get(key)
             if f and (study / "inspect" / name / f).is_file():
-                stem = Path(str(file)).stem
+                stem = Path(file).stem + ("" if reduction == "mean" else f"-{reduction}")
                 doc.image(
                     f"{stem}-{f}", (study / "inspect" / name / f).read_bytes(), f"{stem}: {key}"
                 )
-        out.append({"scores": file, **{k: v for k, v in d.items() if k != "per_label"}})
+        out.append(
+            {
+                "scores": file,
+                "reduction": reduction,
+                **{k: v for k, v in d.items() if k != "per_label"},
+            }
+        )
     return out
 
 
