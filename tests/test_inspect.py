@@ -65,7 +65,10 @@ def test_inspect_writes_every_plot_and_counts_add_up(selected, tmp_path):
     res = CliRunner().invoke(app, [*args, "--scores", str(scores_path), "--labels", str(labels)])
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["plots"]) == {"lengths", "composition", "labels", "scores"}
+    assert set(summary["plots"]) == {
+        "lengths", "composition", "labels", "scores", "score_vs_length", "score_by_label",
+        "strata_log",
+    }  # fmt: skip
     for name in summary["plots"].values():
         assert (out / name).read_bytes()[:8] == PNG
 

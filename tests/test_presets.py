@@ -16,6 +16,7 @@ from bioprune.models.presets import (
 
 #: (preset, expected parameters for the RNA alphabet, tolerance)
 EXPECTED = {
+    "micro": (106_009, 0),
     "tiny": (813_337, 0),
     "small": (10_805_785, 0),
     "esm2-8m": (7_509_785, 0),

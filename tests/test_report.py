@@ -152,3 +152,68 @@ def test_report_refuses_a_non_study_dir(tmp_path):
     r = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "r")])
     assert r.exit_code != 0
     assert "not a study directory" in str(r.exception) or "not a study directory" in r.output
+
+
+def test_report_composition_table_and_score_warning(study, tmp_path):
+    """Inspect summaries (as `inspect` writes them) give the composition table beside the
+    results and the score diagnostics with the plain length warning."""
+    from bioprune.report.diagnostics import length_warning
+
+    out, _ = study
+    png = (tmp_path / "p.png").resolve()
+    from matplotlib.figure import Figure
+
+    Figure(figsize=(1, 1)).savefig(png, format="png")
+    diag = {
+        "spearman_length": -0.76,
+        "warnings": [length_warning(-0.76)],
+        "median_length_corpus": 73.0,
+        "top": [{"fraction": 0.05, "count": 3, "median_length": 40.0, "junk": 2}],
+        "per_label": {
+            "name": "family",
+            "rows": [
+                {
+                    "label": "f0",
+                    "count": 16,
+                    "median_length": 40.0,
+                    "median_percentile": 80.0,
+                    "top0.01": 1,
+                    "top0.05": 2,
+                },
+            ],
+        },
+        "duplicates": {"pairs": 4, "spearman": 0.63, "median_percentile_gap": 9.0},
+    }
+    for name, k, fams in (("cci-10", 10, (3, 4, 3, 0)), ("random-10", 10, (5, 5, 0, 0))):
+        per_label = [
+            {"label": f"f{i}", "corpus": 16, "coreset": c, "kept_fraction": c / 16}
+            for i, c in enumerate(fams[:3])
+        ] + [{"label": "junk", "corpus": 5, "coreset": fams[3], "kept_fraction": fams[3] / 5}]
+        summary = {
+            "lengths": {
+                "corpus": {"count": 48, "residues": 4800, "median": 73.0},
+                "coreset": {"count": k, "residues": 500, "median": 50.0},
+            },
+            "long": {"threshold": 200, "corpus": 6, "coreset": 1},
+            "labels": {"name": "family", "per_label": per_label},
+            "scores": {"file": "/x/scores.parquet", "diagnostics": diag},
+            "plots": {"score_vs_length": "score_vs_length.png"},
+        }
+        d = out / "inspect" / name
+        artifacts.write_json(d / artifacts.INSPECT_SUMMARY, summary)
+        (d / "score_vs_length.png").write_bytes(png.read_bytes())
+    summary = write_study_report(out, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "### Composition of the coresets" in md
+    assert md.index("Composition of the coresets") < md.index("## Data efficiency")
+    # corpus row first; labels covered leave junk out (cci-10: f0, f1, f2 = 3 of 3)
+    assert "| corpus | 48 | 4,800 | 73 | 12.5% | 5 | – / 0 | 3 of 3 |" in md
+    assert "| cci-10 | 10 | 500 | 50 | 10.0% | 1 (10.0%) | 0 / 0 (0.0%) | 3 of 3 |" in md
+    assert "| random-10 | 10 | 500 | 50 | 10.0% |" in md and "| 2 of 3 |" in md
+    assert summary["composition"]["random-10"]["labels_covered"] == 2
+    # score diagnostics: once per score file, with the warning in plain words
+    assert md.count("### Score diagnostics: scores.parquet") == 1
+    assert "Spearman(score, length) = -0.76" in md and "**Warning:**" in md
+    assert "follows sequence length" in md and "0.63" in md
+    assert "scores-score_vs_length.png" in md
+    assert summary["score_diagnostics"][0]["spearman_length"] == -0.76

@@ -55,6 +55,10 @@ INSPECT_LENGTHS = "lengths.png"
 INSPECT_COMPOSITION = "composition.png"
 INSPECT_LABELS = "labels.png"
 INSPECT_SCORES = "scores.png"
+INSPECT_SCORE_LENGTH = "score_vs_length.png"
+INSPECT_SCORE_LABELS = "score_by_label.png"
+INSPECT_DUPLICATE_PAIRS = "duplicate_pairs.png"
+INSPECT_STRATA_LOG = "strata_log.png"
 
 #: Name of the config file every CLI stage writes next to its output.
 RUN_CONFIG = "bioprune_config.json"

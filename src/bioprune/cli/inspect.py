@@ -33,18 +33,21 @@ def inspect(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
     """Length distributions, residue composition, per-label coverage and the score
-    histogram of the coreset against the corpus."""
+    histogram of the coreset against the corpus; with --scores also score vs length
+    (Spearman, a warning when |rho| > 0.5), by label, duplicate pairs and CCI strata."""
+    from bioprune.cli.prepare import _warnings_to_console
     from bioprune.report.coreset import inspect_coreset
 
-    summary = inspect_coreset(
-        corpus,
-        selection,
-        out,
-        scores_path=scores,
-        labels_path=labels,
-        label_groups=label_group or None,
-        overwrite=overwrite,
-    )
+    with _warnings_to_console():  # the length warning (docs/science.md), one plain line
+        summary = inspect_coreset(
+            corpus,
+            selection,
+            out,
+            scores_path=scores,
+            labels_path=labels,
+            label_groups=label_group or None,
+            overwrite=overwrite,
+        )
     line = (
         f"wrote [bold]{out}[/]: {len(summary['plots'])} plots; coreset "
         f"{summary['n_coreset']:,} of {summary['n_corpus']:,} "
@@ -56,6 +59,17 @@ def inspect(
         kept = sum(1 for r in rows if r["coreset"])
         line += f"; {kept} of {len(rows)} {summary['labels']['name']} values kept"
     console.print(line, highlight=False)
+    diag = (summary.get("scores") or {}).get("diagnostics")
+    if diag:
+        rho = diag.get("spearman_length")
+        parts = [f"Spearman(score, length) {rho:+.2f}" if rho is not None else "no length trend"]
+        for top in diag.get("top", []):
+            if "junk" in top:
+                parts.append(f"junk in top {top['fraction']:.0%}: {top['junk']}/{top['count']}")
+        dup = diag.get("duplicates")
+        if dup and dup.get("spearman") is not None:
+            parts.append(f"duplicate-pair score Spearman {dup['spearman']:.2f} ({dup['pairs']:,})")
+        console.print("scores: " + "; ".join(parts), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

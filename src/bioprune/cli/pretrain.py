@@ -148,7 +148,7 @@ def pretrain(
         None, "--selection", help="Selection directory (bioprune select): train on it only."
     ),
     preset: str = typer.Option(
-        None, "--preset", help="Start from scratch: tiny, small, esm2-8m, esm2-35m or rnafm."
+        None, "--preset", help="Start from scratch: micro, tiny, small, esm2-8m, esm2-35m or rnafm."
     ),
     init: Path = typer.Option(None, "--init", help="Start from this model directory instead."),
     dropout: float = typer.Option(0.0, "--dropout", help="Dropout of a --preset model."),

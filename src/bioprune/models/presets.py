@@ -63,6 +63,8 @@ class ModelPreset:
 PRESETS: dict[str, ModelPreset] = {
     p.name: p
     for p in [
+        ModelPreset("micro", 2, 64, 4, 256, "rotary", False,
+                    "seconds-per-run CPU studies (~0.1M parameters; docs/science.md)"),
         ModelPreset("tiny", 4, 128, 4, 512, "rotary", False,
                     "CPU tests and the demo (<= 1M parameters)"),
         ModelPreset("small", 6, 384, 6, 1536, "rotary", False,

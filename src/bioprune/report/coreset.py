@@ -8,6 +8,12 @@ Writes into ``OUT`` (atomically):
 ``scores.png``        influence histogram of the corpus with the picks overlaid;
                       for CCI also the strata edges, the hard cut and each
                       stratum's pool and picks (with ``--scores``)
+``score_vs_length.png``  score against length on log axes, Spearman in the title
+                      (with ``--scores``; a warning when |rho| > 0.5)
+``score_by_label.png``   score per label, ``duplicate_pairs.png`` copy vs original
+                      score (with ``--scores`` and ``--labels``; see
+                      ``bioprune.report.diagnostics``)
+``strata_log.png``    CCI's strata as bars on a log score axis (CCI + ``--scores``)
 ``summary.json``      every number the plots show; corpus counts add up to n,
                       coreset counts to m
 
@@ -18,6 +24,7 @@ in chunks, so a 23M-sequence corpus is inspected in bounded memory.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +34,31 @@ from bioprune import artifacts
 
 __all__ = ["inspect_coreset"]
 
+log = logging.getLogger("bioprune")
+
 PLOT_LENGTHS = artifacts.INSPECT_LENGTHS
 PLOT_COMPOSITION = artifacts.INSPECT_COMPOSITION
 PLOT_LABELS = artifacts.INSPECT_LABELS
 PLOT_SCORES = artifacts.INSPECT_SCORES
 SUMMARY = artifacts.INSPECT_SUMMARY
+PLOT_SCORE_LENGTH = artifacts.INSPECT_SCORE_LENGTH
+PLOT_SCORE_LABELS = artifacts.INSPECT_SCORE_LABELS
+PLOT_DUPLICATE_PAIRS = artifacts.INSPECT_DUPLICATE_PAIRS
+PLOT_STRATA_LOG = artifacts.INSPECT_STRATA_LOG
 
+#: Sequences longer than this count as long in ``summary.json`` (the study's composition).
+LONG_RESIDUES = 200
 _TOKEN_CHUNK = 1 << 26  # tokens per bincount step
 _INDEX_CHUNK = 1 << 16  # examples per gather step
 _MAX_LABEL_BARS = 30
 _CORPUS_COLOR, _CORESET_COLOR = "#4c72b0", "#dd8452"
+
+
+def _figure(w: float, h: float):
+    """A Matplotlib figure outside pyplot (no global state, no backend switch)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h))
 
 
 def _describe(lengths: np.ndarray) -> dict[str, Any]:
@@ -161,9 +183,8 @@ def _label_coverage(
 
 
 def _plot_lengths(path: Path, corpus_len: np.ndarray, coreset_len: np.ndarray, stats: dict):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = _figure(7, 4)
+    ax = fig.add_subplot()
     lo, hi = max(1, int(corpus_len.min())), max(2, int(corpus_len.max()))
     log_scale = hi / lo > 20
     bins = np.geomspace(lo, hi + 1, 60) if log_scale else np.linspace(lo, hi + 1, 60)
@@ -185,15 +206,12 @@ def _plot_lengths(path: Path, corpus_len: np.ndarray, coreset_len: np.ndarray, s
     ax.legend(frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _plot_composition(path: Path, rows: list[dict[str, Any]]):
-    import matplotlib.pyplot as plt
-
     width = max(5, 0.45 * len(rows) + 2)
-    fig, (ax, bx) = plt.subplots(2, 1, figsize=(width, 5.5), sharex=True,
-                                 gridspec_kw={"height_ratios": [3, 2]})  # fmt: skip
+    fig = _figure(width, 5.5)
+    ax, bx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["corpus_fraction"] for r in rows], 0.4, label="corpus", color=_CORPUS_COLOR)
     ax.bar(x + 0.2, [r["coreset_fraction"] for r in rows], 0.4, label="coreset",
@@ -214,14 +232,12 @@ def _plot_composition(path: Path, rows: list[dict[str, Any]]):
     bx.set_xticks(x, [r["token"] for r in rows])
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _plot_labels(path: Path, rows: list[dict[str, Any]], name: str):
-    import matplotlib.pyplot as plt
-
     shown = [r for r in rows if r["label"] is not None][:_MAX_LABEL_BARS]
-    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.3 * max(1, len(shown))))
+    fig = _figure(8, 1.5 + 0.3 * max(1, len(shown)))
+    ax = fig.add_subplot()
     y = np.arange(len(shown))
     ax.barh(y + 0.2, [r["corpus"] for r in shown], 0.4, label="corpus", color=_CORPUS_COLOR)
     ax.barh(y - 0.2, [r["coreset"] for r in shown], 0.4, label="coreset", color=_CORESET_COLOR)
@@ -236,16 +252,14 @@ def _plot_labels(path: Path, rows: list[dict[str, Any]], name: str):
     ax.legend(frameon=False, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict):
-    import matplotlib.pyplot as plt
-
     d = meta.get("details", {})
     strata = d.get("strata_table") if meta.get("method") == "cci" else None
     nrows = 2 if strata else 1
-    fig, axes = plt.subplots(nrows, 1, figsize=(8, 3.6 * nrows), squeeze=False)
+    fig = _figure(8, 3.6 * nrows)
+    axes = fig.subplots(nrows, 1, squeeze=False)
     ax = axes[0, 0]
     # Scores span orders of magnitude (300 to 1.6e6 on a real corpus): on a linear
     # axis nearly everything falls into the first bin. Log bins when all are > 0.
@@ -282,8 +296,51 @@ def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return "log" if log_x else "linear"
+
+
+def _score_diagnostics(
+    tmp: Path,
+    summary: dict[str, Any],
+    corpus,
+    scores: np.ndarray,
+    indices: np.ndarray,
+    meta: dict[str, Any],
+    labels_path: str | Path | None,
+) -> dict[str, Any]:
+    """Score vs length (and label, duplicates, strata on a log axis): plots + numbers.
+
+    Logs the plain-language length warning (also kept in the returned ``warnings``).
+    """
+    from bioprune.report import diagnostics as D
+
+    info = None
+    if labels_path is not None:
+        corpus_ids = corpus.read_columns(["id"]).column("id").combine_chunks()
+        info = D.read_label_info(labels_path, corpus_ids)
+    lengths = corpus.lengths.astype(np.float64)
+    diag = D.score_diagnostics(scores, lengths, info)
+    for w in diag["warnings"]:
+        log.warning("%s", w)
+    D.plot_score_vs_length(tmp / PLOT_SCORE_LENGTH, scores, lengths, diag, info)
+    summary["plots"]["score_vs_length"] = PLOT_SCORE_LENGTH
+    if info is not None and diag.get("per_label", {}).get("rows"):
+        D.plot_score_by_label(tmp / PLOT_SCORE_LABELS, scores, info, diag)
+        summary["plots"]["score_by_label"] = PLOT_SCORE_LABELS
+    if info is not None and diag.get("duplicates", {}).get("pairs"):
+        D.plot_duplicate_pairs(tmp / PLOT_DUPLICATE_PAIRS, scores, info.pairs, diag)
+        summary["plots"]["duplicate_pairs"] = PLOT_DUPLICATE_PAIRS
+    strata = (meta.get("details") or {}).get("strata_table")
+    if meta.get("method") == "cci" and isinstance(strata, list):
+        if D.plot_strata_log(tmp / PLOT_STRATA_LOG, strata, scores, scores[indices]):
+            summary["plots"]["strata_log"] = PLOT_STRATA_LOG
+    # coreset-side numbers: median length and picks' Spearman (is the coreset length-biased?)
+    picked = scores[indices]
+    diag["coreset"] = {
+        "median_length": float(np.median(lengths[indices])) if len(indices) else None,
+        "spearman_length": D.spearman(picked, lengths[indices]),
+    }
+    return diag
 
 
 def _read_selection_meta(path: Path) -> dict[str, Any]:
@@ -372,10 +429,6 @@ def inspect_coreset(
     Returns the summary. ``scores_path`` adds ``scores.png``; ``labels_path``
     (TSV ``id<TAB>label``, header optional) adds ``labels.png``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-
     from bioprune.data.corpus import Corpus
 
     corpus = Corpus(corpus_path)
@@ -420,6 +473,11 @@ def inspect_coreset(
         lengths = corpus.lengths
         stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}
         summary["lengths"] = stats
+        summary["long"] = {
+            "threshold": LONG_RESIDUES,
+            "corpus": int((lengths > LONG_RESIDUES).sum()),
+            "coreset": int((lengths[indices] > LONG_RESIDUES).sum()),
+        }
         _plot_lengths(tmp / PLOT_LENGTHS, lengths, lengths[indices], stats)
         summary["plots"]["lengths"] = PLOT_LENGTHS
 
@@ -479,6 +537,9 @@ def inspect_coreset(
                 tmp / PLOT_SCORES, table.scores[finite], picked[np.isfinite(picked)], meta
             )
             summary["plots"]["scores"] = PLOT_SCORES
+            summary["scores"]["diagnostics"] = _score_diagnostics(
+                tmp, summary, corpus, table.scores, indices, meta, labels_path
+            )
         summary.update(artifacts.provenance())
         artifacts.write_json(tmp / SUMMARY, summary)
         artifacts.write_json(

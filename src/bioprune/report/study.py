@@ -359,6 +359,148 @@ def junk_and_duplicates(study: Path, plan: StudyPlan, names: list[str]) -> list[
     return out
 
 
+def composition(
+    study: Path, names: list[str], junk: list[dict[str, Any]]
+) -> tuple[list[str], list[list[str]], dict[str, Any]]:
+    """The composition table printed beside the results: per coreset its size, residues,
+    median length, long sequences, junk and duplicate picks and label values (families)
+    covered, with the corpus as the first row. From ``inspect/*/summary.json`` and
+    :func:`junk_and_duplicates`; returns (header, rows, numbers for report.json).
+    """
+    by_junk = {j["coreset"]: j for j in junk}
+    has_kind = bool(junk) and "junk" in junk[0]
+    header = ["coreset", "sequences", "residues", "median length", "longer than 200"]
+    if has_kind:
+        header += ["junk", "duplicates (exact / marked)"]
+    else:
+        header += ["exact duplicates"]
+    header += ["labels covered"]
+    rows: list[list[str]] = []
+    numbers: dict[str, Any] = {}
+    corpus_row_done = False
+    for name in names:
+        s = _read_json(study / "inspect" / name / artifacts.INSPECT_SUMMARY)
+        if not s:
+            continue
+        lens = s.get("lengths") or {}
+        per_label = [r for r in (s.get("labels") or {}).get("per_label", []) if r["label"]]
+        fams = [r for r in per_label if r["label"] != "junk"]
+        long_c = (s.get("long") or {}).get("coreset")
+        j = by_junk.get(name, {})
+        if not corpus_row_done:
+            c = lens.get("corpus") or {}
+            line = ["corpus", _fmt_int(c.get("count")), _fmt_int(c.get("residues")),
+                    f"{c.get('median', float('nan')):.0f}",
+                    _pct((s.get("long") or {}).get("corpus"), c.get("count"))]  # fmt: skip
+            if has_kind:
+                dup_c = j.get("duplicate_corpus", 0) + j.get("near_duplicate_corpus", 0)
+                line += [_fmt_int(j.get("junk_corpus")), f"– / {dup_c:,}"]
+            else:
+                line += ["–"]
+            line += [f"{len(fams)} of {len(fams)}" if fams else "–"]
+            rows.append(line)
+            corpus_row_done = True
+        k = lens.get("coreset") or {}
+        covered = sum(1 for r in fams if r["coreset"])
+        line = [name, _fmt_int(k.get("count")), _fmt_int(k.get("residues")),
+                f"{k.get('median', float('nan')):.0f}", _pct(long_c, k.get("count"))]  # fmt: skip
+        if has_kind:
+            marked = j.get("duplicate", 0) + j.get("near_duplicate", 0)
+            line += [
+                _pct(j.get("junk"), k.get("count"), count=True),
+                f"{j.get('exact_duplicates', 0):,} / {_pct(marked, k.get('count'), count=True)}",
+            ]
+        else:
+            line += [_fmt_int(j.get("exact_duplicates"))]
+        line += [f"{covered} of {len(fams)}" if fams else "–"]
+        rows.append(line)
+        numbers[name] = {
+            "sequences": k.get("count"),
+            "residues": k.get("residues"),
+            "median_length": k.get("median"),
+            "longer_than_200": long_c,
+            "junk": j.get("junk"),
+            "duplicate": j.get("duplicate"),
+            "near_duplicate": j.get("near_duplicate"),
+            "exact_duplicates": j.get("exact_duplicates"),
+            "labels_covered": covered if fams else None,
+            "labels": len(fams) if fams else None,
+        }
+    return header, rows, numbers
+
+
+def _pct(x: Any, n: Any, *, count: bool = False) -> str:
+    if not isinstance(x, int) or not isinstance(n, int) or n <= 0:
+        return "–"
+    return f"{x:,} ({x / n:.1%})" if count else f"{x / n:.1%}"
+
+
+def score_diagnostics_section(doc: Doc, study: Path, names: list[str]) -> list[dict[str, Any]]:
+    """One block per score file the coresets were inspected against: Spearman(score, length)
+    with the plain warning, junk in the top 1% / 5%, per-label ranks, duplicate-pair agreement
+    and the plots ``inspect`` drew (bioprune.report.diagnostics). Returns the numbers."""
+    seen: dict[tuple[str, str], tuple[str, dict]] = {}
+    for name in names:
+        s = _read_json(study / "inspect" / name / artifacts.INSPECT_SUMMARY) or {}
+        sc = s.get("scores") or {}
+        key = (str(sc.get("file")), str(sc.get("reduction") or "mean"))
+        if sc.get("diagnostics") and key not in seen:  # one block per score and reduction
+            seen[key] = (name, s)
+    out = []
+    for (file, reduction), (name, s) in seen.items():
+        d = s["scores"]["diagnostics"]
+        rho = d.get("spearman_length")
+        title = Path(file).name + ("" if reduction == "mean" else f", reduction {reduction}")
+        doc.heading(f"Score diagnostics: {title}", 3)
+        parts = [f"Spearman(score, length) = {rho:+.2f}" if rho is not None else "no length trend"]
+        for t in d.get("top", []):
+            if "junk" in t:
+                parts.append(
+                    f"top {t['fraction']:.0%} of the ranking: {t['junk']} of {t['count']} junk, "
+                    f"median length {t['median_length']:.0f} (corpus "
+                    f"{d.get('median_length_corpus', float('nan')):.0f})"
+                )
+        dup = d.get("duplicates")
+        if dup and dup.get("spearman") is not None:
+            parts.append(
+                f"{dup['pairs']:,} duplicate pairs agree with Spearman {dup['spearman']:.2f} "
+                f"(median percentile gap {dup.get('median_percentile_gap', float('nan')):.0f})"
+            )
+        doc.para("; ".join(parts) + ".")
+        for w in d.get("warnings", []):
+            doc.para(f"**Warning:** {w}", f"<b>Warning:</b> {html.escape(w)}")
+        rows = (d.get("per_label") or {}).get("rows") or []
+        if rows:
+            head = [d["per_label"]["name"], "examples", "median length", "median percentile"]
+            body = [
+                [
+                    str(r["label"]),
+                    _fmt_int(r["count"]),
+                    f"{r['median_length']:.0f}",
+                    f"{r['median_percentile']:.0f}",
+                    _fmt_int(r.get("top0.01")),
+                    _fmt_int(r.get("top0.05")),
+                ]
+                for r in rows[:20]
+            ]
+            doc.table([*head, "in top 1%", "in top 5%"], body)
+        for key in ("score_vs_length", "score_by_label", "duplicate_pairs"):
+            f = (s.get("plots") or {}).get(key)
+            if f and (study / "inspect" / name / f).is_file():
+                stem = Path(file).stem + ("" if reduction == "mean" else f"-{reduction}")
+                doc.image(
+                    f"{stem}-{f}", (study / "inspect" / name / f).read_bytes(), f"{stem}: {key}"
+                )
+        out.append(
+            {
+                "scores": file,
+                "reduction": reduction,
+                **{k: v for k, v in d.items() if k != "per_label"},
+            }
+        )
+    return out
+
+
 def _read_curve(model_dir: Path) -> list[dict]:
     path = model_dir / artifacts.MODEL_CURVE_CSV
     if not path.is_file():
@@ -651,6 +793,19 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
     doc.para(
         f"Seeds per row: {n_note}.",
     )
+    names = list(plan.coresets)
+    junk = junk_and_duplicates(study, plan, names)
+    comp_header, comp_rows, comp_numbers = composition(study, names, junk)
+    if comp_rows:
+        doc.heading("Composition of the coresets", 3)
+        doc.table(comp_header, comp_rows)
+        doc.para(
+            "What each coreset holds, beside the results above: residues, the median length "
+            "and the share longer than 200 residues; junk and duplicates from the labels "
+            "file's `kind` column (exact: picks whose sequence equals another pick's; marked: "
+            "`duplicate` and `near_duplicate` picks); labels covered: label values (families, "
+            "junk left out) with at least one pick."
+        )
 
     # -- data efficiency
     doc.heading("Data efficiency")
@@ -665,11 +820,10 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
 
     # -- diagnostics
     doc.heading("Coreset diagnostics")
-    names = list(plan.coresets)
+    score_diag = score_diagnostics_section(doc, study, names)
     keys, jac = overlap(study, names)
     if len(keys) > 1:
         doc.image("overlap.png", plot_overlap(keys, jac), "Jaccard overlap between coresets")
-    junk = junk_and_duplicates(study, plan, names)
     if junk:
         has_kind = "junk" in junk[0]
         hdr = ["coreset", "size", "exact duplicate sequences"]
@@ -830,6 +984,8 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
             for r in rows
         ],
         "beats_random_1x": beat_rows,
+        "composition": comp_numbers,
+        "score_diagnostics": score_diag,
         "beats_rule": "mean difference (better direction) > std + std of Random 1x",
         **artifacts.provenance(),
     }

@@ -26,7 +26,8 @@ __all__ = [
     "load_study_config",
 ]
 
-PRESETS = ("tiny", "small", "esm2-8m", "esm2-35m", "rnafm")  # bioprune.models.presets.PRESETS
+#: = bioprune.models.presets.PRESETS
+PRESETS = ("micro", "tiny", "small", "esm2-8m", "esm2-35m", "rnafm")
 PROTOCOLS = ("finetune-linear", "finetune-mlp", "frozen-linear", "frozen-mlp")
 SELECT_METHODS = ("cci", "topk", "bottomk", "random", "cluster", "cci-length", "cci-cluster")
 SCORE_METHODS = ("cci", "topk", "bottomk", "cci-length", "cci-cluster")
