@@ -187,6 +187,7 @@ def evaluate_model(
         "task": {
             "name": spec.name,
             "kind": data.kind,
+            "benchmark": data.benchmark,
             "path": str(Path(task).resolve()),
             "task_yaml": str(spec.yaml_path) if spec.yaml_path else None,
             "classes": data.classes,
