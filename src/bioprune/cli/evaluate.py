@@ -28,7 +28,15 @@ def evaluate(
     task: Path = typer.Option(
         ...,
         "--task",
-        help="Task directory with train.csv, valid.csv, test.csv [+ task.yaml], or a task YAML.",
+        help="Task directory with train.csv, valid.csv, test.csv [+ task.yaml], a task YAML, "
+        "or a benchmark task as distributed (BEACON, PEER/TAPE LMDB, PrismNet TSV; "
+        "see docs/evaluation.md).",
+    ),
+    task_format: str = typer.Option(
+        None,
+        "--format",
+        help="The task's layout when it is ambiguous: beacon, peer, tape, prismnet or "
+        "bioprune (default: recognised from its files).",
     ),
     out: Path = typer.Option(..., "--out", help="RESULTS.json to write."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated training seeds."),
@@ -75,6 +83,7 @@ def evaluate(
         weight_decay=weight_decay,
         max_length=max_length,
         device=device,
+        fmt=task_format,
     )
     artifacts.write_json(out, results)
     t = results["task"]
@@ -90,12 +99,23 @@ def evaluate(
     )
     headline = results["headline_metrics"]
     others = [n for n in results["metrics"] if n not in headline]
+    tests = results["test_metrics"]
+    if len(tests) > 1:
+        console.print("  " + " " * 21 + "".join(f"{split:>17}" for split in tests))
     for name in headline + others:
-        m = results["metrics"][name]
-        mean = "nan" if m["mean"] is None else f"{m['mean']:.4f}"
-        std = "nan" if m["std"] is None else f"{m['std']:.4f}"
-        console.print(f"  test {name:<16} {mean} ± {std}")
+        cells = [_cell(tests[split][name]) for split in tests]
+        if len(tests) > 1:
+            console.print(f"  test {name:<16}" + "".join(f"{c:>17}" for c in cells))
+        else:
+            console.print(f"  test {name:<16} {cells[0]}")
     console.print(f"wrote [bold]{out}[/]")
+
+
+def _cell(m: dict) -> str:
+    """``mean ± std`` of one metric over the seeds."""
+    mean = "nan" if m["mean"] is None else f"{m['mean']:.4f}"
+    std = "nan" if m["std"] is None else f"{m['std']:.4f}"
+    return f"{mean} ± {std}"
 
 
 def register(app: typer.Typer) -> None:

@@ -35,7 +35,6 @@ from bioprune.evaluation.protocols import PRIMARY_METRIC, Protocol, resolve_prot
 from bioprune.evaluation.tasks import (
     KIND_METRICS,
     PAIRWISE_KINDS,
-    SPLITS,
     TWO_SEQUENCE_KINDS,
     Split,
     TaskData,
@@ -107,6 +106,7 @@ def evaluate_model(
     max_length: int | None = None,
     device: str | None = None,
     show_progress: bool = True,
+    fmt: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model directory on a downstream task; returns the RESULTS.json dictionary.
 
@@ -120,6 +120,12 @@ def evaluate_model(
     protocol, epochs, lr, batch_size, weight_decay, max_length : override
         ``task.yaml`` and the per-kind defaults.
     device : torch device; default CUDA when available, else CPU.
+    fmt : the task's layout (``bioprune``, ``beacon``, ``peer``, ``tape``, ``prismnet``)
+        when detection is ambiguous; default: recognised from its files.
+
+    Every test split (BEACON's test/RFAM19/DIRECT, TAPE's cb513/casp12/ts115) is
+    scored at the best valid epoch and reported separately under ``test_metrics``;
+    ``metrics`` holds the first (main) test split's.
     """
     import torch
 
@@ -128,7 +134,7 @@ def evaluate_model(
 
     if not seeds:
         raise ValueError("give at least one seed")
-    spec = load_task_spec(task)
+    spec = load_task_spec(task, fmt)
     # Deterministic CUDA matmuls need this before the first CUDA call.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -183,11 +189,18 @@ def evaluate_model(
     primary, larger = PRIMARY_METRIC[data.kind]
     names = list(per_seed[0]["test"])
     summary = {name: _summarise([r["test"][name] for r in per_seed]) for name in names}
+    per_test = {
+        split: {name: _summarise([r["tests"][split][name] for r in per_seed]) for name in names}
+        for split in spec.test_splits
+    }
     return {
         "task": {
             "name": spec.name,
             "kind": data.kind,
             "benchmark": data.benchmark,
+            "format": spec.format,
+            "test_splits": list(spec.test_splits),
+            "made_splits": spec.made_splits,
             "path": str(Path(task).resolve()),
             "task_yaml": str(spec.yaml_path) if spec.yaml_path else None,
             "classes": data.classes,
@@ -198,7 +211,7 @@ def evaluate_model(
                     "examples": len(data.splits[s]),
                     "cropped": data.splits[s].cropped,
                 }
-                for s in SPLITS
+                for s in spec.split_names
             },
         },
         "model": {
@@ -221,6 +234,7 @@ def evaluate_model(
         "headline_metrics": headline,
         "seeds": list(seeds),
         "metrics": summary,
+        "test_metrics": per_test,
         "runs": per_seed,
         **artifacts.provenance(command="evaluate"),
     }
@@ -531,7 +545,8 @@ class _Runner:
         optimizer = torch.optim.AdamW(
             params, lr=self.proto.lr, weight_decay=self.proto.weight_decay
         )
-        train, valid, test = (self.data.splits[s] for s in SPLITS)
+        train, valid = self.data.splits["train"], self.data.splits["valid"]
+        test_names = self.data.spec.test_splits
         primary, larger = PRIMARY_METRIC[self.kind]
         rng = np.random.default_rng(seed)
         bs = self.proto.batch_size
@@ -560,10 +575,15 @@ class _Runner:
                 history.append({"epoch": epoch, "train_loss": total_loss / len(train),
                                 primary: _finite(value)})  # fmt: skip
                 if best is None or _better(value, best["valid"][primary], larger):
+                    tests = {
+                        name: self.score(trainable_encoder, cache, head, self.data.splits[name])
+                        for name in test_names
+                    }
                     best = {
                         "epoch": epoch,
                         "valid": valid_metrics,
-                        "test": self.score(trainable_encoder, cache, head, test),
+                        "test": tests[test_names[0]],
+                        "tests": tests,
                     }
                 progress.update(
                     bar,
@@ -576,6 +596,9 @@ class _Runner:
             "best_epoch": best["epoch"],
             "valid": {k: _finite(v) for k, v in best["valid"].items()},
             "test": {k: _finite(v) for k, v in best["test"].items()},
+            "tests": {
+                name: {k: _finite(v) for k, v in m.items()} for name, m in best["tests"].items()
+            },
             "history": history,
         }
 
