@@ -394,6 +394,8 @@ def mcc(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
     """Matthews correlation coefficient (scikit-learn; 0 when undefined)."""
     from sklearn.metrics import matthews_corrcoef
 
+    if len(np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))) < 2:
+        return 0.0  # one class everywhere: undefined, 0 by scikit-learn's convention
     return float(matthews_corrcoef(y_true, y_pred))
 
 
