@@ -152,7 +152,7 @@ def evaluate_model(
     if limit < 1:
         raise ValueError(f"max_length must be at least 1, got {requested}")
     data = load_task(spec, alphabet, limit)
-    benchmark = getattr(spec, "benchmark", None)
+    benchmark = data.benchmark
     bench_headline, primary, larger = select_metrics(data.kind, benchmark)
     own = [m for m in KIND_METRICS[data.kind] if not m.endswith("_beacon")]
     headline = spec.metrics or list(bench_headline or own)
@@ -208,7 +208,7 @@ def evaluate_model(
         "task": {
             "name": spec.name,
             "kind": data.kind,
-            "benchmark": benchmark,
+            "benchmark": data.benchmark,
             "path": str(Path(task).resolve()),
             "task_yaml": str(spec.yaml_path) if spec.yaml_path else None,
             "classes": data.classes,

@@ -27,6 +27,7 @@ from bioprune.errors import InputError, reading
 from bioprune.evaluation.structure import parse_dot_bracket, read_structure_file
 
 __all__ = [
+    "BENCHMARKS",
     "KINDS",
     "KIND_METRICS",
     "SPLITS",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 SPLITS = ("train", "valid", "test")
+#: Benchmarks whose distributed layouts bioprune reads (``TaskSpec.benchmark``).
+BENCHMARKS = ("beacon", "peer", "tape", "prismnet")
 
 #: Every task kind, with the columns it reads.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -92,7 +95,7 @@ YAML_KEYS = frozenset(
         "name", "kind", "train", "valid", "test", "protocol", "epochs", "lr", "batch_size",
         "weight_decay", "max_length", "one_partner_per_base", "description", "source",
         "pos_weight",
-        "alphabet", "metrics",
+        "alphabet", "metrics", "benchmark",
     }
 )  # fmt: skip
 
@@ -128,7 +131,9 @@ class TaskSpec:
     alphabet: str | None = None  # the alphabet the task's sequences are written in
     metrics: list[str] | None = None  # the task's headline metrics (all are computed)
     root: Path | None = None  # the task directory (resolved); every task file lies inside it
-    benchmark: str | None = None  # "beacon", "peer", "tape", "prismnet" or None (bioprune's own)
+    #: the benchmark whose layout the task was read from (one of :data:`BENCHMARKS`), or
+    #: ``None`` for a bioprune task; benchmark tasks get that benchmark's metric definitions
+    benchmark: str | None = None
 
 
 def _unique_key_loader():
@@ -241,6 +246,10 @@ def _check_options(yaml_path: Path, options: dict[str, Any]) -> dict[str, Any]:
         )
     if "kind" in out and (not isinstance(out["kind"], str) or out["kind"] not in KINDS):
         raise TaskFileError(yaml_path, f"unknown kind {out['kind']!r}; choose one of {list(KINDS)}")
+    if "benchmark" in out and out["benchmark"] not in BENCHMARKS:
+        raise TaskFileError(
+            yaml_path, f"benchmark {out['benchmark']!r} is not one of {list(BENCHMARKS)}"
+        )
     if "alphabet" in out and out["alphabet"] not in ALPHABETS:
         raise TaskFileError(
             yaml_path, f"alphabet {out['alphabet']!r} is not one of {sorted(ALPHABETS)}"
@@ -317,6 +326,7 @@ def load_task_spec(path: str | Path) -> TaskSpec:
     for informational in ("description", "source"):
         options.pop(informational, None)
     alphabet = options.pop("alphabet", None)
+    benchmark = options.pop("benchmark", None)
     headline = options.pop("metrics", None)
     if headline is not None:
         if isinstance(headline, str):
@@ -340,6 +350,7 @@ def load_task_spec(path: str | Path) -> TaskSpec:
         alphabet=None if alphabet is None else str(alphabet),
         metrics=headline,
         root=root,
+        benchmark=benchmark,
     )
 
 
@@ -544,6 +555,9 @@ class TaskData:
     kind: str
     splits: dict[str, Split]
     classes: list[str] | None = None  # categorical / multilabel / per-residue vocabularies
+    #: the benchmark the task comes from (``spec.benchmark``): beacon, peer, tape, prismnet
+    #: or ``None`` for a bioprune task
+    benchmark: str | None = None
 
 
 def load_task(spec: TaskSpec, alphabet: Alphabet, max_length: int) -> TaskData:
@@ -581,7 +595,7 @@ def load_task(spec: TaskSpec, alphabet: Alphabet, max_length: int) -> TaskData:
     for s in SPLITS:
         splits[s] = reader(tables[s], alphabet, max_length, classes, kind)
         splits[s].name = s
-    return TaskData(spec=spec, kind=kind, splits=splits, classes=classes)
+    return TaskData(spec=spec, kind=kind, splits=splits, classes=classes, benchmark=spec.benchmark)
 
 
 def _classes(kind: str, train: _Table) -> list[str] | None:
