@@ -3,7 +3,6 @@ unknown (-1) map cells, the validation-chosen base-pair threshold and structure 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -320,19 +319,19 @@ def test_validation_threshold_is_recorded_and_used(rna_model, ss_task):
     assert "f1_beacon" in chosen["metric_definitions"]
 
 
-def test_decode_option_and_benchmark_selection(rna_model, ss_task, monkeypatch):
-    from bioprune.evaluation import downstream
+def test_decode_option_and_benchmark_selection(rna_model, ss_task, tmp_path):
+    import shutil
 
-    res = downstream.evaluate_model(rna_model, ss_task, decode=True, **FAST)
+    from bioprune.evaluation.downstream import evaluate_model
+
+    res = evaluate_model(rna_model, ss_task, decode=True, **FAST)
     assert res["protocol"]["decoding"] == {
         "one_partner_per_base": True, "min_loop": 3, "canonical_pairs_only": True
     }  # fmt: skip
     assert res["primary_metric"]["name"] == "f1"
-    real = downstream.load_task_spec
-    monkeypatch.setattr(
-        downstream, "load_task_spec", lambda t: dataclasses.replace(real(t), benchmark="beacon")
-    )
-    res = downstream.evaluate_model(rna_model, ss_task, **{**FAST, "epochs": 2})
+    task = shutil.copytree(ss_task, tmp_path / "beacon_ss")
+    (task / "task.yaml").write_text("benchmark: beacon\n")
+    res = evaluate_model(rna_model, task, **{**FAST, "epochs": 2})
     assert res["task"]["benchmark"] == "beacon"
     assert res["primary_metric"]["name"] == "f1_beacon"
     assert res["headline_metrics"] == ["f1_beacon", "precision_beacon", "recall_beacon"]
