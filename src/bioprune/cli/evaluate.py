@@ -23,6 +23,16 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def format_summary(m: dict) -> str:
+    """``mean ± std (n=3)``; one finite value is ``mean (n=1)``: its spread is unknown."""
+    n = m.get("n", len([v for v in m.get("per_seed") or [] if v is not None]))
+    if m.get("mean") is None:
+        return f"nan (n={n})"
+    if m.get("std") is None or n < 2:
+        return f"{m['mean']:.4f} (n={n})"
+    return f"{m['mean']:.4f} ± {m['std']:.4f} (n={n})"
+
+
 def evaluate(
     model: Path = typer.Option(..., "--model", help="Model directory (bioprune init/pretrain)."),
     task: Path = typer.Option(
@@ -57,6 +67,18 @@ def evaluate(
         None, "--max-length", help="Crop sequences to this many residues (default: the model's)."
     ),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if present)."),
+    decode: bool = typer.Option(
+        False,
+        "--decode",
+        help="Base pairs: structure decoding before scoring (one partner per base, hairpin "
+        "loops of at least 3 bases, Watson-Crick and G-U pairs only).",
+    ),
+    threshold: float = typer.Option(
+        None,
+        "--threshold",
+        help="Base pairs: fixed decision probability (default: chosen on the valid split, "
+        "recorded in OUT).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
     """Downstream evaluation (method.md section 6): train a task head per seed, report test.
@@ -84,12 +106,16 @@ def evaluate(
         max_length=max_length,
         device=device,
         fmt=task_format,
+        decode=decode,
+        threshold=threshold,
     )
     artifacts.write_json(out, results)
     t = results["task"]
     cropped = sum(s["cropped"] for s in t["splits"].values())
     console.print(
-        f"[bold]{t['name']}[/] ({t['kind']}, {results['protocol']['name']}, "
+        f"[bold]{t['name']}[/] ({t['kind']}, "
+        + (f"{t['benchmark']} layout, " if t.get("benchmark") else "")
+        + f"{results['protocol']['name']}, "
         f"{'raw ' if raw else ''}model {model}), seeds {seed_list}"
         + (
             f", {cropped} sequences cropped to {results['protocol']['max_length']}"
@@ -100,22 +126,17 @@ def evaluate(
     headline = results["headline_metrics"]
     others = [n for n in results["metrics"] if n not in headline]
     tests = results["test_metrics"]
-    if len(tests) > 1:
-        console.print("  " + " " * 21 + "".join(f"{split:>17}" for split in tests))
-    for name in headline + others:
-        cells = [_cell(tests[split][name]) for split in tests]
-        if len(tests) > 1:
-            console.print(f"  test {name:<16}" + "".join(f"{c:>17}" for c in cells))
-        else:
-            console.print(f"  test {name:<16} {cells[0]}")
+    width = max(len(split) for split in tests)
+    for split in tests:  # BEACON's test/RFAM19/DIRECT, TAPE's cb513/casp12/ts115
+        for name in headline + others:
+            label = f"{split:<{width}}" if len(tests) > 1 else "test"
+            console.print(f"  {label} {name:<24} {format_summary(tests[split][name])}")
+    cuts = [r["threshold"]["probability"] for r in results["runs"] if r.get("threshold")]
+    if cuts:
+        shown = ", ".join("none" if c is None else f"{c:.4g}" for c in cuts)
+        how = results["runs"][0]["threshold"]["chosen_on"]
+        console.print(f"  base-pair threshold per seed ({how}): {shown}")
     console.print(f"wrote [bold]{out}[/]")
-
-
-def _cell(m: dict) -> str:
-    """``mean ± std`` of one metric over the seeds."""
-    mean = "nan" if m["mean"] is None else f"{m['mean']:.4f}"
-    std = "nan" if m["std"] is None else f"{m['std']:.4f}"
-    return f"{mean} ± {std}"
 
 
 def register(app: typer.Typer) -> None:

@@ -59,18 +59,25 @@ KINDS: dict[str, tuple[str, ...]] = {
 
 _REGRESSION_METRICS = ("spearman", "mse", "rmse", "mae", "r2")
 _CONTACT_METRICS = ("precision_L", "precision_L/2", "precision_L/5", "precision_L/10")
-#: Metrics reported for each kind (method.md section 6 names, plus the usual companions).
+_CLASS_METRICS = ("accuracy", "macro_f1", "mcc", "auc", "aupr")
+#: Metrics reported for each kind (method.md section 6 names, the usual companions and
+#: the benchmarks' own definitions, suffixed ``_beacon`` where they differ; the
+#: definitions are in ``bioprune.evaluation.metrics.DEFINITIONS``).
 KIND_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "macro_f1"),
+    "classification": _CLASS_METRICS,
     "regression": _REGRESSION_METRICS,
-    "multilabel": ("mean_auc",),
-    "secondary_structure": ("precision", "recall", "f1", "mcc"),
-    "residue_classification": ("accuracy", "macro_f1"),
-    "pair_classification": ("accuracy", "macro_f1", "auc", "aupr"),
+    "multilabel": ("mean_auc", "mean_auc_beacon", "mean_mcc"),
+    "secondary_structure": (
+        "precision", "recall", "f1", "mcc", "precision_beacon", "recall_beacon", "f1_beacon",
+    ),
+    "residue_classification": ("accuracy", "macro_f1", "per_sequence_accuracy"),
+    "pair_classification": _CLASS_METRICS,
     "pair_regression": _REGRESSION_METRICS,
-    "contact_map": (*_CONTACT_METRICS, "scored_sequences"),
-    "distance_map": ("r2", "spearman", "mae", "mse"),
-}
+    "contact_map": (
+        *_CONTACT_METRICS, "scored_sequences", *(f"{m}_beacon" for m in _CONTACT_METRICS),
+    ),
+    "distance_map": ("r2", "spearman", "mae", "mse", "r2_beacon", "mse_beacon"),
+}  # fmt: skip
 
 #: Kinds with one prediction per residue pair (pairwise head).
 PAIRWISE_KINDS = frozenset({"secondary_structure", "contact_map", "distance_map"})
