@@ -541,3 +541,25 @@ def test_wrong_column_count_is_one_line(tmp_path, rna_model, monkeypatch, capsys
         monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert_one_line_error(code, err, bad, fragment)
+
+
+def test_task_yaml_names_several_test_splits(tmp_path, rna_model, monkeypatch, capsys):
+    root = beacon_crispr(tmp_path / "t")
+    for old, new in (("train.csv", "train.csv"), ("val.csv", "valid.csv"),
+                     ("test.csv", "held_out.csv"), ("test.csv", "other.csv")):  # fmt: skip
+        (root / new).write_text((root / old).read_text().replace("sgRNA", "sequence"))
+    (root / "val.csv").unlink()
+    (root / "test.csv").unlink()
+    (root / "task.yaml").write_text(
+        "kind: regression\ntest:\n  held_out: held_out.csv\n  other: other.csv\n"
+    )
+    spec = load_task_spec(root)
+    assert spec.format == "bioprune" and spec.test_splits == ("held_out", "other")
+    res = evaluate_model(rna_model, root, **FAST)
+    assert list(res["test_metrics"]) == ["held_out", "other"]
+    (root / "task.yaml").write_text("test:\n  train: other.csv\n")
+    code, err = run_cli(
+        "evaluate", "--model", rna_model, "--task", root, "--out", tmp_path / "R.json",
+        monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert_one_line_error(code, err, root / "task.yaml", "mapping of test split names")

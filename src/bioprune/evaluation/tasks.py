@@ -274,8 +274,21 @@ def _check_options(yaml_path: Path, options: dict[str, Any]) -> dict[str, Any]:
         raise TaskFileError(
             yaml_path, f"alphabet {out['alphabet']!r} is not one of {sorted(ALPHABETS)}"
         )
+    tests = out.get("test")
+    if isinstance(tests, dict):  # several named test splits: {name: file}
+        if not tests or not all(
+            isinstance(k, str) and k and k not in ("train", "valid") and isinstance(v, str)
+            for k, v in tests.items()
+        ):
+            raise TaskFileError(
+                yaml_path,
+                "test must be a file name, or a mapping of test split names (not train or "
+                f"valid) to file names, got {tests!r}",
+            )
     for key in ("name", "description", "source", *SPLITS):
         value = out.get(key, "")
+        if key == "test" and isinstance(value, dict):
+            continue
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise TaskFileError(yaml_path, f"{key} must be a string, got {value!r}")
     return out
@@ -341,9 +354,16 @@ def load_task_spec(path: str | Path, fmt: str | None = None) -> TaskSpec:
     options: dict[str, Any] = {}
     if yaml_path is not None:
         options = _check_options(yaml_path, _read_yaml(yaml_path))
+    tests = options.get("test")
+    named = {s: options.pop(s, f"{s}.csv") for s in ("train", "valid")}
+    if isinstance(tests, dict):
+        options.pop("test")
+        named.update(tests)
+    else:
+        named["test"] = options.pop("test", "test.csv")
     files = {}
-    for split in SPLITS:
-        name = str(options.pop(split, f"{split}.csv"))
+    for split, file in named.items():
+        name = str(file)
         f = _inside(root, name, yaml_path or path, f"{split} split")
         if not f.is_file():
             where = f"named in {yaml_path}" if yaml_path and path.is_file() else f"in {base}"
@@ -379,6 +399,7 @@ def load_task_spec(path: str | Path, fmt: str | None = None) -> TaskSpec:
         metrics=headline,
         root=root,
         benchmark=benchmark,
+        test_splits=tuple(s for s in files if s not in ("train", "valid")),
     )
 
 
@@ -399,7 +420,6 @@ class _Table:
     lines: list[int]  # file line of each row (header is line 1)
     root: Path | None = None  # the task directory: files named in rows must lie inside it
     unit: str = "line"  # what ``lines`` counts: file lines, or LMDB record keys ("record")
-    base: Path | None = None  # where files named in rows are found (default: the CSV's folder)
 
     def at(self, k: int) -> str:
         """Where row ``k`` is, for an error message: ``PATH line N``."""
@@ -865,9 +885,7 @@ def _read_maps(table, alphabet, max_length, classes, kind) -> Split:
 def _task_file(table: _Table, k: int, name: str, what: str) -> Path:
     """The file a row names: relative to the CSV's directory, inside the task directory."""
     root = table.root if table.root is not None else table.path.parent.resolve()
-    return _inside(
-        root, name, table.path, what, table.lines[k], base=table.base or table.path.parent
-    )
+    return _inside(root, name, table.path, what, table.lines[k], base=table.path.parent)
 
 
 def _read_pair_matrices(table, alphabet, max_length, classes, kind) -> Split:
