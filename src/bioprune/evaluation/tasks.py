@@ -367,7 +367,15 @@ def load_task_spec(path: str | Path, fmt: str | None = None) -> TaskSpec:
         f = _inside(root, name, yaml_path or path, f"{split} split")
         if not f.is_file():
             where = f"named in {yaml_path}" if yaml_path and path.is_file() else f"in {base}"
-            raise FileNotFoundError(f"task {path}: {split} split {f} not found ({where})")
+            other = (
+                ""
+                if yaml_path
+                else (
+                    "; nor is it a benchmark layout bioprune recognises (BEACON val.csv or "
+                    "bpRNA.csv, PEER/TAPE *.lmdb, a PrismNet .tsv)"
+                )
+            )
+            raise FileNotFoundError(f"task {path}: {split} split {f} not found ({where}){other}")
         files[split] = f
     kind = options.pop("kind", None)
     name = str(options.pop("name", path.stem if path.is_file() else path.name))
