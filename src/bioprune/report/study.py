@@ -234,7 +234,7 @@ def plot_data_efficiency(rows: list[TableRow], task: str, metric: str) -> bytes:
         ax.errorbar(
             [p[0] * dodge for p in pts],
             [p[1].mean for p in pts],
-            yerr=[p[1].std for p in pts],
+            yerr=[p[1].std or 0.0 for p in pts],  # one seed: no bar
             marker="o",
             capsize=3,
             label=label,
