@@ -203,6 +203,16 @@ def test_best_threshold_matches_brute_force_decoding():
             assert f1 == pytest.approx(brute)
 
 
+def test_best_threshold_tries_every_top_score_of_a_large_set():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=20_000)
+    hit = np.zeros(scores.size, bool)
+    hit[np.argsort(-scores)[:7]] = True  # the 7 best-scored cells are the true pairs
+    cut, f1 = M.best_threshold([(scores, hit)], [7], pooled=True, max_candidates=256)
+    assert f1 == pytest.approx(1.0)
+    assert np.sum(scores > cut) == 7
+
+
 def test_decoding_respects_its_constraints():
     rng = np.random.default_rng(3)
     n = 40

@@ -523,7 +523,7 @@ def best_threshold(
     true_counts: Sequence[int],
     *,
     pooled: bool,
-    max_candidates: int = 512,
+    max_candidates: int = 2048,
 ) -> tuple[float, float]:
     """The decision threshold that maximises base-pair F1, and that F1.
 
@@ -537,7 +537,8 @@ def best_threshold(
 
     A pair is predicted when its score is ``> threshold``. The thresholds tried are the
     midpoints between consecutive distinct candidate scores (at most ``max_candidates``,
-    evenly spaced in rank) and one below the lowest; ties go to the higher threshold.
+    spaced geometrically in rank from the highest score, so every one of the top scores
+    is tried) and one below the lowest; ties go to the higher threshold.
     """
     allscores = np.concatenate([np.asarray(s, dtype=np.float64) for s, _ in candidates] or
                                [np.zeros(0)])  # fmt: skip
@@ -545,8 +546,10 @@ def best_threshold(
     if distinct.size == 0:
         return math.inf, 0.0
     if distinct.size > max_candidates:
-        distinct = distinct[np.linspace(0, distinct.size - 1, max_candidates).round().astype(int)]
-        distinct = np.unique(distinct)
+        # geometric in rank from the top: pairs are rare, so the best cut lies among the
+        # highest scores, where evenly spaced quantiles would leave only a few candidates
+        from_top = np.geomspace(1, distinct.size, max_candidates).round().astype(int)
+        distinct = np.unique(distinct[distinct.size - from_top])
     cuts = np.concatenate([[distinct[0] - 1.0], (distinct[:-1] + distinct[1:]) / 2])
     n_pred = np.zeros((len(candidates), cuts.size))
     n_hit = np.zeros((len(candidates), cuts.size))
