@@ -452,8 +452,10 @@ def test_task_yaml_alphabet_and_metrics(tmp_path, rna_model, protein_model):
     assert res["headline_metrics"] == ["macro_f1"]
     with pytest.raises(ValueError, match=r"holds rna sequences but model .* protein alphabet"):
         evaluate_model(protein_model, task, **FAST)
-    (task / "task.yaml").write_text("kind: classification\nmetrics: [auc]\n")
-    _expect_error(rna_model, task, r"metric\(s\) \['auc'\] are not computed for a classification")
+    (task / "task.yaml").write_text("kind: classification\nmetrics: [spearman]\n")
+    _expect_error(
+        rna_model, task, r"metric\(s\) \['spearman'\] are not computed for a classification"
+    )
 
 
 def test_infer_kind_rules():

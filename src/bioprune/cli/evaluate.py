@@ -23,12 +23,30 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def format_summary(m: dict) -> str:
+    """``mean ± std (n=3)``; one finite value is ``mean (n=1)``: its spread is unknown."""
+    n = m.get("n", len([v for v in m.get("per_seed") or [] if v is not None]))
+    if m.get("mean") is None:
+        return f"nan (n={n})"
+    if m.get("std") is None or n < 2:
+        return f"{m['mean']:.4f} (n={n})"
+    return f"{m['mean']:.4f} ± {m['std']:.4f} (n={n})"
+
+
 def evaluate(
     model: Path = typer.Option(..., "--model", help="Model directory (bioprune init/pretrain)."),
     task: Path = typer.Option(
         ...,
         "--task",
-        help="Task directory with train.csv, valid.csv, test.csv [+ task.yaml], or a task YAML.",
+        help="Task directory with train.csv, valid.csv, test.csv [+ task.yaml], a task YAML, "
+        "or a benchmark task as distributed (BEACON, PEER/TAPE LMDB, PrismNet TSV; "
+        "see docs/evaluation.md).",
+    ),
+    task_format: str = typer.Option(
+        None,
+        "--format",
+        help="The task's layout when it is ambiguous: beacon, peer, tape, prismnet or "
+        "bioprune (default: recognised from its files).",
     ),
     out: Path = typer.Option(..., "--out", help="RESULTS.json to write."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated training seeds."),
@@ -49,6 +67,18 @@ def evaluate(
         None, "--max-length", help="Crop sequences to this many residues (default: the model's)."
     ),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if present)."),
+    decode: bool = typer.Option(
+        False,
+        "--decode",
+        help="Base pairs: structure decoding before scoring (one partner per base, hairpin "
+        "loops of at least 3 bases, Watson-Crick and G-U pairs only).",
+    ),
+    threshold: float = typer.Option(
+        None,
+        "--threshold",
+        help="Base pairs: fixed decision probability (default: chosen on the valid split, "
+        "recorded in OUT).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
     """Downstream evaluation (method.md section 6): train a task head per seed, report test.
@@ -75,12 +105,17 @@ def evaluate(
         weight_decay=weight_decay,
         max_length=max_length,
         device=device,
+        fmt=task_format,
+        decode=decode,
+        threshold=threshold,
     )
     artifacts.write_json(out, results)
     t = results["task"]
     cropped = sum(s["cropped"] for s in t["splits"].values())
     console.print(
-        f"[bold]{t['name']}[/] ({t['kind']}, {results['protocol']['name']}, "
+        f"[bold]{t['name']}[/] ({t['kind']}, "
+        + (f"{t['benchmark']} layout, " if t.get("benchmark") else "")
+        + f"{results['protocol']['name']}, "
         f"{'raw ' if raw else ''}model {model}), seeds {seed_list}"
         + (
             f", {cropped} sequences cropped to {results['protocol']['max_length']}"
@@ -90,11 +125,17 @@ def evaluate(
     )
     headline = results["headline_metrics"]
     others = [n for n in results["metrics"] if n not in headline]
-    for name in headline + others:
-        m = results["metrics"][name]
-        mean = "nan" if m["mean"] is None else f"{m['mean']:.4f}"
-        std = "nan" if m["std"] is None else f"{m['std']:.4f}"
-        console.print(f"  test {name:<16} {mean} ± {std}")
+    tests = results["test_metrics"]
+    width = max(len(split) for split in tests)
+    for split in tests:  # BEACON's test/RFAM19/DIRECT, TAPE's cb513/casp12/ts115
+        for name in headline + others:
+            label = f"{split:<{width}}" if len(tests) > 1 else "test"
+            console.print(f"  {label} {name:<24} {format_summary(tests[split][name])}")
+    cuts = [r["threshold"]["probability"] for r in results["runs"] if r.get("threshold")]
+    if cuts:
+        shown = ", ".join("none" if c is None else f"{c:.4g}" for c in cuts)
+        how = results["runs"][0]["threshold"]["chosen_on"]
+        console.print(f"  base-pair threshold per seed ({how}): {shown}")
     console.print(f"wrote [bold]{out}[/]")
 
 

@@ -31,11 +31,10 @@ import numpy as np
 
 from bioprune import artifacts
 from bioprune.evaluation import metrics as M
-from bioprune.evaluation.protocols import PRIMARY_METRIC, Protocol, resolve_protocol
+from bioprune.evaluation.protocols import Protocol, resolve_protocol, select_metrics
 from bioprune.evaluation.tasks import (
     KIND_METRICS,
     PAIRWISE_KINDS,
-    SPLITS,
     TWO_SEQUENCE_KINDS,
     Split,
     TaskData,
@@ -107,6 +106,9 @@ def evaluate_model(
     max_length: int | None = None,
     device: str | None = None,
     show_progress: bool = True,
+    decode: bool = False,
+    threshold: float | None = None,
+    fmt: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model directory on a downstream task; returns the RESULTS.json dictionary.
 
@@ -120,6 +122,18 @@ def evaluate_model(
     protocol, epochs, lr, batch_size, weight_decay, max_length : override
         ``task.yaml`` and the per-kind defaults.
     device : torch device; default CUDA when available, else CPU.
+    decode : base-pair tasks: structure decoding of the predicted pairs (at most one
+        partner per base, at least :data:`MIN_LOOP` unpaired bases in a hairpin,
+        Watson-Crick and G-U wobble pairs only) before scoring.
+    threshold : base-pair tasks: a fixed decision probability; default (``None``):
+        chosen on the valid split after every epoch, as the one that maximises the
+        primary F1 there (recorded per seed in ``runs[].threshold``).
+    fmt : the task's layout (``bioprune``, ``beacon``, ``peer``, ``tape``, ``prismnet``)
+        when detection is ambiguous; default: recognised from its files.
+
+    Every test split (BEACON's test/RFAM19/DIRECT, TAPE's cb513/casp12/ts115) is
+    scored at the best valid epoch and reported separately under ``test_metrics``;
+    ``metrics`` holds the first (main) test split's.
     """
     import torch
 
@@ -128,7 +142,7 @@ def evaluate_model(
 
     if not seeds:
         raise ValueError("give at least one seed")
-    spec = load_task_spec(task)
+    spec = load_task_spec(task, fmt)
     # Deterministic CUDA matmuls need this before the first CUDA call.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -144,7 +158,10 @@ def evaluate_model(
     if limit < 1:
         raise ValueError(f"max_length must be at least 1, got {requested}")
     data = load_task(spec, alphabet, limit)
-    headline = spec.metrics or list(KIND_METRICS[data.kind])
+    benchmark = data.benchmark
+    bench_headline, primary, larger = select_metrics(data.kind, benchmark)
+    own = [m for m in KIND_METRICS[data.kind] if not m.endswith("_beacon")]
+    headline = spec.metrics or list(bench_headline or own)
     unknown = [m for m in headline if m not in KIND_METRICS[data.kind]]
     if unknown:
         raise ValueError(
@@ -158,11 +175,22 @@ def evaluate_model(
         {"protocol": protocol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
          "weight_decay": weight_decay},
     )  # fmt: skip
-    one_partner = bool(spec.options.get("one_partner_per_base", False))
-    runner = _Runner(
-        data, proto, alphabet, base_model.config.hidden_size, device, one_partner, show_progress
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
+    decoding = _Decoding(
+        one_partner=decode or bool(spec.options.get("one_partner_per_base", False)),
+        min_loop=MIN_LOOP if decode else 0,
+        canonical=decode,
     )
-    runner.pos_weight = _pos_weight(data, spec.options.get("pos_weight", "balanced"))
+    runner = _Runner(
+        data, proto, alphabet, base_model.config.hidden_size, device, decoding, show_progress
+    )
+    runner.primary, runner.larger = primary, larger
+    runner.fixed_threshold = threshold
+    # The benchmarks train their pair heads with plain binary cross-entropy.
+    runner.pos_weight = _pos_weight(
+        data, spec.options.get("pos_weight", 1.0 if benchmark else "balanced")
+    )
 
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -180,13 +208,20 @@ def evaluate_model(
     finally:
         torch.use_deterministic_algorithms(deterministic)
 
-    primary, larger = PRIMARY_METRIC[data.kind]
     names = list(per_seed[0]["test"])
     summary = {name: _summarise([r["test"][name] for r in per_seed]) for name in names}
+    per_test = {
+        split: {name: _summarise([r["tests"][split][name] for r in per_seed]) for name in names}
+        for split in spec.test_splits
+    }
     return {
         "task": {
             "name": spec.name,
             "kind": data.kind,
+            "benchmark": data.benchmark,
+            "format": spec.format,
+            "test_splits": list(spec.test_splits),
+            "made_splits": spec.made_splits,
             "path": str(Path(task).resolve()),
             "task_yaml": str(spec.yaml_path) if spec.yaml_path else None,
             "classes": data.classes,
@@ -197,7 +232,7 @@ def evaluate_model(
                     "examples": len(data.splits[s]),
                     "cropped": data.splits[s].cropped,
                 }
-                for s in SPLITS
+                for s in spec.split_names
             },
         },
         "model": {
@@ -211,15 +246,19 @@ def evaluate_model(
         "protocol": {
             **proto.to_dict(),
             "max_length": limit,
-            "one_partner_per_base": one_partner,
+            "one_partner_per_base": decoding.one_partner,
+            "decoding": decoding.to_dict() if data.kind == "secondary_structure" else None,
+            "threshold": _threshold_setting(data.kind, threshold),
             "pos_weight": runner.pos_weight,
             "sources": sources,
             "device": str(device),
         },
         "primary_metric": {"name": primary, "larger_is_better": larger, "split": "valid"},
         "headline_metrics": headline,
+        "metric_definitions": {name: M.definition(data.kind, name) for name in names},
         "seeds": list(seeds),
         "metrics": summary,
+        "test_metrics": per_test,
         "runs": per_seed,
         **artifacts.provenance(command="evaluate"),
     }
@@ -241,27 +280,70 @@ def _finite(x: float) -> float | None:
 
 
 def _summarise(values: list[float]) -> dict[str, Any]:
-    """Per-seed values, mean and sample std (ddof 1; 0 for one seed) over the finite ones."""
+    """Per-seed values, their count ``n``, mean and sample std (ddof 1) over the finite
+    ones; the std of fewer than two values is ``None`` (undefined, not 0)."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     mean = float(np.mean(finite)) if finite else None
-    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else (0.0 if finite else None)
-    return {"per_seed": [_finite(v) for v in values], "mean": mean, "std": std}
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else None
+    return {"per_seed": [_finite(v) for v in values], "n": len(finite), "mean": mean, "std": std}
+
+
+#: Minimum hairpin loop of the structure decoding: a pair (i, j) encloses >= 3 bases.
+MIN_LOOP = 3
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    """How predicted pair scores become a base-pair set."""
+
+    one_partner: bool = False
+    min_loop: int = 0
+    canonical: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"one_partner_per_base": self.one_partner, "min_loop": self.min_loop,
+                "canonical_pairs_only": self.canonical}  # fmt: skip
+
+
+def _threshold_setting(kind: str, threshold: float | None) -> dict[str, Any] | None:
+    if kind == "secondary_structure":
+        if threshold is None:
+            return {"mode": "valid", "rule": "maximises the primary F1 on the valid split, "
+                    "chosen after every epoch; per seed in runs[].threshold"}  # fmt: skip
+        return {"mode": "fixed", "probability": threshold}
+    if kind == "contact_map":
+        rule = "BEACON's precision counts only cells above 0.5; the others rank, no threshold"
+        return {"mode": "fixed", "probability": 0.5, "rule": rule}
+    return None
 
 
 class _Runner:
     """Training and scoring of one task under one protocol (shared by every seed)."""
 
     def __init__(
-        self, data: TaskData, proto: Protocol, alphabet, hidden: int, device, one_partner, progress
+        self,
+        data: TaskData,
+        proto: Protocol,
+        alphabet,
+        hidden: int,
+        device,
+        decoding: _Decoding,
+        progress,
     ):
         self.data, self.kind, self.proto, self.hidden = data, data.kind, proto, hidden
         self.alphabet, self.device = alphabet, device
-        self.one_partner = one_partner
+        self.decoding = decoding
         self.show_progress = progress
         self.pos_weight: float | None = None
+        self.fixed_threshold: float | None = None
+        self.primary, self.larger = select_metrics(data.kind, None)[1:]
+        self._allowed: dict[str, list[np.ndarray]] = {}
         train = data.splits["train"]
         if self.kind == "distance_map":
-            self.scale = _Standardizer.fit(np.concatenate([t.ravel() for t in train.targets]))
+            # unknown cells (negative, as BEACON's -1) take no part in the scale
+            self.scale = _Standardizer.fit(
+                np.concatenate([t[np.isfinite(t) & (t >= 0)] for t in train.targets])
+            )
         elif self.kind in REGRESSION_KINDS:
             self.scale = _Standardizer.fit(np.asarray(train.targets))
         else:
@@ -396,8 +478,8 @@ class _Runner:
                 continue
             arr = torch.from_numpy(t)
             known = torch.isfinite(arr)
+            known &= arr >= 0  # -1 (BEACON) or any negative value: unknown
             if self.kind == "contact_map":
-                known &= arr >= 0
                 vals = (arr > 0).float()
             else:
                 vals = (arr - self.scale.mean) / self.scale.std
@@ -424,7 +506,8 @@ class _Runner:
                 [torch.from_numpy(split.targets[i]) for i in idx],
                 batch_first=True,
                 padding_value=-100,
-            ).to(dev)
+            )
+            y = torch.where(y < 0, -100, y).to(dev)  # a negative tag: masked residue
             return F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=-100)
         target, mask = self._pair_targets(split, idx, out.shape[1])
         if kind == "distance_map":
@@ -433,8 +516,9 @@ class _Runner:
         return F.binary_cross_entropy_with_logits(out[mask], target[mask], pos_weight=weight)
 
     # ---- scoring -----------------------------------------------------------------
-    def score(self, encoder, cache, head, split: Split) -> dict[str, float]:
-        """Every metric of the kind on ``split`` (examples in file order)."""
+    def predict(self, encoder, cache, head, split: Split) -> list:
+        """The head's outputs on ``split`` in file order: logits / values per batch, per-residue
+        predicted classes, or (L, L) logit / value maps per sequence."""
         import torch
 
         head.eval()
@@ -456,9 +540,48 @@ class _Runner:
                     outs.extend(pred[b, : len(split.tokens[i])] for b, i in enumerate(idx))
                 else:
                     outs.append(out.cpu().numpy())
-        return self._metrics(outs, split)
+        return outs
 
-    def _metrics(self, outs: list, split: Split) -> dict[str, float]:
+    def score(self, encoder, cache, head, split: Split, threshold: float = 0.0):
+        """Every metric of the kind on ``split``; ``threshold`` is the base-pair logit cut."""
+        return self._metrics(self.predict(encoder, cache, head, split), split, threshold)
+
+    def _allowed_pairs(self, split: Split) -> list[np.ndarray | None]:
+        """Per sequence, the canonical-pair matrix (``None`` each when not decoding so)."""
+        from bioprune.evaluation.structure import canonical_pair_mask
+
+        if not self.decoding.canonical:
+            return [None] * len(split)
+        if split.name not in self._allowed:
+            letters = self.alphabet.tokens
+            self._allowed[split.name] = [
+                canonical_pair_mask("".join(letters[int(t)] for t in tokens))
+                for tokens in split.tokens
+            ]
+        return self._allowed[split.name]
+
+    def _decode(self, logit: np.ndarray, threshold: float, allowed, with_scores: bool = False):
+        d = self.decoding
+        return M.decode_pairs(
+            logit, threshold, d.one_partner, min_loop=d.min_loop, allowed=allowed,
+            with_scores=with_scores,
+        )  # fmt: skip
+
+    def choose_threshold(self, outs: list, split: Split) -> tuple[float, float]:
+        """The base-pair logit threshold maximising the primary F1 on ``split`` (valid), or
+        the fixed one; returns ``(logit threshold, that F1)``."""
+        if self.fixed_threshold is not None:
+            return math.log(self.fixed_threshold / (1 - self.fixed_threshold)), math.nan
+        candidates, counts = [], []
+        for logit, pairs, allowed in zip(outs, split.targets, self._allowed_pairs(split),
+                                         strict=True):  # fmt: skip
+            chosen, scores = self._decode(logit, -math.inf, allowed, with_scores=True)
+            truth = {(min(i, j), max(i, j)) for i, j in pairs}
+            candidates.append((scores, np.array([p in truth for p in chosen], dtype=bool)))
+            counts.append(len(truth))
+        return M.best_threshold(candidates, counts, pooled=self.primary.endswith("_beacon"))
+
+    def _metrics(self, outs: list, split: Split, threshold: float = 0.0) -> dict[str, float]:
         import torch
 
         kind = self.kind
@@ -466,49 +589,69 @@ class _Runner:
             logits = np.concatenate(outs)
             prob = torch.softmax(torch.from_numpy(logits), -1).numpy()
             y, pred = split.targets, prob.argmax(1)
-            res = {"accuracy": M.accuracy(y, pred), "macro_f1": M.macro_f1(y, pred)}
-            if kind == "pair_classification":
-                scores = prob[:, 1] if prob.shape[1] == 2 else prob
-                res["auc"] = M.roc_auc(y, scores)
-                res["aupr"] = M.average_precision(y, scores)
-            return res
+            scores = prob[:, 1] if prob.shape[1] == 2 else prob
+            return {
+                "accuracy": M.accuracy(y, pred),
+                "macro_f1": M.macro_f1(y, pred),
+                "mcc": M.mcc(y, pred),
+                "auc": M.roc_auc(y, scores),
+                "aupr": M.average_precision(y, scores),
+            }
         if kind in {"regression", "pair_regression"}:
             pred = np.concatenate(outs)[:, 0] * self.scale.std + self.scale.mean
             return _regression_metrics(split.targets, pred)
         if kind == "multilabel":
             prob = 1.0 / (1.0 + np.exp(-np.concatenate(outs)))
-            return {"mean_auc": M.mean_auc(split.targets, prob)}
+            return {
+                "mean_auc": M.mean_auc(split.targets, prob),
+                "mean_auc_beacon": M.mean_auc_beacon(split.targets, prob),
+                "mean_mcc": M.mean_mcc(split.targets, prob),
+            }
         if kind == "residue_classification":
             y, pred = np.concatenate(split.targets), np.concatenate(outs)
-            return {"accuracy": M.accuracy(y, pred), "macro_f1": M.macro_f1(y, pred)}
+            keep = y >= 0  # negative tags are masked residues (PEER's valid_mask)
+            return {
+                "accuracy": M.accuracy(y[keep], pred[keep]),
+                "macro_f1": M.macro_f1(y[keep], pred[keep]),
+                "per_sequence_accuracy": M.per_sequence_accuracy(split.targets, outs),
+            }
         if kind == "secondary_structure":
-            per_seq = []
-            for logit, pairs in zip(outs, split.targets, strict=True):
-                prob = 1.0 / (1.0 + np.exp(-logit))
-                pred = M.decode_pairs(prob, 0.5, self.one_partner)
-                per_seq.append(M.base_pair_scores(pairs, pred, len(prob)))
-            return {k: float(np.mean([s[k] for s in per_seq])) for k in per_seq[0]}
+            per_seq, preds = [], []
+            for logit, pairs, allowed in zip(outs, split.targets, self._allowed_pairs(split),
+                                             strict=True):  # fmt: skip
+                pred = self._decode(logit, threshold, allowed)
+                preds.append(pred)
+                per_seq.append(M.base_pair_scores(pairs, pred, len(logit)))
+            res = {k: float(np.mean([s[k] for s in per_seq])) for k in per_seq[0]}
+            res.update(M.pooled_pair_scores(split.targets, preds))
+            return res
         if kind == "contact_map":
+            probs = [_symmetric_prob(logit) for logit in outs]
             per_seq = [
-                M.contact_precision(1.0 / (1.0 + np.exp(-logit)), truth)
-                for logit, truth in zip(outs, split.targets, strict=True)
+                M.contact_precision(prob, truth)
+                for prob, truth in zip(probs, split.targets, strict=True)
             ]
             scored = [s for s in per_seq if s is not None]
             names = [M.contact_metric_name(k) for k in (1, 2, 5, 10)]
             res = {k: float(np.mean([s[k] for s in scored])) if scored else math.nan for k in names}
             res["scored_sequences"] = float(len(scored))
+            res.update(M.contact_precision_beacon(probs, split.targets))
             return res
-        # distance_map: pooled over every known i < j cell of every sequence
-        ys, ps = [], []
+        # distance_map: bioprune's metrics pool every known i < j cell of every sequence
+        ys, ps, values = [], [], []
         for value, truth in zip(outs, split.targets, strict=True):
+            value = value * self.scale.std + self.scale.mean
+            values.append(value)
             iu, ju = np.triu_indices(len(truth), k=1)
             t = truth[iu, ju]
-            keep = np.isfinite(t)
+            keep = np.isfinite(t) & (t >= 0)  # -1 (BEACON) marks an unknown distance
             ys.append(t[keep])
-            ps.append(value[iu, ju][keep] * self.scale.std + self.scale.mean)
+            ps.append(value[iu, ju][keep])
         y, p = np.concatenate(ys), np.concatenate(ps)
-        return {"r2": M.r2(y, p), "spearman": M.spearman(y, p), "mae": M.mae(y, p),
-                "mse": M.mse(y, p)}  # fmt: skip
+        res = {"r2": M.r2(y, p), "spearman": M.spearman(y, p), "mae": M.mae(y, p),
+               "mse": M.mse(y, p)}  # fmt: skip
+        res.update(M.distance_scores_beacon(values, split.targets))
+        return res
 
     # ---- one seed ----------------------------------------------------------------
     def run_seed(self, seed: int, encoder, shared_cache) -> dict[str, Any]:
@@ -530,8 +673,9 @@ class _Runner:
         optimizer = torch.optim.AdamW(
             params, lr=self.proto.lr, weight_decay=self.proto.weight_decay
         )
-        train, valid, test = (self.data.splits[s] for s in SPLITS)
-        primary, larger = PRIMARY_METRIC[self.kind]
+        train, valid = self.data.splits["train"], self.data.splits["valid"]
+        test_names = self.data.spec.test_splits
+        primary, larger = self.primary, self.larger
         rng = np.random.default_rng(seed)
         bs = self.proto.batch_size
         steps = math.ceil(len(train) / bs)
@@ -554,15 +698,30 @@ class _Runner:
                     optimizer.step()
                     total_loss += float(loss.detach()) * len(idx)
                     progress.advance(bar)
-                valid_metrics = self.score(trainable_encoder, cache, head, valid)
+                valid_out = self.predict(trainable_encoder, cache, head, valid)
+                cut = 0.0
+                if self.kind == "secondary_structure":
+                    cut, _ = self.choose_threshold(valid_out, valid)
+                valid_metrics = self._metrics(valid_out, valid, cut)
                 value = valid_metrics[primary]
-                history.append({"epoch": epoch, "train_loss": total_loss / len(train),
-                                primary: _finite(value)})  # fmt: skip
+                record = {"epoch": epoch, "train_loss": total_loss / len(train),
+                          primary: _finite(value)}  # fmt: skip
+                if self.kind == "secondary_structure":
+                    record["threshold"] = _probability(cut)
+                history.append(record)
                 if best is None or _better(value, best["valid"][primary], larger):
+                    tests = {
+                        name: self.score(
+                            trainable_encoder, cache, head, self.data.splits[name], cut
+                        )
+                        for name in test_names
+                    }
                     best = {
                         "epoch": epoch,
                         "valid": valid_metrics,
-                        "test": self.score(trainable_encoder, cache, head, test),
+                        "test": tests[test_names[0]],
+                        "tests": tests,
+                        "threshold": cut,
                     }
                 progress.update(
                     bar,
@@ -570,11 +729,22 @@ class _Runner:
                     f"(best {best['valid'][primary]:.4f} @ {best['epoch']})",
                 )
         assert best is not None  # epochs >= 1
+        chosen = None
+        if self.kind == "secondary_structure":
+            chosen = {
+                "probability": _probability(best["threshold"]),
+                "logit": _finite(best["threshold"]),
+                "chosen_on": "valid" if self.fixed_threshold is None else "fixed",
+            }
         return {
             "seed": seed,
             "best_epoch": best["epoch"],
+            "threshold": chosen,
             "valid": {k: _finite(v) for k, v in best["valid"].items()},
             "test": {k: _finite(v) for k, v in best["test"].items()},
+            "tests": {
+                name: {k: _finite(v) for k, v in m.items()} for name, m in best["tests"].items()
+            },
             "history": history,
         }
 
@@ -609,6 +779,18 @@ def _pos_weight(data: TaskData, setting: Any) -> float | None:
             pos += int((known > 0).sum())
             cells += known.size
     return float(cells - pos) / pos if pos else 1.0
+
+
+def _symmetric_prob(logit: np.ndarray) -> np.ndarray:
+    """Sigmoid of the symmetrised logits (BEACON averages ``logits`` and their transpose)."""
+    return 1.0 / (1.0 + np.exp(-(logit + logit.T) / 2.0))
+
+
+def _probability(logit: float) -> float | None:
+    """The probability of a logit threshold (``None`` when infinite: nothing predicted)."""
+    if not math.isfinite(logit):
+        return None
+    return float(1.0 / (1.0 + math.exp(-logit)))
 
 
 def _better(value: float, best: float, larger: bool) -> bool:

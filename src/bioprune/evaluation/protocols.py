@@ -13,7 +13,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["PRIMARY_METRIC", "PROTOCOLS", "Protocol", "default_protocol", "resolve_protocol"]
+__all__ = [
+    "BENCHMARK_METRICS",
+    "PRIMARY_METRIC",
+    "PROTOCOLS",
+    "Protocol",
+    "default_protocol",
+    "resolve_protocol",
+    "select_metrics",
+]
 
 PROTOCOLS = ("finetune-linear", "finetune-mlp", "frozen-linear", "frozen-mlp")
 
@@ -29,6 +37,48 @@ PRIMARY_METRIC: dict[str, tuple[str, bool]] = {
     "contact_map": ("precision_L", True),
     "distance_map": ("mse", False),
 }
+
+_SMALLER_IS_BETTER = frozenset({"mse", "rmse", "mae", "mse_beacon"})
+_BEACON_CONTACT = tuple(
+    f"{n}_beacon" for n in ("precision_L", "precision_L/2", "precision_L/5", "precision_L/10")
+)
+
+#: (benchmark, kind) -> the benchmark's headline metrics; the first picks the best epoch.
+#: Read off the benchmarks' own training scripts: BEACON's ``metric_for_best_model`` /
+#: ``best_val`` (RNABenchmark ``downstream/train_*.py``), PEER's task metrics (torchdrug),
+#: RNA-FM's RBP evaluation (PrismNet layout: AUC).
+BENCHMARK_METRICS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("beacon", "classification"): ("accuracy", "macro_f1", "mcc"),
+    ("beacon", "regression"): ("spearman",),
+    ("beacon", "multilabel"): ("mean_auc_beacon", "mean_mcc"),
+    ("beacon", "secondary_structure"): ("f1_beacon", "precision_beacon", "recall_beacon"),
+    ("beacon", "contact_map"): _BEACON_CONTACT,
+    ("beacon", "distance_map"): ("r2_beacon", "mse_beacon"),
+    ("peer", "classification"): ("accuracy", "mcc"),
+    ("peer", "residue_classification"): ("accuracy", "per_sequence_accuracy"),
+    ("peer", "regression"): ("rmse", "mae", "spearman"),
+    ("peer", "pair_regression"): ("rmse", "mae", "spearman"),
+    ("peer", "pair_classification"): ("accuracy", "mcc"),
+    ("tape", "residue_classification"): ("accuracy", "per_sequence_accuracy"),
+    ("tape", "classification"): ("accuracy",),
+    ("tape", "regression"): ("spearman", "mse", "mae"),
+    ("prismnet", "classification"): ("auc", "accuracy", "aupr"),
+}
+
+
+def select_metrics(kind: str, benchmark: str | None) -> tuple[tuple[str, ...] | None, str, bool]:
+    """``(headline, primary, larger_is_better)`` for a task of ``kind`` from ``benchmark``.
+
+    ``headline`` is ``None`` when the benchmark (or its absence) adds no default, so
+    the kind's own metrics are the headline; ``primary`` is the metric that picks the
+    best epoch on the valid split: the benchmark's first headline metric, else the
+    kind's :data:`PRIMARY_METRIC`.
+    """
+    headline = BENCHMARK_METRICS.get((benchmark, kind)) if benchmark else None
+    if headline is None:
+        primary, larger = PRIMARY_METRIC[kind]
+        return None, primary, larger
+    return headline, headline[0], headline[0] not in _SMALLER_IS_BETTER
 
 
 @dataclass(frozen=True)

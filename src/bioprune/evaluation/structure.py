@@ -13,7 +13,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["parse_dot_bracket", "read_bpseq", "read_ct", "read_structure_file"]
+import numpy as np
+
+__all__ = [
+    "CANONICAL_PAIRS",
+    "canonical_pair_mask",
+    "parse_dot_bracket",
+    "read_bpseq",
+    "read_ct",
+    "read_structure_file",
+]
+
+#: Watson-Crick and wobble pairs (either order); T reads as U.
+CANONICAL_PAIRS = frozenset({"AU", "UA", "GC", "CG", "GU", "UG"})
 
 _OPEN = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _CLOSE = {c: o for o, c in _OPEN.items()}
@@ -159,3 +171,13 @@ def read_structure_file(path: str | Path) -> tuple[str, list[tuple[int, int]]]:
     if len(first) == 3 and all(f.lstrip("-").isdigit() for f in (first[0], first[2])):
         return read_bpseq(path)
     return read_ct(path)
+
+
+def canonical_pair_mask(sequence: str) -> np.ndarray:
+    """(L, L) boolean matrix, True where bases i and j can form a Watson-Crick (A-U, G-C)
+    or wobble (G-U) pair; other letters (N, modified bases) pair with nothing."""
+    seq = np.array(list(sequence.upper().replace("T", "U")))
+    mask = np.zeros((len(seq), len(seq)), dtype=bool)
+    for pair in CANONICAL_PAIRS:
+        mask |= (seq == pair[0])[:, None] & (seq == pair[1])[None, :]
+    return mask

@@ -27,6 +27,7 @@ from bioprune.errors import InputError, reading
 from bioprune.evaluation.structure import parse_dot_bracket, read_structure_file
 
 __all__ = [
+    "BENCHMARKS",
     "KINDS",
     "KIND_METRICS",
     "SPLITS",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 SPLITS = ("train", "valid", "test")
+#: Benchmarks whose distributed layouts bioprune reads (``TaskSpec.benchmark``).
+BENCHMARKS = ("beacon", "peer", "tape", "prismnet")
 
 #: Every task kind, with the columns it reads.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -56,18 +59,25 @@ KINDS: dict[str, tuple[str, ...]] = {
 
 _REGRESSION_METRICS = ("spearman", "mse", "rmse", "mae", "r2")
 _CONTACT_METRICS = ("precision_L", "precision_L/2", "precision_L/5", "precision_L/10")
-#: Metrics reported for each kind (method.md section 6 names, plus the usual companions).
+_CLASS_METRICS = ("accuracy", "macro_f1", "mcc", "auc", "aupr")
+#: Metrics reported for each kind (method.md section 6 names, the usual companions and
+#: the benchmarks' own definitions, suffixed ``_beacon`` where they differ; the
+#: definitions are in ``bioprune.evaluation.metrics.DEFINITIONS``).
 KIND_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "macro_f1"),
+    "classification": _CLASS_METRICS,
     "regression": _REGRESSION_METRICS,
-    "multilabel": ("mean_auc",),
-    "secondary_structure": ("precision", "recall", "f1", "mcc"),
-    "residue_classification": ("accuracy", "macro_f1"),
-    "pair_classification": ("accuracy", "macro_f1", "auc", "aupr"),
+    "multilabel": ("mean_auc", "mean_auc_beacon", "mean_mcc"),
+    "secondary_structure": (
+        "precision", "recall", "f1", "mcc", "precision_beacon", "recall_beacon", "f1_beacon",
+    ),
+    "residue_classification": ("accuracy", "macro_f1", "per_sequence_accuracy"),
+    "pair_classification": _CLASS_METRICS,
     "pair_regression": _REGRESSION_METRICS,
-    "contact_map": (*_CONTACT_METRICS, "scored_sequences"),
-    "distance_map": ("r2", "spearman", "mae", "mse"),
-}
+    "contact_map": (
+        *_CONTACT_METRICS, "scored_sequences", *(f"{m}_beacon" for m in _CONTACT_METRICS),
+    ),
+    "distance_map": ("r2", "spearman", "mae", "mse", "r2_beacon", "mse_beacon"),
+}  # fmt: skip
 
 #: Kinds with one prediction per residue pair (pairwise head).
 PAIRWISE_KINDS = frozenset({"secondary_structure", "contact_map", "distance_map"})
@@ -75,6 +85,10 @@ PAIRWISE_KINDS = frozenset({"secondary_structure", "contact_map", "distance_map"
 TWO_SEQUENCE_KINDS = frozenset({"pair_classification", "pair_regression"})
 #: Kinds whose targets are categorical at the sequence level.
 CATEGORICAL_KINDS = frozenset({"classification", "pair_classification"})
+
+#: Per-residue target of a residue that does not count (``valid_mask`` 0 in PEER/TAPE
+#: secondary structure): excluded from the loss (cross-entropy's ignore index) and metrics.
+MASKED = -100
 
 #: Integer labels with more distinct values than this are not taken as classes.
 MAX_INTEGER_CLASSES = 50
@@ -85,7 +99,7 @@ YAML_KEYS = frozenset(
         "name", "kind", "train", "valid", "test", "protocol", "epochs", "lr", "batch_size",
         "weight_decay", "max_length", "one_partner_per_base", "description", "source",
         "pos_weight",
-        "alphabet", "metrics",
+        "alphabet", "metrics", "benchmark",
     }
 )  # fmt: skip
 
@@ -121,6 +135,25 @@ class TaskSpec:
     alphabet: str | None = None  # the alphabet the task's sequences are written in
     metrics: list[str] | None = None  # the task's headline metrics (all are computed)
     root: Path | None = None  # the task directory (resolved); every task file lies inside it
+    #: the benchmark whose layout the task was read from (one of :data:`BENCHMARKS`), or
+    #: ``None`` for a bioprune task; benchmark tasks get that benchmark's metric definitions
+    benchmark: str | None = None
+    #: the layout the files are in: ``bioprune`` (CSV + task.yaml) or a benchmark's own
+    #: (:data:`bioprune.evaluation.formats.FORMATS`)
+    format: str = "bioprune"
+    #: the test splits, each reported separately (keys of ``files``; the first is the main one)
+    test_splits: tuple[str, ...] = ("test",)
+    #: class names fixed by the format, in the benchmark's order (else taken from training)
+    classes: tuple[str, ...] | None = None
+    #: how a split the benchmark does not provide was made (seed, fractions, counts)
+    made_splits: dict[str, Any] | None = None
+    #: format-specific reading instructions (filled by bioprune.evaluation.formats)
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        """``train``, ``valid`` and every test split, in order."""
+        return ("train", "valid", *self.test_splits)
 
 
 def _unique_key_loader():
@@ -233,12 +266,29 @@ def _check_options(yaml_path: Path, options: dict[str, Any]) -> dict[str, Any]:
         )
     if "kind" in out and (not isinstance(out["kind"], str) or out["kind"] not in KINDS):
         raise TaskFileError(yaml_path, f"unknown kind {out['kind']!r}; choose one of {list(KINDS)}")
+    if "benchmark" in out and out["benchmark"] not in BENCHMARKS:
+        raise TaskFileError(
+            yaml_path, f"benchmark {out['benchmark']!r} is not one of {list(BENCHMARKS)}"
+        )
     if "alphabet" in out and out["alphabet"] not in ALPHABETS:
         raise TaskFileError(
             yaml_path, f"alphabet {out['alphabet']!r} is not one of {sorted(ALPHABETS)}"
         )
+    tests = out.get("test")
+    if isinstance(tests, dict):  # several named test splits: {name: file}
+        if not tests or not all(
+            isinstance(k, str) and k and k not in ("train", "valid") and isinstance(v, str)
+            for k, v in tests.items()
+        ):
+            raise TaskFileError(
+                yaml_path,
+                "test must be a file name, or a mapping of test split names (not train or "
+                f"valid) to file names, got {tests!r}",
+            )
     for key in ("name", "description", "source", *SPLITS):
         value = out.get(key, "")
+        if key == "test" and isinstance(value, dict):
+            continue
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise TaskFileError(yaml_path, f"{key} must be a string, got {value!r}")
     return out
@@ -277,13 +327,21 @@ def _inside(
     return resolved
 
 
-def load_task_spec(path: str | Path) -> TaskSpec:
+def load_task_spec(path: str | Path, fmt: str | None = None) -> TaskSpec:
     """Resolve a task directory or task YAML into a :class:`TaskSpec`.
 
     The task directory is the directory given, or the YAML's directory; every
     file the task names (splits, structure and map files) must lie inside it.
+    A benchmark's own layout (BEACON, PEER/TAPE LMDB, PrismNet TSV) is
+    recognised; ``fmt`` names the layout when detection is ambiguous (see
+    :func:`bioprune.evaluation.formats.detect_format`).
     """
+    from bioprune.evaluation.formats import benchmark_spec, detect_format
+
     path = Path(path)
+    fmt = detect_format(path, fmt)
+    if fmt != "bioprune":
+        return benchmark_spec(path, fmt)
     if path.is_dir():
         yaml_path = path / "task.yaml"
         yaml_path = yaml_path if yaml_path.is_file() else None
@@ -296,19 +354,35 @@ def load_task_spec(path: str | Path) -> TaskSpec:
     options: dict[str, Any] = {}
     if yaml_path is not None:
         options = _check_options(yaml_path, _read_yaml(yaml_path))
+    tests = options.get("test")
+    named = {s: options.pop(s, f"{s}.csv") for s in ("train", "valid")}
+    if isinstance(tests, dict):
+        options.pop("test")
+        named.update(tests)
+    else:
+        named["test"] = options.pop("test", "test.csv")
     files = {}
-    for split in SPLITS:
-        name = str(options.pop(split, f"{split}.csv"))
+    for split, file in named.items():
+        name = str(file)
         f = _inside(root, name, yaml_path or path, f"{split} split")
         if not f.is_file():
             where = f"named in {yaml_path}" if yaml_path and path.is_file() else f"in {base}"
-            raise FileNotFoundError(f"task {path}: {split} split {f} not found ({where})")
+            other = (
+                ""
+                if yaml_path
+                else (
+                    "; nor is it a benchmark layout bioprune recognises (BEACON val.csv or "
+                    "bpRNA.csv, PEER/TAPE *.lmdb, a PrismNet .tsv)"
+                )
+            )
+            raise FileNotFoundError(f"task {path}: {split} split {f} not found ({where}){other}")
         files[split] = f
     kind = options.pop("kind", None)
     name = str(options.pop("name", path.stem if path.is_file() else path.name))
     for informational in ("description", "source"):
         options.pop(informational, None)
     alphabet = options.pop("alphabet", None)
+    benchmark = options.pop("benchmark", None)
     headline = options.pop("metrics", None)
     if headline is not None:
         if isinstance(headline, str):
@@ -332,6 +406,8 @@ def load_task_spec(path: str | Path) -> TaskSpec:
         alphabet=None if alphabet is None else str(alphabet),
         metrics=headline,
         root=root,
+        benchmark=benchmark,
+        test_splits=tuple(s for s in files if s not in ("train", "valid")),
     )
 
 
@@ -351,6 +427,11 @@ class _Table:
     rows: list[dict[str, str]]
     lines: list[int]  # file line of each row (header is line 1)
     root: Path | None = None  # the task directory: files named in rows must lie inside it
+    unit: str = "line"  # what ``lines`` counts: file lines, or LMDB record keys ("record")
+
+    def at(self, k: int) -> str:
+        """Where row ``k`` is, for an error message: ``PATH line N``."""
+        return f"{self.path} {self.unit} {self.lines[k]}"
 
 
 def _decode_text(path: Path) -> str:
@@ -490,7 +571,29 @@ def infer_kind(
     return label_kind
 
 
+def _multi_valued(label: str) -> bool:
+    """A label that holds several values: ``0 1 0``, ``a;b``, ``0,1``, ``[0, 1]``."""
+    text = label.strip()
+    return bool(text) and (
+        any(c in text for c in ";,|") or len(text.split()) > 1 or text[0] in "[("
+    )
+
+
 def _label_kind(labels: list[str], where: str) -> str:
+    multi = next((v for v in labels if _multi_valued(v)), None)
+    if multi is not None:
+        flags = all(set(v.replace(",", " ").split()) <= {"0", "1"} for v in labels)
+        hint = (
+            "BEACON's modification layout (12 space-separated 0/1 flags)? give --format "
+            "beacon; otherwise "
+            if flags
+            else ""
+        )
+        raise ValueError(
+            f"{where}column 'label' holds several values in one field (e.g. {multi[:40]!r}), "
+            f"not one class or number: {hint}name the labels of each example in a 'labels' "
+            "column, separated by ';' (a multilabel task), or set kind: in task.yaml"
+        )
     values = [_float(v) for v in labels]
     if any(v is None for v in values):
         return "classification"
@@ -536,6 +639,9 @@ class TaskData:
     kind: str
     splits: dict[str, Split]
     classes: list[str] | None = None  # categorical / multilabel / per-residue vocabularies
+    #: the benchmark the task comes from (``spec.benchmark``): beacon, peer, tape, prismnet
+    #: or ``None`` for a bioprune task
+    benchmark: str | None = None
 
 
 def load_task(spec: TaskSpec, alphabet: Alphabet, max_length: int) -> TaskData:
@@ -545,16 +651,30 @@ def load_task(spec: TaskSpec, alphabet: Alphabet, max_length: int) -> TaskData:
     ``max_length`` residues, with their per-residue, pair or map targets; the
     count is kept per split.
     """
-    tables = {s: _read_csv(p, spec.root) for s, p in spec.files.items()}
+    fixed_kind, fixed_classes = spec.kind, spec.classes
+    if spec.format == "bioprune":
+        tables = {s: _read_csv(spec.files[s], spec.root) for s in spec.split_names}
+    else:
+        from bioprune.evaluation.formats import read_tables
+
+        tables, format_kind, format_classes = read_tables(spec)
+        fixed_kind = format_kind or fixed_kind
+        fixed_classes = format_classes if format_classes is not None else fixed_classes
     for s, t in tables.items():
         if not t.rows:
             raise ValueError(f"{t.path}: the {s} split is empty (no data rows)")
     train = tables["train"]
-    kind = spec.kind or infer_kind(
+    kind = fixed_kind or infer_kind(
         train.columns,
         [r.get("label", "") for r in train.rows] if "label" in train.columns else None,
         train.path,
     )
+    if "pair_matrix" in train.columns:  # BEACON bpRNA: (L, L) 0/1 matrices
+        splits = {}
+        for s, t in tables.items():
+            splits[s] = _read_pair_matrices(t, alphabet, max_length, None, kind)
+            splits[s].name = s
+        return TaskData(spec=spec, kind=kind, splits=splits, benchmark=spec.benchmark)
     required = list(KINDS[kind])
     if kind == "secondary_structure":
         required = ["structure"] if "structure" in train.columns else ["structure_file"]
@@ -568,12 +688,12 @@ def load_task(spec: TaskSpec, alphabet: Alphabet, max_length: int) -> TaskData:
                 f"task (columns: {', '.join(t.columns)})"
             )
     reader = _READERS[kind]
-    classes = _classes(kind, train)
+    classes = list(fixed_classes) if fixed_classes is not None else _classes(kind, train)
     splits = {}
-    for s in SPLITS:
+    for s in tables:
         splits[s] = reader(tables[s], alphabet, max_length, classes, kind)
         splits[s].name = s
-    return TaskData(spec=spec, kind=kind, splits=splits, classes=classes)
+    return TaskData(spec=spec, kind=kind, splits=splits, classes=classes, benchmark=spec.benchmark)
 
 
 def _classes(kind: str, train: _Table) -> list[str] | None:
@@ -589,8 +709,16 @@ def _classes(kind: str, train: _Table) -> list[str] | None:
     if kind == "multilabel":
         return sorted({x for r in train.rows for x in _label_set(r["labels"])})
     if kind == "residue_classification":
-        return sorted({c for r in train.rows for c in r["tags"]})
+        return sorted({c for r in train.rows for c in _valid_tags(r)})
     return None
+
+
+def _valid_tags(row: dict[str, str]) -> str:
+    """The tags of the residues that count (``valid_mask`` 1, or every residue)."""
+    mask = row.get("valid_mask")
+    if mask is None:
+        return row["tags"]
+    return "".join(t for t, m in zip(row["tags"], mask, strict=False) if m == "1")
 
 
 def _label_set(text: str) -> list[str]:
@@ -600,13 +728,13 @@ def _label_set(text: str) -> list[str]:
 def _tokens(table: _Table, k: int, alphabet: Alphabet, column: str = "sequence") -> np.ndarray:
     raw = table.rows[k][column]
     if not raw:
-        raise ValueError(f"{table.path} line {table.lines[k]}: empty {column}")
+        raise ValueError(f"{table.at(k)}: empty {column}")
     seq = alphabet.normalize(raw)
     bad = alphabet.invalid_positions(seq)
     if bad.size:
         pos = int(bad[0])
         raise ValueError(
-            f"{table.path} line {table.lines[k]}: {column} has character {raw[pos]!r} at "
+            f"{table.at(k)}: {column} has character {raw[pos]!r} at "
             f"position {pos + 1}, not in the model's {alphabet.name} alphabet ({alphabet.residues})"
         )
     return alphabet.encode(seq)
@@ -615,7 +743,7 @@ def _tokens(table: _Table, k: int, alphabet: Alphabet, column: str = "sequence")
 def _unseen(table: _Table, k: int, what: str, value: str, known: list[str]) -> ValueError:
     shown = known if len(known) <= 20 else [*known[:20], "..."]
     return ValueError(
-        f"{table.path} line {table.lines[k]}: {what} {value!r} never occurs in the training "
+        f"{table.at(k)}: {what} {value!r} never occurs in the training "
         f"split (training has {shown}); a model cannot predict it"
     )
 
@@ -649,7 +777,7 @@ def _read_sequence_level(table, alphabet, max_length, classes, kind) -> Split:
             value = _float(row["label"])
             if value is None or not math.isfinite(value):
                 raise ValueError(
-                    f"{table.path} line {table.lines[k]}: label {row['label']!r} is not a "
+                    f"{table.at(k)}: label {row['label']!r} is not a "
                     f"finite number, as a {kind} task needs"
                 )
             targets.append(value)
@@ -670,22 +798,33 @@ def _read_tags(table, alphabet, max_length, classes, kind) -> Split:
         tags = row["tags"]
         if len(tags) != len(toks):
             raise ValueError(
-                f"{table.path} line {table.lines[k]}: tags has {len(tags)} characters but the "
+                f"{table.at(k)}: tags has {len(tags)} characters but the "
                 f"sequence has {len(toks)} residues (one tag per residue)"
             )
-        for pos, c in enumerate(tags):
-            if c not in index:
+        mask = row.get("valid_mask", "1" * len(tags))
+        if len(mask) != len(tags):
+            raise ValueError(
+                f"{table.at(k)}: valid_mask has {len(mask)} entries but the sequence has "
+                f"{len(toks)} residues"
+            )
+        for pos, (c, m) in enumerate(zip(tags, mask, strict=True)):
+            if m == "1" and c not in index:
                 raise _unseen(table, k, f"tag at position {pos + 1}", c, classes)
         cropped += len(toks) > max_length
         tokens.append(toks[:max_length])
-        targets.append(np.array([index[c] for c in tags[:max_length]], dtype=np.int64))
+        targets.append(
+            np.array(
+                [index[c] if m == "1" else MASKED for c, m in zip(tags, mask, strict=True)],
+                dtype=np.int64,
+            )[:max_length]
+        )
     return Split(table.path.stem, table.path, tokens, targets, None, cropped)
 
 
 def _read_structures(table, alphabet, max_length, classes, kind) -> Split:
     tokens, targets, cropped = [], [], 0
     for k, row in enumerate(table.rows):
-        where = f"{table.path} line {table.lines[k]}"
+        where = f"{table.at(k)}"
         if "structure" in row and row.get("structure"):
             toks = _tokens(table, k, alphabet)
             structure = row["structure"]
@@ -727,7 +866,7 @@ def _read_structures(table, alphabet, max_length, classes, kind) -> Split:
 def _read_maps(table, alphabet, max_length, classes, kind) -> Split:
     tokens, targets, cropped = [], [], 0
     for k, row in enumerate(table.rows):
-        where = f"{table.path} line {table.lines[k]}"
+        where = f"{table.at(k)}"
         toks = _tokens(table, k, alphabet)
         name = row[kind]
         if not name:
@@ -755,6 +894,32 @@ def _task_file(table: _Table, k: int, name: str, what: str) -> Path:
     """The file a row names: relative to the CSV's directory, inside the task directory."""
     root = table.root if table.root is not None else table.path.parent.resolve()
     return _inside(root, name, table.path, what, table.lines[k], base=table.path.parent)
+
+
+def _read_pair_matrices(table, alphabet, max_length, classes, kind) -> Split:
+    """BEACON bpRNA rows: a sequence and an (L, L) 0/1 pair matrix (``pair_matrix``)."""
+    tokens, targets, cropped = [], [], 0
+    for k, row in enumerate(table.rows):
+        toks = _tokens(table, k, alphabet)
+        f = _task_file(table, k, row["pair_matrix"], "pair matrix")
+        if not f.is_file():
+            raise FileNotFoundError(f"{table.at(k)}: pair matrix {f} does not exist")
+        arr = _read_map(f, "pair matrix")
+        n = len(toks)
+        if arr.shape != (n, n):
+            raise TaskFileError(
+                f, f"pair matrix has shape {arr.shape} but sequence {table.at(k)} has {n} bases"
+            )
+        values = np.asarray(arr)
+        if not np.isin(values, (0, 1)).all():
+            raise TaskFileError(f, "pair matrix holds values other than 0 and 1")
+        both = np.triu(values + values.T, 1) > 0  # a pair written on either side counts
+        del arr, values
+        pairs = [(int(i), int(j)) for i, j in zip(*np.nonzero(both), strict=True)]
+        cropped += n > max_length
+        tokens.append(toks[:max_length])
+        targets.append([(i, j) for i, j in pairs if j < max_length])
+    return Split(table.path.stem, table.path, tokens, targets, None, cropped)
 
 
 def _read_map(path: Path, kind: str) -> np.ndarray:

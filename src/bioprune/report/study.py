@@ -52,7 +52,8 @@ _METHOD_NAMES = {
 
 
 def larger_is_better(metric: str) -> bool:
-    return not any(metric == s or metric.endswith(s) for s in _SMALLER_IS_BETTER)
+    base = metric.removesuffix("_beacon")  # a benchmark's definition of the same quantity
+    return not any(base == s or base.endswith(s) for s in _SMALLER_IS_BETTER)
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Cell:
 
     values: list[float]
     mean: float
-    std: float
+    std: float | None  # None for fewer than two values
 
     @property
     def n(self) -> int:
@@ -70,6 +71,8 @@ class Cell:
     def text(self) -> str:
         if self.mean is None or not math.isfinite(self.mean):
             return "nan"
+        if self.std is None or self.n == 1:  # one value: no spread to show
+            return f"{self.mean:.3f} (n={self.n})"
         return f"{self.mean:.3f} ± {self.std:.3f}"
 
 
@@ -94,15 +97,20 @@ def _cell(results: list[dict], metric: str) -> Cell | None:
         return Cell(list(m.get("per_seed") or []), m["mean"], m["std"])
     values = [float(v) for m in found for v in (m.get("per_seed") or [])]
     arr = np.asarray(values, dtype=float)
-    return Cell(values, float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0)
+    return Cell(values, float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else None)
 
 
 def beats(row: Cell, random: Cell, metric: str) -> bool:
     """``row`` beats ``random`` beyond the seed spread: the means differ, in the better
-    direction, by more than the sum of the two standard deviations."""
+    direction, by more than the sum of the two standard deviations. A cell of one value
+    has no spread to compare with, so it never beats."""
     if (
         row is None
         or random is None
+        or row.std is None
+        or random.std is None
+        or row.n == 1
+        or random.n == 1
         or not (math.isfinite(row.mean) and math.isfinite(random.mean))
     ):
         return False
@@ -226,7 +234,7 @@ def plot_data_efficiency(rows: list[TableRow], task: str, metric: str) -> bytes:
         ax.errorbar(
             [p[0] * dodge for p in pts],
             [p[1].mean for p in pts],
-            yerr=[p[1].std for p in pts],
+            yerr=[p[1].std or 0.0 for p in pts],  # one seed: no bar
             marker="o",
             capsize=3,
             label=label,
@@ -773,7 +781,8 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
     n_note = ", ".join(sorted({f"{r.label}: n={c.n}" for r in rows for c in r.cells.values()}))
     doc.para(
         f"mean ± std (sample std, ddof=1) over every seed behind a row (evaluation seeds x "
-        f"pretraining seeds); bold: the best mean of the column; {BEATS_MARK}: beats Random 1x "
+        f"pretraining seeds; a single value shows as 'mean (n=1)' and never beats); bold"
+        f": the best mean of the column; {BEATS_MARK}: beats Random 1x "
         "of the same budget beyond the seed spread, i.e. the difference of the means, in the "
         "metric's better direction, exceeds the sum of the two standard deviations (a plain "
         "rule, not a significance test). Full is the reference model (pretrained on the whole "
