@@ -85,13 +85,12 @@ def make_scores(path: Path, n: int, seed: int = 0) -> None:
 
 def make_corpus(path: Path, n: int, seed: int = 0) -> None:
     """A valid bioprune corpus of ``n`` short (4..12 nt) RNA sequences, vectorised."""
-    import hashlib
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from bioprune import artifacts
     from bioprune.data.alphabet import get_alphabet
+    from bioprune.data.integrity import content_checksum
 
     rna = get_alphabet("rna")
     letters = np.frombuffer(rna.canonical.encode(), dtype=np.uint8)
@@ -105,7 +104,6 @@ def make_corpus(path: Path, n: int, seed: int = 0) -> None:
     np.save(path / artifacts.CORPUS_TOKENS, tokens)
     np.save(path / artifacts.CORPUS_OFFSETS, offsets)
     text = letters[which]
-    h = hashlib.blake2b()
     schema = pa.schema(
         [
             ("index", pa.int64()),
@@ -123,8 +121,6 @@ def make_corpus(path: Path, n: int, seed: int = 0) -> None:
             seq = pa.StringArray.from_buffers(
                 stop - start, pa.py_buffer(local.tobytes()), pa.py_buffer(text[lo:hi].tobytes())
             )
-            h.update(tokens[lo:hi].tobytes())
-            h.update(lengths[start:stop].tobytes())
             w.write_table(
                 pa.table(
                     {
@@ -145,7 +141,8 @@ def make_corpus(path: Path, n: int, seed: int = 0) -> None:
             "alphabet": "rna",
             "num_sequences": n,
             "num_tokens": int(offsets[-1]),
-            "checksum": f"blake2b:{h.hexdigest()}",
+            # the library's definition, which every stage verifies on open
+            "checksum": content_checksum("rna", tokens, offsets),
             "note": "synthetic corpus of benchmarks/bench_select.py",
             **artifacts.provenance(),
         },
