@@ -620,3 +620,34 @@ def test_select_across_row_groups_batches_and_nan_gaps(tmp_path, monkeypatch):
         kw = {"scores_path": wrong, "corpus_path": corpus.path}
         select_coreset(method="topk", budget="3", out=tmp_path / "w", **kw)
     assert not (tmp_path / "w").exists()
+
+
+def test_select_cli_sampling_keys_and_stream(scored, tmp_path, monkeypatch, capsys):
+    """--sampling reaches CCI (keys over corpus positions, NaN gaps included) and is recorded."""
+    from tests.hostile import assert_one_line_error, run_cli
+
+    corpus, path, scores = scored
+    finite = np.flatnonzero(np.isfinite(scores))
+    keys = position_keys(2, len(scores))[finite]
+    expected = {
+        "keys": CoverageCentric(strata=5, seed=2).select(scores[finite], 12, keys=keys),
+        "stream": CoverageCentric(strata=5, seed=2, sampling="stream").select(scores[finite], 12),
+    }
+    for mode, sel in expected.items():
+        out = tmp_path / mode
+        code, text = run_cli(
+            "select", "--scores", path, "--corpus", corpus.path, "--method", "cci",
+            "--budget", "12", "--strata", "5", "--seed", "2", "--sampling", mode,
+            "--out", out, monkeypatch=monkeypatch, capsys=capsys,
+        )  # fmt: skip
+        assert code == 0, text
+        meta = json.loads((out / "selection.json").read_text())
+        assert meta["parameters"]["sampling"] == meta["details"]["sampling"] == mode
+        chosen = pq.read_table(out / "selection.parquet").column("index").to_pylist()
+        assert chosen == finite[sel.indices].tolist()
+    code, text = run_cli(
+        "select", "--scores", path, "--method", "cci", "--budget", "3", "--sampling", "choice",
+        "--out", tmp_path / "bad", monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert_one_line_error(code, text, "--sampling must be one of keys, stream")
+    assert not (tmp_path / "bad").exists()

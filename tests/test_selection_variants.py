@@ -355,7 +355,7 @@ def test_study_config_accepts_the_variants(tmp_path):
     raw["methods"] = [
         {"method": "cci"},
         {"method": "cci-length", "length_bins": 4, "strata": 8, "length_binning": "log"},
-        {"method": "cci-cluster", "max_per_cluster": 2, "min_seq_id": 0.95},
+        {"method": "cci-cluster", "max_per_cluster": 2, "min_seq_id": 0.95, "sampling": "stream"},
         {"method": "cluster"},
         {"method": "topk", "name": "topk_pm", "reduction": "per-masked"},
     ]
@@ -367,6 +367,8 @@ def test_study_config_accepts_the_variants(tmp_path):
         "--beta 0.05 --strata 8 --length-bins 4 --length-binning log"
     )
     assert "--max-per-cluster 2 --min-seq-id 0.95" in args["cci-cluster-20"]
+    assert "--sampling stream" in args["cci-cluster-20"]  # keys, the default, is not written
+    assert "--sampling" not in args["cci-20"] + args["cci-length-20"]
     assert f"--cluster-cache {CLUSTER_CACHE}" in args["cci-cluster-20"]
     assert f"--cluster-cache {CLUSTER_CACHE}" in args["cluster-20"]
     assert args["topk_pm-20"] == "--method topk --budget 20 --seed 0 --reduction per-masked"
@@ -392,6 +394,12 @@ def test_study_config_accepts_the_variants(tmp_path):
     assert plan.prepare_args.endswith("--dedup exact --drop-low-complexity")
     raw["methods"] = [{"method": "cci", "max_per_cluster": 2}]
     with pytest.raises(InputError, match="method 'cci' takes no 'max_per_cluster'"):
+        validate_study_config(raw, tmp_path, check_paths=False)
+    raw["methods"] = [{"method": "topk", "sampling": "stream"}]
+    with pytest.raises(InputError, match="method 'topk' takes no 'sampling'"):
+        validate_study_config(raw, tmp_path, check_paths=False)
+    raw["methods"] = [{"method": "cci", "sampling": "choice"}]
+    with pytest.raises(InputError, match="sampling"):
         validate_study_config(raw, tmp_path, check_paths=False)
     raw["methods"] = [{"method": "random", "reduction": "sum"}]
     with pytest.raises(InputError, match="method 'random' takes no 'reduction'"):

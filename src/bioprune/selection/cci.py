@@ -24,13 +24,15 @@ Randomness (``sampling``): how each bin draws its ``t`` members.
   Given the allocation this is still uniform sampling without replacement
   within each bin, but whether an example is picked depends only on its own
   key, its bin's members and its bin's ``t``: a small change of the scores
-  that moves a few examples across a bin edge changes only the picks of the
-  bins it touches, near their key cut-off, not every bin visited after it.
-* ``stream`` (bioprune <= 0.x, kept to reproduce earlier selections): one
-  ``numpy.random.default_rng(seed)``; each visited bin that takes ``t > 0``
-  members calls ``rng.choice(members, t, replace=False)`` once, in visiting
-  order, with ``members`` its positions in ascending order. One example
-  crossing an edge changes the draws of every bin visited after it, so a
+  that moves a few examples across a bin edge changes only picks near the
+  key cut-off of the bins it touches (and of the few whose ``t`` moves by
+  one), not every bin visited after it.
+* ``stream`` (bioprune's draws before ``sampling`` existed; kept to
+  reproduce earlier selections): one ``numpy.random.default_rng(seed)``; each
+  visited bin that takes ``t > 0`` members calls
+  ``rng.choice(members, t, replace=False)`` once, in visiting order, with
+  ``members`` its positions in ascending order. One example crossing an edge
+  changes the draws of every bin visited after it, so a
   1e-4 perturbation of the scores redraws most of the coreset.
 
 Both fix the random calls exactly, so a slow reference implementation making
