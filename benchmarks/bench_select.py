@@ -16,7 +16,9 @@ generates, once, in a work directory:
 Each timed run is a fresh ``python -m bioprune.cli.main select ...``
 subprocess (interpreter start and imports included); peak RSS is the child's
 ``ru_maxrss``. A second pair of runs passes only ``--scores`` (no corpus check,
-no FASTA), the selection core alone.
+no FASTA), the selection core alone, and one more ``cci`` run with
+``--sampling stream`` (the per-stratum random stream) against the default
+coordinated ``keys`` (which hold one float64 key per example).
 
     python benchmarks/bench_select.py                 # 23M, budget 10%
     python benchmarks/bench_select.py --n 1000000     # a quick look
@@ -199,6 +201,8 @@ def main() -> None:
             ("cci", ["--corpus", str(corpus)], "scores+corpus, writes FASTA"),
             ("topk", ["--corpus", str(corpus)], "scores+corpus, writes FASTA"),
             ("cci", ["--no-fasta"], "scores only"),
+            # the stream sampling of bioprune before --sampling keys (no n-sized key array)
+            ("cci", ["--no-fasta", "--sampling", "stream"], "scores only, stream"),
             ("topk", ["--no-fasta"], "scores only"),
         ]
         load = os.getloadavg()[0]

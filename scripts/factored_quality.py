@@ -6,8 +6,10 @@ Computes, on one model and corpus, a Fisher with rank-one factors, the exact sco
 - Spearman correlation of factored vs exact scores (target >= 0.95);
 - overlap of the top 1% and top 5% (|A cap B| / k);
 - overlap of the CCI coreset at 5% (beta 0.05, 50 strata, seed 0: the demo study's
-  settings; target >= 0.9), next to the chance level of CCI's own per-stratum
-  sampling: two exact-score coresets with seeds 0 and 1;
+  settings; target >= 0.9) under both of CCI's ``sampling`` modes -- ``keys``
+  (coordinated, the default) and ``stream`` (one random stream, bioprune's earlier
+  draws) -- each next to its chance level: two exact-score coresets with seeds 0
+  and 1;
 - the fit errors recorded in the Fisher (``score_rel_error`` per weight matrix).
 
 Run from the repository root on the demo corpus and its reference model (the demo
@@ -47,29 +49,45 @@ def compare(exact: np.ndarray, factored: np.ndarray, budget: float = 0.05) -> di
     from bioprune.selection import make_strategy
 
     k = round(budget * len(exact))
-    cci = {s: make_strategy("cci", beta=0.05, strata=50, seed=s) for s in (0, 1)}
-    sel_exact, sel_factored = cci[0].select(exact, k), cci[0].select(factored, k)
-    core_exact, core_factored = sel_exact.indices, sel_factored.indices
-    core_exact_seed1 = cci[1].select(exact, k).indices
-    # CCI draws uniformly within strata from one random stream, so moving a few
-    # examples across a stratum edge reshuffles later strata's draws: compare also
-    # what CCI decides from the scores (the strata and how many each contributes).
-    picks = [
-        np.array([r["picks"] for r in s.details["strata_table"]]) for s in (sel_exact, sel_factored)
-    ]
-    strata = [_strata(s, sc) for s, sc in ((sel_exact, exact), (sel_factored, factored))]
-    return {
+    figures: dict = {
         "examples": len(exact),
         "spearman": float(spearmanr(exact, factored).statistic),
         "pearson_log": float(np.corrcoef(np.log(exact), np.log(factored))[0, 1]),
         "median_ratio_factored_over_exact": float(np.median(factored / exact)),
         "top1_overlap": overlap(top(exact, 0.01), top(factored, 0.01)),
         "top5_overlap": overlap(top(exact, 0.05), top(factored, 0.05)),
-        "cci5_overlap": overlap(core_exact, core_factored),
-        "cci5_overlap_exact_seed0_vs_seed1": overlap(core_exact, core_exact_seed1),
-        "cci5_allocation_overlap": float(np.minimum(*picks).sum() / k),
-        "cci5_same_stratum": float((strata[0] == strata[1]).mean()),
     }
+    for sampling in ("keys", "stream"):
+        suffix = "" if sampling == "keys" else "_stream"
+        cci = {
+            s: make_strategy("cci", beta=0.05, strata=50, seed=s, sampling=sampling) for s in (0, 1)
+        }
+        sel_exact, sel_factored = cci[0].select(exact, k), cci[0].select(factored, k)
+        core_exact, core_factored = sel_exact.indices, sel_factored.indices
+        core_exact_seed1 = cci[1].select(exact, k).indices
+        figures[f"cci5_overlap{suffix}"] = overlap(core_exact, core_factored)
+        figures[f"cci5_overlap_exact_seed0_vs_seed1{suffix}"] = overlap(
+            core_exact, core_exact_seed1
+        )
+        # the spread over seeds (one seed's figure is one draw of the sampling)
+        figures[f"cci5_overlap_seeds_0_to_4{suffix}"] = [
+            overlap(*(c.select(x, k).indices for x in (exact, factored)))
+            for c in (
+                make_strategy("cci", beta=0.05, strata=50, seed=s, sampling=sampling)
+                for s in range(5)
+            )
+        ]
+    # What CCI decides from the scores alone (the same under both samplings): the
+    # strata and how many each contributes. Under ``stream`` moving a few examples
+    # across a stratum edge reshuffles every later stratum's draws; under ``keys``
+    # only examples that change stratum (or sit at a stratum's key cut-off) can move.
+    picks = [
+        np.array([r["picks"] for r in s.details["strata_table"]]) for s in (sel_exact, sel_factored)
+    ]
+    strata = [_strata(s, sc) for s, sc in ((sel_exact, exact), (sel_factored, factored))]
+    figures["cci5_allocation_overlap"] = float(np.minimum(*picks).sum() / k)
+    figures["cci5_same_stratum"] = float((strata[0] == strata[1]).mean())
+    return figures
 
 
 def _strata(sel, scores: np.ndarray) -> np.ndarray:

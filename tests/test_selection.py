@@ -21,19 +21,30 @@ from bioprune.selection import (
     TopK,
     make_strategy,
 )
-from bioprune.selection.cci import bin_scores, hard_cutoff_count, strata_edges
+from bioprune.selection.cci import bin_scores, hard_cutoff_count, position_keys, strata_edges
 from bioprune.selection.cluster import round_robin_order
 from tests.conftest import random_sequences
 
 # ---------------------------------------------------------------------------
 # A direct, slow reference of Algorithm 1 (method.md section 5): lists and loops.
-# It makes the same random calls as the documented stream (one rng.choice per
-# bin that takes members, in visiting order, members in ascending order).
+# It makes the same random calls as the documented sampling: ``keys`` -- one
+# default_rng(seed).random(n), each bin takes its members sorted by (key,
+# position); ``stream`` -- one rng.choice per bin that takes members, in visiting
+# order, members in ascending order.
 # ---------------------------------------------------------------------------
 
 
-def reference_cci(scores, budget, beta, strata, seed):
+def reference_picks(members, take, rng, keys):
+    """``take`` of ``members`` (ascending): the smallest keys, or one rng.choice."""
+    if keys is not None:
+        return sorted(members, key=lambda i: (keys[i], i))[:take]
+    return [int(x) for x in rng.choice(np.array(members, dtype=np.int64), size=take, replace=False)]
+
+
+def reference_cci(scores, budget, beta, strata, seed, sampling="keys", keys=None):
     n = len(scores)
+    if sampling == "keys" and keys is None:
+        keys = list(np.random.default_rng(seed).random(n))
     n_hard = hard_cutoff_count(n, beta)
     by_hardness = sorted(range(n), key=lambda i: (-scores[i], i))
     hardest = set(by_hardness[:n_hard])
@@ -62,8 +73,7 @@ def reference_cci(scores, budget, beta, strata, seed):
     for j, b in enumerate(visit):
         take = min(len(members[b]), remaining // (len(visit) - j))
         if take:
-            picked = rng.choice(np.array(members[b], dtype=np.int64), size=take, replace=False)
-            chosen.extend(int(x) for x in picked)
+            chosen.extend(reference_picks(members[b], take, rng, keys))
             counts[b] = take
             remaining -= take
     return sorted(chosen), counts, hardest
@@ -88,15 +98,18 @@ def cci_cases(draw):
     pool = len(scores) - hard_cutoff_count(len(scores), beta)
     budget = draw(st.integers(0, pool))
     seed = draw(st.integers(0, 2**32 - 1))
-    return np.array(scores, dtype=np.float64), beta, strata, budget, seed
+    sampling = draw(st.sampled_from(["keys", "stream"]))
+    return np.array(scores, dtype=np.float64), beta, strata, budget, seed, sampling
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cci_cases())
 def test_cci_matches_reference_algorithm_1(case):
-    scores, beta, strata, budget, seed = case
-    sel = CoverageCentric(beta=beta, strata=strata, seed=seed).select(scores, budget)
-    ref, ref_counts, hardest = reference_cci(list(scores), budget, beta, strata, seed)
+    scores, beta, strata, budget, seed, sampling = case
+    cci = CoverageCentric(beta=beta, strata=strata, seed=seed, sampling=sampling)
+    sel = cci.select(scores, budget)
+    ref, ref_counts, hardest = reference_cci(list(scores), budget, beta, strata, seed, sampling)
+    assert sel.details["sampling"] == sampling
     # same set, hence equal per-stratum counts
     assert sel.indices.tolist() == ref
     assert np.bincount(sel.stratum, minlength=strata).tolist() == ref_counts
@@ -109,7 +122,7 @@ def test_cci_matches_reference_algorithm_1(case):
     assert sum(s["picks"] for s in table) == budget
     assert all(s["picks"] <= s["pool"] for s in table)
     # same seed, same set
-    again = CoverageCentric(beta=beta, strata=strata, seed=seed).select(scores, budget)
+    again = cci.select(scores, budget)
     assert np.array_equal(again.indices, sel.indices)
 
 
@@ -143,6 +156,63 @@ def test_cci_edge_cases():
         CoverageCentric(beta=1.0)
     with pytest.raises(ValueError, match="NaN"):
         CoverageCentric().select(np.array([1.0, np.nan]), 1)
+
+
+def _edge_straddling_scores(n, strata, on_edge, seed):
+    """Uniform scores in [0, 1] with the ends fixed and ``on_edge`` of them exactly on inner edges,
+    and a copy in which those move just below their edge (1e-9 relative): ``on_edge`` examples,
+    and no other, change stratum."""
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0.0, 1.0, n)
+    scores[0], scores[1] = 0.0, 1.0  # the range (hence the edges) stays put
+    edges = strata_edges(0.0, 1.0, strata)
+    at = rng.choice(np.arange(2, n), on_edge, replace=False)
+    scores[at] = edges[rng.integers(1, strata, on_edge)]
+    moved = scores.copy()
+    moved[at] *= 1 - 1e-9
+    return scores, moved
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cci_keys_change_few_picks_when_a_few_scores_cross_an_edge(seed):
+    """Coordinated sampling: k examples crossing a stratum edge change at most 2k picks plus the
+    change of the allocation (whereas one random stream redraws every later stratum)."""
+    n, strata, budget, on_edge = 5000, 50, 250, 4
+    scores, moved = _edge_straddling_scores(n, strata, on_edge, seed)
+    cci = CoverageCentric(beta=0.0, strata=strata, seed=seed)  # sampling="keys", the default
+    assert cci.sampling == "keys"
+    a, b = cci.select(scores, budget), cci.select(moved, budget)
+    assert a.details["edges"] == b.details["edges"]
+    bins_a, _ = bin_scores(scores, np.array(a.details["edges"]))
+    bins_b, _ = bin_scores(moved, np.array(b.details["edges"]))
+    crossed = int(np.count_nonzero(bins_a != bins_b))
+    assert crossed == on_edge  # the perturbation does move examples across edges
+    takes = [np.array([r["picks"] for r in s.details["strata_table"]]) for s in (a, b)]
+    realloc = int(np.abs(takes[0] - takes[1]).sum())
+    changed = len(np.setdiff1d(a.indices, b.indices))
+    assert changed <= 2 * crossed + realloc
+    assert realloc <= 2 * crossed  # a few strata gain or lose a member: takes move by one
+    # a stratum that no crossing example left or joined, with the same take, picks the same members
+    touched = set(bins_a[bins_a != bins_b].tolist()) | set(bins_b[bins_a != bins_b].tolist())
+    for k in np.flatnonzero(takes[0] == takes[1]):
+        if k not in touched:
+            assert np.array_equal(a.indices[a.stratum == k], b.indices[b.stratum == k])
+
+
+def test_cci_keys_are_the_corpus_positions_keys():
+    """keys= takes corpus keys; stream refuses keys; an unknown sampling is an error."""
+    scores = np.random.default_rng(0).lognormal(0, 1, 300)
+    cci = CoverageCentric(strata=5, seed=4)
+    full = cci.select(scores, 30)
+    same = cci.select(scores, 30, keys=position_keys(4, 300))
+    assert np.array_equal(full.indices, same.indices)
+    assert full.details["sampling"] == "keys"
+    with pytest.raises(ValueError, match="one value per score"):
+        cci.select(scores, 30, keys=position_keys(4, 299))
+    with pytest.raises(ValueError, match="sampling is 'stream'"):
+        CoverageCentric(sampling="stream").select(scores, 30, keys=position_keys(4, 300))
+    with pytest.raises(ValueError, match="sampling must be one of keys, stream"):
+        CoverageCentric(sampling="choice")
 
 
 def test_cci_binning_in_chunks_changes_nothing(monkeypatch):
@@ -516,19 +586,26 @@ def test_select_across_row_groups_batches_and_nan_gaps(tmp_path, monkeypatch):
     shuffled = rewrite("shuffled.parquet", order=rng.permutation(n))
     finite = np.flatnonzero(np.isfinite(scores))
     corpus_ids = np.array(corpus.ids())
+    # cci's keys are those of the corpus positions, not of the compressed finite scores
+    keys = position_keys(1, n)[finite]
+    stream = CoverageCentric(strata=4, seed=1, sampling="stream")
     cases = {
-        "topk": finite[TopK().select(scores[finite], 20).indices],
-        "cci": finite[CoverageCentric(strata=4, seed=1).select(scores[finite], 20).indices],
+        ("topk", "keys"): finite[TopK().select(scores[finite], 20).indices],
+        ("cci", "keys"): finite[
+            CoverageCentric(strata=4, seed=1).select(scores[finite], 20, keys=keys).indices
+        ],
+        ("cci", "stream"): finite[stream.select(scores[finite], 20).indices],
     }
-    for method, expected in cases.items():
-        kw = {"method": method, "budget": "20", "params": {"seed": 1, "strata": 4}}
+    for (method, sampling), expected in cases.items():
+        params = {"seed": 1, "strata": 4, "sampling": sampling}
+        kw = {"method": method, "budget": "20", "params": params}
         runs = {
             "ordered+corpus": {"scores_path": ordered, "corpus_path": corpus.path},
             "shuffled+corpus": {"scores_path": shuffled, "corpus_path": corpus.path},
             "shuffled": {"scores_path": shuffled},  # ids streamed through the row order
         }
         for name, paths in runs.items():
-            out = tmp_path / f"{method}-{name}"
+            out = tmp_path / f"{method}-{sampling}-{name}"
             meta = select_coreset(out=out, **paths, **kw)
             assert meta["non_finite_scores_excluded"] == 9
             table = pq.read_table(out / "selection.parquet")
@@ -543,3 +620,34 @@ def test_select_across_row_groups_batches_and_nan_gaps(tmp_path, monkeypatch):
         kw = {"scores_path": wrong, "corpus_path": corpus.path}
         select_coreset(method="topk", budget="3", out=tmp_path / "w", **kw)
     assert not (tmp_path / "w").exists()
+
+
+def test_select_cli_sampling_keys_and_stream(scored, tmp_path, monkeypatch, capsys):
+    """--sampling reaches CCI (keys over corpus positions, NaN gaps included) and is recorded."""
+    from tests.hostile import assert_one_line_error, run_cli
+
+    corpus, path, scores = scored
+    finite = np.flatnonzero(np.isfinite(scores))
+    keys = position_keys(2, len(scores))[finite]
+    expected = {
+        "keys": CoverageCentric(strata=5, seed=2).select(scores[finite], 12, keys=keys),
+        "stream": CoverageCentric(strata=5, seed=2, sampling="stream").select(scores[finite], 12),
+    }
+    for mode, sel in expected.items():
+        out = tmp_path / mode
+        code, text = run_cli(
+            "select", "--scores", path, "--corpus", corpus.path, "--method", "cci",
+            "--budget", "12", "--strata", "5", "--seed", "2", "--sampling", mode,
+            "--out", out, monkeypatch=monkeypatch, capsys=capsys,
+        )  # fmt: skip
+        assert code == 0, text
+        meta = json.loads((out / "selection.json").read_text())
+        assert meta["parameters"]["sampling"] == meta["details"]["sampling"] == mode
+        chosen = pq.read_table(out / "selection.parquet").column("index").to_pylist()
+        assert chosen == finite[sel.indices].tolist()
+    code, text = run_cli(
+        "select", "--scores", path, "--method", "cci", "--budget", "3", "--sampling", "choice",
+        "--out", tmp_path / "bad", monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert_one_line_error(code, text, "--sampling must be one of keys, stream")
+    assert not (tmp_path / "bad").exists()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bioprune.selection import LengthStratifiedCCI, RedundancyAwareCCI, make_strategy
 from bioprune.selection.cci import hard_cutoff_count
-from tests.test_selection import reference_cci, write_scores
+from tests.test_selection import reference_cci, reference_picks, write_scores
 
 # ---------------------------------------------------------------------------
 # References: lists and loops, the same random calls as the documented streams.
@@ -32,9 +32,20 @@ def _equal_width_bin(value, lo, hi, bins):
 
 
 def reference_cci_length(
-    scores, lengths, budget, beta, strata, length_bins, seed, binning="quantile"
+    scores,
+    lengths,
+    budget,
+    beta,
+    strata,
+    length_bins,
+    seed,
+    binning="quantile",
+    sampling="keys",
+    keys=None,
 ):
     n = len(scores)
+    if sampling == "keys" and keys is None:
+        keys = list(np.random.default_rng(seed).random(n))
     if n == 0:
         if budget:
             raise ValueError("budget exceeds the pool")
@@ -73,14 +84,14 @@ def reference_cci_length(
     for j, c in enumerate(visit):
         take = min(len(cells[c]), remaining // (len(visit) - j))
         if take:
-            picked = rng.choice(np.array(cells[c], dtype=np.int64), size=take, replace=False)
-            chosen += [int(x) for x in picked]
+            chosen += reference_picks(cells[c], take, rng, keys)
             remaining -= take
     return sorted(chosen), set(dropped)
 
 
-def reference_cci_cluster(scores, clusters, budget, beta, strata, m, seed):
+def reference_cci_cluster(scores, clusters, budget, beta, strata, m, seed, sampling="keys"):
     n = len(scores)
+    corpus_keys = np.random.default_rng(seed).random(n)
     n_hard = hard_cutoff_count(n, beta)
     hardest = set(sorted(range(n), key=lambda i: (-scores[i], i))[:n_hard])
     priority = np.random.default_rng([seed, 1]).permutation(n)
@@ -89,7 +100,8 @@ def reference_cci_cluster(scores, clusters, budget, beta, strata, m, seed):
         members = [i for i in range(n) if clusters[i] == c and i not in hardest]
         kept += sorted(members, key=lambda i: priority[i])[:m]
     kept.sort()
-    sub, _, _ = reference_cci([scores[i] for i in kept], budget, 0.0, strata, seed)
+    keys = [corpus_keys[i] for i in kept] if sampling == "keys" else None
+    sub, _, _ = reference_cci([scores[i] for i in kept], budget, 0.0, strata, seed, sampling, keys)
     return [kept[j] for j in sub], hardest
 
 
@@ -116,23 +128,29 @@ def length_cases(draw):
     length_bins = draw(st.integers(1, 6))
     seed = draw(st.integers(0, 2**32 - 1))
     binning = draw(st.sampled_from(["quantile", "log"]))
+    sampling = draw(st.sampled_from(["keys", "stream"]))
     _, dropped = reference_cci_length(scores, lengths, 0, beta, strata, length_bins, seed, binning)
     budget = draw(st.integers(0, n - len(dropped)))
-    return scores, lengths, budget, beta, strata, length_bins, seed, binning
+    return scores, lengths, budget, beta, strata, length_bins, seed, binning, sampling
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(length_cases())
 def test_cci_length_matches_reference(case):
-    scores, lengths, budget, beta, strata, length_bins, seed, binning = case
+    scores, lengths, budget, beta, strata, length_bins, seed, binning, sampling = case
     strategy = LengthStratifiedCCI(
-        beta=beta, strata=strata, length_bins=length_bins, length_binning=binning, seed=seed
+        beta=beta,
+        strata=strata,
+        length_bins=length_bins,
+        length_binning=binning,
+        seed=seed,
+        sampling=sampling,
     )
     sel = strategy.select(
         np.array(scores, dtype=np.float64), budget, np.array(lengths, dtype=np.int64)
     )
     ref, dropped = reference_cci_length(
-        scores, lengths, budget, beta, strata, length_bins, seed, binning
+        scores, lengths, budget, beta, strata, length_bins, seed, binning, sampling
     )
     assert sel.indices.tolist() == ref
     assert len(sel) == budget and np.all(np.diff(sel.indices) > 0)
@@ -158,6 +176,7 @@ def cluster_cases(draw):
     strata = draw(st.integers(1, 10))
     m = draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**32 - 1))
+    sampling = draw(st.sampled_from(["keys", "stream"]))
     n_hard = hard_cutoff_count(n, beta)
     hardest = set(sorted(range(n), key=lambda i: (-scores[i], i))[:n_hard])
     pool = sum(
@@ -165,18 +184,20 @@ def cluster_cases(draw):
         for c in set(clusters)
     )
     budget = draw(st.integers(0, pool))
-    return scores, clusters, budget, beta, strata, m, seed
+    return scores, clusters, budget, beta, strata, m, seed, sampling
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cluster_cases())
 def test_cci_cluster_matches_reference(case):
-    scores, clusters, budget, beta, strata, m, seed = case
-    strategy = RedundancyAwareCCI(beta=beta, strata=strata, max_per_cluster=m, seed=seed)
+    scores, clusters, budget, beta, strata, m, seed, sampling = case
+    strategy = RedundancyAwareCCI(
+        beta=beta, strata=strata, max_per_cluster=m, seed=seed, sampling=sampling
+    )
     sel = strategy.select(
         np.array(scores, dtype=np.float64), budget, np.array(clusters, dtype=np.int64)
     )
-    ref, hardest = reference_cci_cluster(scores, clusters, budget, beta, strata, m, seed)
+    ref, hardest = reference_cci_cluster(scores, clusters, budget, beta, strata, m, seed, sampling)
     assert sel.indices.tolist() == ref
     assert len(sel) == budget and not hardest & set(ref)
     picked = np.array(clusters, dtype=np.int64)[sel.indices]
@@ -248,13 +269,17 @@ def test_select_cli_cci_length_and_stratify(tiny_corpus, tmp_path, monkeypatch, 
     a, b = outs["a"], outs["b"]
     assert a["method"] == b["method"] == "cci-length"
     assert a["parameters"] == {
-        "beta": 0.05, "strata": 2, "length_bins": 3, "length_binning": "log", "seed": 0
+        "beta": 0.05, "strata": 2, "length_bins": 3, "length_binning": "log", "seed": 0,
+        "sampling": "keys",
     }  # fmt: skip
+    assert a["details"]["sampling"] == "keys"
     assert a["details"]["cells"] == b["details"]["cells"]
     finite = np.flatnonzero(np.isfinite(scores))
+    corpus_keys = np.random.default_rng(0).random(len(scores))[finite]  # keys of corpus positions
     ref, _ = reference_cci_length(
-        scores[finite].tolist(), tiny_corpus.lengths[finite].tolist(), 10, 0.05, 2, 3, 0, "log"
-    )
+        scores[finite].tolist(), tiny_corpus.lengths[finite].tolist(), 10, 0.05, 2, 3, 0, "log",
+        keys=corpus_keys.tolist(),
+    )  # fmt: skip
     chosen = (tmp_path / "a" / "ids.txt").read_text().split()
     assert chosen == tiny_corpus.ids()[finite[ref]].tolist()
     code, out = run_cli(
@@ -330,7 +355,7 @@ def test_study_config_accepts_the_variants(tmp_path):
     raw["methods"] = [
         {"method": "cci"},
         {"method": "cci-length", "length_bins": 4, "strata": 8, "length_binning": "log"},
-        {"method": "cci-cluster", "max_per_cluster": 2, "min_seq_id": 0.95},
+        {"method": "cci-cluster", "max_per_cluster": 2, "min_seq_id": 0.95, "sampling": "stream"},
         {"method": "cluster"},
         {"method": "topk", "name": "topk_pm", "reduction": "per-masked"},
     ]
@@ -342,6 +367,8 @@ def test_study_config_accepts_the_variants(tmp_path):
         "--beta 0.05 --strata 8 --length-bins 4 --length-binning log"
     )
     assert "--max-per-cluster 2 --min-seq-id 0.95" in args["cci-cluster-20"]
+    assert "--sampling stream" in args["cci-cluster-20"]  # keys, the default, is not written
+    assert "--sampling" not in args["cci-20"] + args["cci-length-20"]
     assert f"--cluster-cache {CLUSTER_CACHE}" in args["cci-cluster-20"]
     assert f"--cluster-cache {CLUSTER_CACHE}" in args["cluster-20"]
     assert args["topk_pm-20"] == "--method topk --budget 20 --seed 0 --reduction per-masked"
@@ -367,6 +394,12 @@ def test_study_config_accepts_the_variants(tmp_path):
     assert plan.prepare_args.endswith("--dedup exact --drop-low-complexity")
     raw["methods"] = [{"method": "cci", "max_per_cluster": 2}]
     with pytest.raises(InputError, match="method 'cci' takes no 'max_per_cluster'"):
+        validate_study_config(raw, tmp_path, check_paths=False)
+    raw["methods"] = [{"method": "topk", "sampling": "stream"}]
+    with pytest.raises(InputError, match="method 'topk' takes no 'sampling'"):
+        validate_study_config(raw, tmp_path, check_paths=False)
+    raw["methods"] = [{"method": "cci", "sampling": "choice"}]
+    with pytest.raises(InputError, match="sampling"):
         validate_study_config(raw, tmp_path, check_paths=False)
     raw["methods"] = [{"method": "random", "reduction": "sum"}]
     with pytest.raises(InputError, match="method 'random' takes no 'reduction'"):

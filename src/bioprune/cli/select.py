@@ -14,6 +14,7 @@ from bioprune.progress import format_duration
 
 METHODS = ("random", "topk", "bottomk", "cci", "cluster", "cci-length", "cci-cluster")
 STRATIFY = ("score", "length")
+SAMPLINGS = ("keys", "stream")
 
 
 def select(
@@ -42,6 +43,14 @@ def select(
         "(needed by cluster). Without it the score file's ids are used as they are.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of random, cci and cluster sampling."),
+    sampling: str = typer.Option(
+        "keys",
+        "--sampling",
+        help="cci, cci-length, cci-cluster: keys (coordinated: each stratum takes its members "
+        "with the smallest per-example random keys, so a small change of the scores changes "
+        "few picks) or stream (one random draw per stratum in turn; selections made before "
+        "bioprune had --sampling).",
+    ),
     beta: float = typer.Option(
         0.05, "--beta", help="cci: fraction of the hardest (largest-influence) examples dropped."
     ),
@@ -109,6 +118,8 @@ def select(
     """Select a coreset: OUT/ids.txt, selection.parquet, coreset.fasta, selection.json."""
     if method not in METHODS:
         raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     if stratify not in STRATIFY:
         raise ValueError(f"--stratify must be one of {', '.join(STRATIFY)}, got {stratify!r}")
     if stratify == "length":
@@ -125,6 +136,7 @@ def select(
         "scores": str(scores) if scores else None,
         "corpus": str(corpus) if corpus else None,
         "seed": seed,
+        "sampling": sampling,
         "beta": beta,
         "strata": strata,
         "stratify": stratify,
@@ -142,6 +154,7 @@ def select(
     }
     params = {
         "seed": seed,
+        "sampling": sampling,
         "beta": beta,
         "strata": strata,
         "min_seq_id": min_seq_id,
@@ -195,6 +208,8 @@ def _report(meta: dict, method: str, out: Path, corpus: Path | None) -> None:
     if method == "cci":
         used = sum(1 for s in d["strata_table"] if s["picks"])
         line += f"; dropped the {d['dropped_hardest']:,} hardest, picks from {used} strata"
+    if d.get("sampling") == "stream":
+        line += "; sampling stream"
     if method == "cluster":
         line += f"; {d['clusters']:,} clusters ({d['tool_version']})"
     if method == "cci-length":

@@ -12,7 +12,7 @@ random       RandomSelection(seed)       ``n``, budget (random 10x: 10x budget)
 topk         TopK()                      scores, budget
 bottomk      BottomK()                   scores, budget
 cci          CoverageCentric(beta,       scores, budget
-             strata, seed)
+             strata, seed, sampling)
 cluster      ClusterSelection(...)       corpus, budget, work directory
 cci-length   LengthStratifiedCCI(beta,   scores, budget, lengths
              strata, length_bins, seed)
@@ -76,7 +76,7 @@ def make_strategy(name: str, **params: Any):
     what was actually used, for the metadata.
 
     >>> make_strategy("cci", beta=0.1, strata=10, seed=3, min_seq_id=0.5)
-    CoverageCentric(beta=0.1, strata=10, seed=3)
+    CoverageCentric(beta=0.1, strata=10, seed=3, sampling='keys')
     """
     if name not in STRATEGIES:
         raise ValueError(

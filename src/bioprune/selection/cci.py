@@ -14,11 +14,29 @@
 4. the result has exactly ``m`` members whenever ``m <= n - floor(n * beta)``;
    a larger budget is an error.
 
-Randomness: one ``numpy.random.default_rng(seed)``; each visited bin that
-takes ``t > 0`` members calls ``rng.choice(members, t, replace=False)`` once,
-in visiting order, with ``members`` its positions in ascending order. This
-fixes the random stream, so a slow reference implementation making the same
-calls picks the same set.
+Randomness (``sampling``): how each bin draws its ``t`` members.
+
+* ``keys`` (the default; *coordinated sampling* with permanent random
+  numbers): one uniform key per corpus position,
+  ``u = numpy.random.default_rng(seed).random(n)`` (:func:`position_keys`),
+  drawn before and independently of the scores; each bin takes the ``t``
+  members with the smallest ``u`` (equal keys: the smaller position first).
+  Given the allocation this is still uniform sampling without replacement
+  within each bin, but whether an example is picked depends only on its own
+  key, its bin's members and its bin's ``t``: a small change of the scores
+  that moves a few examples across a bin edge changes only picks near the
+  key cut-off of the bins it touches (and of the few whose ``t`` moves by
+  one), not every bin visited after it.
+* ``stream`` (bioprune's draws before ``sampling`` existed; kept to
+  reproduce earlier selections): one ``numpy.random.default_rng(seed)``; each
+  visited bin that takes ``t > 0`` members calls
+  ``rng.choice(members, t, replace=False)`` once, in visiting order, with
+  ``members`` its positions in ascending order. One example crossing an edge
+  changes the draws of every bin visited after it, so a
+  1e-4 perturbation of the scores redraws most of the coreset.
+
+Both fix the random calls exactly, so a slow reference implementation making
+the same calls picks the same set.
 """
 
 from __future__ import annotations
@@ -32,7 +50,18 @@ import numpy as np
 
 from bioprune.selection.base import Selection, check_budget, check_scores
 
-__all__ = ["CoverageCentric", "bin_scores", "hard_cutoff_count", "strata_edges"]
+__all__ = [
+    "SAMPLINGS",
+    "CoverageCentric",
+    "bin_scores",
+    "hard_cutoff_count",
+    "position_keys",
+    "smallest_keys",
+    "strata_edges",
+]
+
+#: Ways a stratum draws its members: coordinated keys (default) or one random stream.
+SAMPLINGS = ("keys", "stream")
 
 _MAX_STRATA = 65_534  # bin labels are uint16, with one value kept for the dropped hardest
 _BIN_CHUNK = 1 << 16  # scores binned per step: 512 KiB of float64 stays in cache
@@ -49,6 +78,41 @@ def hard_cutoff_count(n: int, beta: float) -> int:
     (29, 0)
     """
     return math.floor(Fraction(repr(float(beta))) * int(n))
+
+
+def position_keys(seed: int, n: int) -> np.ndarray:
+    """The permanent random number of each of ``n`` positions: ``default_rng(seed).random(n)``.
+
+    float64 in ``[0, 1)`` (53 random bits each, so equal keys are rare even at
+    ``n = 10**8``); 8 bytes per position. Drawing them in chunks of the same
+    generator gives the same keys, so a caller may stream them.
+
+    >>> bool((position_keys(3, 5)[:2] == position_keys(3, 2)).all())
+    True
+    """
+    return np.random.default_rng(seed).random(int(n))
+
+
+def smallest_keys(members: np.ndarray, keys: np.ndarray, take: int) -> np.ndarray:
+    """The ``take`` entries of ``members`` (ascending positions) with the smallest ``keys``.
+
+    ``keys`` is indexed by position. Equal keys: the smaller position first. One
+    ``partition`` of the members' keys, O(len(members)); the result is in
+    ascending position order.
+
+    >>> smallest_keys(np.array([2, 5, 7, 9]), np.array([0, 0, .9, 0, 0, .1, 0, .5, 0, .1]), 2)
+    array([5, 9])
+    """
+    if take >= len(members):
+        return members
+    if take <= 0:
+        return members[:0]
+    k = keys[members]
+    cut = np.partition(k, take - 1)[take - 1]
+    below = k < cut
+    at = np.flatnonzero(k == cut)[: take - int(np.count_nonzero(below))]
+    below[at] = True
+    return members[below]
 
 
 def strata_edges(lo: float, hi: float, strata: int) -> np.ndarray:
@@ -112,6 +176,30 @@ def bin_scores(scores: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.nd
     return bins, counts
 
 
+def check_sampling(name: str, sampling: str) -> None:
+    """Reject a ``sampling`` outside :data:`SAMPLINGS`."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(
+            f"{name}: sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}"
+        )
+
+
+def sampling_keys(
+    name: str, sampling: str, seed: int, n: int, keys: np.ndarray | None
+) -> np.ndarray | None:
+    """The keys a ``sampling="keys"`` selection of ``n`` positions uses; ``None`` for ``stream``."""
+    if sampling == "stream":
+        if keys is not None:
+            raise ValueError(f"{name}: keys are given but sampling is 'stream'")
+        return None
+    if keys is None:
+        return position_keys(seed, n)
+    keys = np.asarray(keys, dtype=np.float64)
+    if keys.shape != (n,):
+        raise ValueError(f"{name}: keys must have one value per score ({n}), got {keys.shape}")
+    return keys
+
+
 @dataclass(frozen=True)
 class CoverageCentric:
     """Coverage-centric influence selection (Algorithm 1).
@@ -124,6 +212,11 @@ class CoverageCentric:
         Number of equal-width score bins, >= 1.
     seed
         Seed of the per-bin uniform sampling.
+    sampling
+        ``keys`` (coordinated: the members with the smallest permanent random
+        keys; the default) or ``stream`` (one ``rng.choice`` per bin in
+        visiting order, as before; for reproducing earlier selections). See the
+        module docstring.
 
     Examples
     --------
@@ -135,6 +228,7 @@ class CoverageCentric:
     beta: float = 0.05
     strata: int = 50
     seed: int = 0
+    sampling: str = "keys"
 
     name: ClassVar[str] = "cci"
     uses_scores: ClassVar[bool] = True
@@ -146,11 +240,21 @@ class CoverageCentric:
             raise ValueError(
                 f"cci: strata must be an integer in 1..{_MAX_STRATA}, got {self.strata}"
             )
+        check_sampling(self.name, self.sampling)
 
-    def select(self, scores: np.ndarray, budget: int) -> Selection:
-        """Choose ``budget`` positions of ``scores`` (float64, shape ``(n,)``, all finite)."""
+    def select(
+        self, scores: np.ndarray, budget: int, *, keys: np.ndarray | None = None
+    ) -> Selection:
+        """Choose ``budget`` positions of ``scores`` (float64, shape ``(n,)``, all finite).
+
+        ``keys`` (``sampling="keys"`` only): the positions' permanent random
+        numbers, by default :func:`position_keys` ``(seed, n)``; a caller that
+        selects from a subset of a corpus passes the corpus keys of that subset
+        so that picks stay tied to corpus positions.
+        """
         scores = check_scores(scores, self.name)
         n, strata = len(scores), int(self.strata)
+        keys = sampling_keys(self.name, self.sampling, self.seed, n, keys)
         n_hard = hard_cutoff_count(n, self.beta)
         pool = n - n_hard
         budget = check_budget(
@@ -165,6 +269,7 @@ class CoverageCentric:
             "beta": float(self.beta),
             "strata": strata,
             "dropped_hardest": n_hard,
+            "sampling": self.sampling,
         }
         # One partition finds both the hard cut t (the n_hard-th largest score)
         # and the pool's maximum (the next one); the pool's minimum is the global
@@ -202,7 +307,7 @@ class CoverageCentric:
 
         nonempty = np.flatnonzero(counts)
         visit = nonempty[np.lexsort((nonempty, counts[nonempty]))]  # fewest first, then bin index
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.seed) if keys is None else None
         remaining = budget
         picks: list[np.ndarray] = []
         taken = np.zeros(strata, dtype=np.int64)
@@ -212,7 +317,10 @@ class CoverageCentric:
             visit_rank[b] = j
             if take:
                 members = order[starts[b] : starts[b + 1]]
-                picks.append(rng.choice(members, size=take, replace=False))
+                if rng is None:
+                    picks.append(smallest_keys(members, keys, take))
+                else:
+                    picks.append(rng.choice(members, size=take, replace=False))
                 taken[b] = take
                 remaining -= take
         if remaining:  # impossible by the allocation argument in method.md; guard it

@@ -36,9 +36,13 @@ biases and keeps the rest of Algorithm 1 (method.md section 5) unchanged.
    without replacement -- so the result has exactly ``m`` members whenever
    ``m`` is at most the pool (all examples minus the dropped ones).
 
-Randomness: one ``numpy.random.default_rng(seed)``; each visited cell that
-takes ``t > 0`` members calls ``rng.choice(members, t, replace=False)`` once,
-in visiting order, with ``members`` its positions in ascending order.
+Randomness, by ``sampling`` as for CCI (:mod:`bioprune.selection.cci`):
+``keys`` (default) -- each cell takes its ``t`` members with the smallest
+permanent random keys ``numpy.random.default_rng(seed).random(n)`` (equal
+keys: smaller position first); ``stream`` -- one
+``numpy.random.default_rng(seed)``, each visited cell that takes ``t > 0``
+members calls ``rng.choice(members, t, replace=False)`` once, in visiting
+order, with ``members`` its positions in ascending order.
 ``Selection.stratum`` holds each pick's cell ``c``.
 
 ``cci-cluster`` -- redundancy-aware CCI (at most ``m`` picks per cluster)
@@ -50,8 +54,12 @@ in visiting order, with ``members`` its positions in ascending order.
    entry for every position, dropped or not; all distinct); within each
    sequence-identity cluster the ``max_per_cluster`` remaining members with
    the smallest ``p_i`` are kept and the others leave the pool;
-3. run CCI with ``beta = 0`` (and the same ``strata`` and ``seed``) on the
-   thinned pool: its strata span the thinned pool's score range.
+3. run CCI with ``beta = 0`` (and the same ``strata``, ``seed`` and
+   ``sampling``) on the thinned pool: its strata span the thinned pool's
+   score range. Under ``sampling="keys"`` the keys are those of the corpus
+   positions (``default_rng(seed).random(n)`` restricted to the thinned
+   pool), so a pick depends on its corpus position's key, not on its rank
+   in the thinned pool.
 
 So no cluster contributes more than ``max_per_cluster`` examples, and a
 near-duplicate and its original (one cluster at high identity) are never both
@@ -73,7 +81,10 @@ from bioprune.selection.cci import (
     _MAX_STRATA,
     CoverageCentric,
     bin_scores,
+    check_sampling,
     hard_cutoff_count,
+    sampling_keys,
+    smallest_keys,
     strata_edges,
 )
 
@@ -83,12 +94,18 @@ LENGTH_BINNINGS = ("quantile", "log")
 
 
 def allocate_cells(
-    cell: np.ndarray, n_cells: int, budget: int, rng: np.random.Generator
+    cell: np.ndarray,
+    n_cells: int,
+    budget: int,
+    rng: np.random.Generator | None,
+    keys: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CCI's fewest-first allocation of ``budget`` over cells.
 
     ``cell[i]`` is example ``i``'s cell in ``0..n_cells - 1``, or ``-1`` outside
-    the pool. Returns the chosen positions (sorted), each one's cell, the pool
+    the pool. Each cell samples with ``rng.choice`` (``stream``) or, when
+    ``keys`` is given (``rng`` then unused), takes its members with the
+    smallest keys. Returns the chosen positions (sorted), each one's cell, the pool
     size of every cell and the picks of every cell. The budget must not exceed
     the pool (checked by the caller).
     """
@@ -108,7 +125,11 @@ def allocate_cells(
     for j, b in enumerate(visit):  # a loop over cells, never over examples
         take = min(int(counts[b]), remaining // (len(visit) - j))
         if take:
-            chosen[rng.choice(grouped[starts[b] : starts[b + 1]], size=take, replace=False)] = True
+            members = grouped[starts[b] : starts[b + 1]]
+            if keys is not None:
+                chosen[smallest_keys(members, keys, take)] = True
+            else:
+                chosen[rng.choice(members, size=take, replace=False)] = True
             taken[b] = take
             remaining -= take
     if remaining:  # impossible by CCI's allocation argument; guard it
@@ -125,7 +146,8 @@ def _distinct(labels: np.ndarray) -> int:
     return int(np.count_nonzero(x[1:] != x[:-1])) + 1
 
 
-def _check_cci_params(name: str, beta: float, strata: int) -> None:
+def _check_cci_params(name: str, beta: float, strata: int, sampling: str) -> None:
+    check_sampling(name, sampling)
     if not 0.0 <= float(beta) < 1.0:
         raise ValueError(f"{name}: beta must lie in [0, 1), got {beta}")
     if int(strata) != strata or not 1 <= strata <= _MAX_STRATA:
@@ -157,6 +179,9 @@ class LengthStratifiedCCI:
         ``quantile`` (equal-count bins) or ``log`` (equal-width bins of log length).
     seed
         Seed of the per-cell uniform sampling.
+    sampling
+        ``keys`` (coordinated, the default) or ``stream``, as for
+        :class:`~bioprune.selection.cci.CoverageCentric`.
 
     Examples
     --------
@@ -172,13 +197,14 @@ class LengthStratifiedCCI:
     length_bins: int = 5
     length_binning: str = "quantile"
     seed: int = 0
+    sampling: str = "keys"
 
     name: ClassVar[str] = "cci-length"
     uses_scores: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ("lengths",)
 
     def __post_init__(self) -> None:
-        _check_cci_params(self.name, self.beta, self.strata)
+        _check_cci_params(self.name, self.beta, self.strata, self.sampling)
         if int(self.length_bins) != self.length_bins or not 1 <= self.length_bins <= _MAX_STRATA:
             raise ValueError(
                 f"{self.name}: length_bins must be an integer in 1..{_MAX_STRATA}, "
@@ -192,10 +218,21 @@ class LengthStratifiedCCI:
         if int(self.length_bins) * int(self.strata) > 1 << 24:
             raise ValueError(f"{self.name}: length_bins x strata must be at most {1 << 24}")
 
-    def select(self, scores: np.ndarray, budget: int, lengths: np.ndarray) -> Selection:
-        """Choose ``budget`` positions; ``lengths[i]`` is example ``i``'s residue count."""
+    def select(
+        self,
+        scores: np.ndarray,
+        budget: int,
+        lengths: np.ndarray,
+        *,
+        keys: np.ndarray | None = None,
+    ) -> Selection:
+        """Choose ``budget`` positions; ``lengths[i]`` is example ``i``'s residue count.
+
+        ``keys``: as for :meth:`bioprune.selection.cci.CoverageCentric.select`.
+        """
         scores = check_scores(scores, self.name)
         n, strata, nl = len(scores), int(self.strata), int(self.length_bins)
+        keys = sampling_keys(self.name, self.sampling, self.seed, n, keys)
         lengths = _side_array(lengths, n, self.name, "lengths")
         if n and lengths.min() < 0:
             raise ValueError(f"{self.name}: lengths must be >= 0")
@@ -207,6 +244,7 @@ class LengthStratifiedCCI:
             "strata": strata,
             "length_bins": nl,
             "length_binning": self.length_binning,
+            "sampling": self.sampling,
         }
         if n == 0:
             check_budget(budget, 0, self.name)
@@ -251,8 +289,8 @@ class LengthStratifiedCCI:
             f"examples left after dropping the floor(n_b*{self.beta}) hardest of each "
             f"length bin ({sum(dropped)} in all)",
         )
-        rng = np.random.default_rng(self.seed)
-        picks, pick_cell, counts, taken = allocate_cells(cell, nl * strata, budget, rng)
+        rng = np.random.default_rng(self.seed) if keys is None else None
+        picks, pick_cell, counts, taken = allocate_cells(cell, nl * strata, budget, rng, keys)
         # per bin: the residue range it covers (log: its edges; quantile: its members')
         if self.length_binning == "log":
             lengths_edges = np.exp(length_edges)  # shown in residues; the ends exactly
@@ -301,8 +339,9 @@ class RedundancyAwareCCI:
 
     Parameters
     ----------
-    beta, strata, seed
-        As for :class:`~bioprune.selection.cci.CoverageCentric`.
+    beta, strata, seed, sampling
+        As for :class:`~bioprune.selection.cci.CoverageCentric` (under ``keys``,
+        the keys of the corpus positions).
     max_per_cluster
         At most this many picks from any one cluster (>= 1).
     min_seq_id, coverage, tool, mmseqs_command, threads
@@ -326,22 +365,34 @@ class RedundancyAwareCCI:
     mmseqs_command: str = "easy-linclust"
     seed: int = 0
     threads: int = 1
+    sampling: str = "keys"
 
     name: ClassVar[str] = "cci-cluster"
     uses_scores: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ("clusters",)
 
     def __post_init__(self) -> None:
-        _check_cci_params(self.name, self.beta, self.strata)
+        _check_cci_params(self.name, self.beta, self.strata, self.sampling)
         if int(self.max_per_cluster) != self.max_per_cluster or self.max_per_cluster < 1:
             raise ValueError(
                 f"{self.name}: max_per_cluster must be an integer >= 1, got {self.max_per_cluster}"
             )
 
-    def select(self, scores: np.ndarray, budget: int, clusters: np.ndarray) -> Selection:
-        """Choose ``budget`` positions; ``clusters[i]`` labels example ``i``'s cluster."""
+    def select(
+        self,
+        scores: np.ndarray,
+        budget: int,
+        clusters: np.ndarray,
+        *,
+        keys: np.ndarray | None = None,
+    ) -> Selection:
+        """Choose ``budget`` positions; ``clusters[i]`` labels example ``i``'s cluster.
+
+        ``keys``: as for :meth:`bioprune.selection.cci.CoverageCentric.select`.
+        """
         scores = check_scores(scores, self.name)
         n, m = len(scores), int(self.max_per_cluster)
+        keys = sampling_keys(self.name, self.sampling, self.seed, n, keys)
         clusters = _side_array(clusters, n, self.name, "clusters")
         n_hard = hard_cutoff_count(n, self.beta)
         hard = extreme_k(scores, n_hard, largest=True)
@@ -366,9 +417,9 @@ class RedundancyAwareCCI:
             f"examples left after dropping the floor(n*beta) = floor({n}*{self.beta}) = "
             f"{n_hard} hardest and keeping at most {m} per cluster",
         )
-        inner = CoverageCentric(beta=0.0, strata=int(self.strata), seed=self.seed).select(
-            scores[kept], budget
-        )
+        inner = CoverageCentric(
+            beta=0.0, strata=int(self.strata), seed=self.seed, sampling=self.sampling
+        ).select(scores[kept], budget, keys=None if keys is None else keys[kept])
         chosen = kept[inner.indices]
         d = inner.details
         details = {
@@ -378,6 +429,7 @@ class RedundancyAwareCCI:
             "dropped_hardest": n_hard,
             "hard_cutoff_score": float(scores[hard].min()) if n_hard else None,
             "max_per_cluster": m,
+            "sampling": self.sampling,
             "clusters": _distinct(clusters),
             "clusters_in_pool": len(first),
             "thinned_out": int(len(idx) - len(kept)),

@@ -25,6 +25,7 @@ import numpy as np
 from bioprune import artifacts
 from bioprune.selection import make_strategy, strategy_parameters
 from bioprune.selection.base import Selection
+from bioprune.selection.cci import position_keys
 
 __all__ = ["excluded_text", "select_coreset"]
 
@@ -42,7 +43,9 @@ def _score_based(
     strategy runs on the compressed finite scores and its positions are mapped
     back through the (few) excluded positions with one ``searchsorted``, so no
     n-sized index array is built; the full array is dropped from ``table``
-    meanwhile, so the peak memory does not grow by a copy.
+    meanwhile, so the peak memory does not grow by a copy. A strategy with
+    coordinated sampling (``sampling="keys"``) gets the keys of the corpus
+    positions it sees, so excluding a score does not reshuffle every pick.
     """
     scores = table.scores
     nan_count, inf_count = table.nan_count, table.inf_count
@@ -56,6 +59,8 @@ def _score_based(
     gaps = np.flatnonzero(~finite)
     pooled = scores[finite]
     side = {k: v[finite] for k, v in side.items()}
+    if getattr(strategy, "sampling", None) == "keys":
+        side["keys"] = position_keys(strategy.seed, len(scores))[finite]
     del finite
     table.scores = scores = None
     try:

@@ -177,6 +177,12 @@ class MethodConfig(CompactConfig):
         "of log length).",
     )
     max_per_cluster: int = Field(1, gt=0, description="cci-cluster: most picks per cluster.")
+    sampling: Literal["keys", "stream"] = Field(
+        "keys",
+        description="cci, cci-length, cci-cluster: keys (coordinated: each stratum takes its "
+        "members with the smallest per-example random keys) or stream (one rng.choice per "
+        "stratum in visiting order, as before); see docs/selection.md.",
+    )
     min_seq_id: Optional[float] = Field(
         None,
         gt=0,
@@ -199,6 +205,7 @@ class MethodConfig(CompactConfig):
                 ("beta", CCI_METHODS),
                 ("reduction", SCORE_METHODS),
                 ("strata", CCI_METHODS),
+                ("sampling", CCI_METHODS),
                 ("length_bins", ("cci-length",)),
                 ("length_binning", ("cci-length",)),
                 ("max_per_cluster", ("cci-cluster",)),

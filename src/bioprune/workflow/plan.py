@@ -219,6 +219,8 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
                 args.append(f"--beta {m.beta:g}")
                 if m.strata is not None:
                     args.append(f"--strata {m.strata}")
+                if m.sampling != "keys":
+                    args.append(f"--sampling {m.sampling}")
             if m.method == "cci-length":
                 args.append(f"--length-bins {m.length_bins}")
                 if m.length_binning != "quantile":
