@@ -101,13 +101,20 @@ class Plan:
     real_tokens: int
     padded_tokens: int
     batch_tokens: int | None
-    seconds_total: float  # summed over all processes (one process alone takes this long)
-    cpu_seconds_total: float  # process CPU time, summed (does not grow with others' load)
+    seconds_total: float  # batches + fixed costs, one process (one process alone takes this long)
+    cpu_seconds_total: float  # process CPU time, all processes (does not grow with others' load)
+    batch_seconds_total: float  # the batches alone, summed over all processes
+    batch_cpu_seconds_total: float
+    #: per-run costs besides the batches, wall seconds: "startup" (interpreter and imports
+    #: before the stage; every process), "setup" (corpus, model loading with its imports,
+    #: checks, model checksum; every process), "write" (serializing the output; rank 0)
+    fixed_seconds: dict[str, float]
+    fixed_cpu_seconds: dict[str, float]
     seconds_per_process: list[float]  # each rank's share
     eta_seconds: float  # the slowest rank: the wall time of an N-process run
     peak_mb_per_process: float
     peak_mb_total: float
-    baseline_mb: float  # after loading the model (per process)
+    baseline_mb: float  # resident after loading the model and one batch (interpreter included)
     available_mb: float  # free device memory (CUDA) or available RAM (CPU)
     fitted_batch_tokens: int | None  # largest budget whose worst batch fits the headroom
     time_fit: dict[str, float]
@@ -191,6 +198,58 @@ def _rss_mb() -> float:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _process_age_s() -> float | None:
+    """Wall seconds since this process started (Linux ``/proc``; else None)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22: starttime, clock ticks after boot
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Timer:
+    """Wall and process CPU seconds of a block."""
+
+    def __enter__(self) -> _Timer:
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._w
+        self.cpu = time.process_time() - self._c
+
+
+def _time_write(cfg: PlanConfig, model, n_examples: int) -> _Timer:
+    """Serialize an output of the run's size in memory (nothing touches the disk).
+
+    ``fisher``: the scored parameters as float32 safetensors (the Fisher file);
+    ``score``: a parquet table of one row per example, twice (the parts and the
+    merged file); ``pretrain``: the model's state as safetensors (one checkpoint).
+    """
+    import io
+
+    import torch
+
+    with _Timer() as t:
+        if cfg.stage == "score":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            rows = np.arange(n_examples, dtype=np.int64)
+            table = pa.table({"index": rows, "score": rows.astype(np.float64), "loss": rows * 0.5})
+            for _ in range(2):
+                pq.write_table(table, io.BytesIO())
+        else:
+            from safetensors.torch import save
+
+            save(
+                {n: p.detach().to(torch.float32).contiguous() for n, p in model.named_parameters()}
+            )
+    return t
 
 
 # ---------------------------------------------------------------------- batches
@@ -378,24 +437,32 @@ def plan_run(cfg: PlanConfig) -> Plan:
     """Calibrate on the real model and corpus, then predict the whole run (writes nothing)."""
     import torch
 
+    from bioprune import artifacts
     from bioprune.data.corpus import Corpus
     from bioprune.influence.engine import resolve_device, resolve_dtype
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
 
+    # start-up: what this process spent before the plan (interpreter, torch, CLI imports);
+    # the run's process pays the same
+    startup_cpu = time.process_time()
+    startup_wall = _process_age_s()
+    startup_wall = startup_cpu if startup_wall is None else max(startup_wall, 0.0)
     cfg.validate()
-    corpus = Corpus(cfg.corpus)
-    if len(corpus) == 0:
-        raise ValueError(f"{cfg.corpus}: the corpus is empty; nothing to plan")
-    device = resolve_device(cfg.device)
-    autocast = resolve_dtype(cfg.dtype)
-    autocast = None if autocast == torch.float32 else autocast
-    indices, parts = _stage_batches(cfg, corpus)
+    with _Timer() as setup:  # what the stage does before its first batch
+        corpus = Corpus(cfg.corpus)
+        if len(corpus) == 0:
+            raise ValueError(f"{cfg.corpus}: the corpus is empty; nothing to plan")
+        device = resolve_device(cfg.device)
+        autocast = resolve_dtype(cfg.dtype)
+        autocast = None if autocast == torch.float32 else autocast
+        indices, parts = _stage_batches(cfg, corpus)
+        model, alphabet = load_masked_lm(cfg.model, device=device)
+        check_model_fits_corpus(model, alphabet, corpus, cfg.model)
+        artifacts.model_checksum(cfg.model)
     rng = np.random.default_rng(cfg.seed)
     calib = _calibration_batches(cfg, corpus, indices, rng)
 
     sampler = _PeakSampler(device)
-    model, alphabet = load_masked_lm(cfg.model, device=device)
-    check_model_fits_corpus(model, alphabet, corpus, cfg.model)
     if cfg.stage == "pretrain":
         model.train(False)  # no dropout while timing; the cost is the same
     step, close = _make_step(cfg, model, alphabet, corpus, device, autocast)
@@ -422,9 +489,12 @@ def plan_run(cfg: PlanConfig) -> Plan:
             log.info(
                 "calibration batch %d x %d: %.3f s, %.0f MB working", n, t, best, peak - baseline
             )
+        write = _time_write(cfg, model, len(indices))
     finally:
         close()
     del model
+    fixed = {"startup": startup_wall, "setup": setup.wall, "write": write.wall}
+    fixed_cpu = {"startup": startup_cpu, "setup": setup.cpu, "write": write.cpu}
     x = _features([c.examples for c in results], [c.padded_length for c in results])
     time_coef = _fit(x, np.array([c.seconds for c in results]))
     cpu_coef = _fit(x, np.array([max(c.cpu_seconds, 1e-6) for c in results]))
@@ -445,7 +515,18 @@ def plan_run(cfg: PlanConfig) -> Plan:
     per_batch_s = predict_batch_seconds(time_coef, bn, bt)
     epochs = cfg.epochs if cfg.stage == "pretrain" else 1
     ranks = np.array(rank_of)
-    per_process = [float(per_batch_s[ranks == r].sum() * epochs) for r in range(cfg.processes)]
+    batch_per_process = [
+        float(per_batch_s[ranks == r].sum() * epochs) for r in range(cfg.processes)
+    ]
+    # every process starts up and loads; rank 0 writes
+    per_process = [
+        s + fixed["startup"] + fixed["setup"] + (fixed["write"] if r == 0 else 0.0)
+        for r, s in enumerate(batch_per_process)
+    ]
+    batch_cpu = float(predict_batch_seconds(cpu_coef, bn, bt).sum() * epochs)
+    cpu_total = (
+        batch_cpu + cfg.processes * (fixed_cpu["startup"] + fixed_cpu["setup"]) + fixed_cpu["write"]
+    )
     working = float((feats[:, :3] @ mem_coef).max()) if len(bn) else 0.0
     peak = baseline + working
     available = _available_mb(device)
@@ -481,8 +562,10 @@ def plan_run(cfg: PlanConfig) -> Plan:
             if device.type == "cpu"
             else "on its own GPU"
         ),
-        f"peak memory = memory after loading the model ({baseline:.0f} MB) + working memory "
-        f"fitted to n*T, n*T^2, n at the largest batch ({working:.0f} MB); "
+        f"peak memory = this process's memory after loading the model and one batch "
+        f"({baseline:.0f} MB: interpreter, torch, transformers, model, corpus, allocator "
+        f"caches) + working memory fitted to n*T, n*T^2, n at the largest batch "
+        f"({working:.0f} MB); "
         + (
             "CPU: resident set size sampled every ms"
             if device.type == "cpu"
@@ -491,8 +574,16 @@ def plan_run(cfg: PlanConfig) -> Plan:
         f"fitted budget: largest --batch-tokens whose worst batch fits {MEMORY_HEADROOM:.0%} of "
         f"{'free GPU memory' if device.type == 'cuda' else 'available RAM'} "
         f"({available:.0f} MB) shared by {cfg.processes} process(es)",
-        "model loading, corpus checksums and the final merge are not included; "
-        "the machine is assumed as busy as during calibration",
+        "fixed per-run costs, measured here and added once per process: start-up "
+        f"{fixed['startup']:.1f} s ({fixed_cpu['startup']:.1f} s CPU; this process's "
+        "interpreter and imports before the plan, assumed the same for the run's), set-up "
+        f"{fixed['setup']:.1f} s ({fixed_cpu['setup']:.1f} s CPU; opening the corpus, "
+        "loading the model with its library imports, checks, the model checksum), write "
+        f"{fixed['write']:.2f} s ({fixed_cpu['write']:.2f} s CPU; serializing an output "
+        "of the run's size in memory, rank 0 only; disk and fsync not included)",
+        "not included: score's reading of the Fisher file, resumed or checkpointed work, "
+        + ("pretrain's validation; " if cfg.stage == "pretrain" else "")
+        + "the machine is assumed as busy as during calibration",
     ]
     return Plan(
         stage=cfg.stage,
@@ -507,8 +598,12 @@ def plan_run(cfg: PlanConfig) -> Plan:
         real_tokens=int(real) * epochs,
         padded_tokens=int((bn * bt).sum()) * epochs,
         batch_tokens=cfg.batch_tokens if cfg.stage != "pretrain" else None,
-        seconds_total=float(sum(per_process)),
-        cpu_seconds_total=float(predict_batch_seconds(cpu_coef, bn, bt).sum() * epochs),
+        seconds_total=float(sum(batch_per_process) + sum(fixed.values())),
+        cpu_seconds_total=float(cpu_total),
+        batch_seconds_total=float(sum(batch_per_process)),
+        batch_cpu_seconds_total=batch_cpu,
+        fixed_seconds={k: float(v) for k, v in fixed.items()},
+        fixed_cpu_seconds={k: float(v) for k, v in fixed_cpu.items()},
         seconds_per_process=per_process,
         eta_seconds=float(max(per_process)),
         peak_mb_per_process=float(peak),
