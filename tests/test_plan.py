@@ -44,20 +44,31 @@ def test_score_plan_covers_the_run_batches_and_states_its_assumptions(score_plan
     # two processes: part j on rank j % 2; the ETA is the slower rank's share
     assert len(p.seconds_per_process) == 2
     # fixed per-run costs: measured (start-up, model loading, write), listed on their own
-    assert set(p.fixed_seconds) == set(p.fixed_cpu_seconds) == {"startup", "setup", "write"}
+    assert (
+        set(p.fixed_seconds)
+        == set(p.fixed_cpu_seconds)
+        == {
+            "startup",
+            "setup",
+            "first_batch",
+            "write",
+        }
+    )
     assert p.fixed_seconds["setup"] > 0 and p.fixed_cpu_seconds["startup"] > 0
     assert all(v >= 0 for v in [*p.fixed_seconds.values(), *p.fixed_cpu_seconds.values()])
     fx, fc = p.fixed_seconds, p.fixed_cpu_seconds
     # one process alone: the batches plus each fixed cost once
     assert p.seconds_total == pytest.approx(p.batch_seconds_total + sum(fx.values()))
     # every rank starts up and loads the model; rank 0 alone writes
-    each = fx["startup"] + fx["setup"]
+    each = fx["startup"] + fx["setup"] + fx["first_batch"]
     assert sum(p.seconds_per_process) == pytest.approx(
         p.batch_seconds_total + 2 * each + fx["write"]
     )
     assert p.seconds_per_process[1] >= each
     assert p.cpu_seconds_total == pytest.approx(
-        p.batch_cpu_seconds_total + 2 * (fc["startup"] + fc["setup"]) + fc["write"]
+        p.batch_cpu_seconds_total
+        + 2 * (fc["startup"] + fc["setup"] + fc["first_batch"])
+        + fc["write"]
     )
     assert p.seconds_total / 2 <= p.eta_seconds + 1e-12 and p.eta_seconds < p.seconds_total
     assert p.peak_mb_total == pytest.approx(2 * p.peak_mb_per_process)
@@ -74,7 +85,8 @@ def test_score_plan_covers_the_run_batches_and_states_its_assumptions(score_plan
     assert set(p.time_fit) == set(FEATURES) and all(v >= 0 for v in p.time_fit.values())
     text = " ".join(p.assumptions)
     for fragment in ("n*T^2", "default_rng(0)", "padding", "K = 1", "rank j % 2", "available RAM",
-                     "start-up", "set-up", "loading the model", "rank 0 only"):  # fmt: skip
+                     "start-up", "set-up", "loading the model", "first batch",
+                     "rank 0 only"):  # fmt: skip
         assert fragment in text
     # the prediction is the fit summed over the run's batches
     coef = np.array([p.time_fit[k] for k in FEATURES])

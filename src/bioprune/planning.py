@@ -107,7 +107,8 @@ class Plan:
     batch_cpu_seconds_total: float
     #: per-run costs besides the batches, wall seconds: "startup" (interpreter and imports
     #: before the stage; every process), "setup" (corpus, model loading with its imports,
-    #: checks, model checksum; every process), "write" (serializing the output; rank 0)
+    #: checks, model checksum; every process), "first_batch" (one-time initialisation the
+    #: first batch pays; every process), "write" (serializing the output; rank 0)
     fixed_seconds: dict[str, float]
     fixed_cpu_seconds: dict[str, float]
     seconds_per_process: list[float]  # each rank's share
@@ -467,9 +468,12 @@ def plan_run(cfg: PlanConfig) -> Plan:
         model.train(False)  # no dropout while timing; the cost is the same
     step, close = _make_step(cfg, model, alphabet, corpus, device, autocast)
     try:
-        # warm-up on the smallest calibration batch (allocator, kernels), not timed
-        step(min(calib, key=lambda b: len(b) * _padded(corpus, b)[1])[:1])
-        _sync(device)
+        # warm-up on one example of the smallest calibration batch (lazy initialisation,
+        # kernels, allocator): timed apart, since the run's first batch pays it too
+        warm_batch = min(calib, key=lambda b: len(b) * _padded(corpus, b)[1])[:1]
+        with _Timer() as warm:
+            step(warm_batch)
+            _sync(device)
         baseline = sampler.current_mb()
         results: list[Calibration] = []
         # smallest first, so that each batch's memory high-water mark is its own
@@ -493,12 +497,27 @@ def plan_run(cfg: PlanConfig) -> Plan:
     finally:
         close()
     del model
-    fixed = {"startup": startup_wall, "setup": setup.wall, "write": write.wall}
-    fixed_cpu = {"startup": startup_cpu, "setup": setup.cpu, "write": write.cpu}
     x = _features([c.examples for c in results], [c.padded_length for c in results])
     time_coef = _fit(x, np.array([c.seconds for c in results]))
     cpu_coef = _fit(x, np.array([max(c.cpu_seconds, 1e-6) for c in results]))
     mem_coef = _fit(x[:, :3], np.array([max(c.working_mb, 1e-3) for c in results]))
+    # the first batch's one-time cost: the warm-up beyond what the fit gives that example
+    warm_t = np.array([_padded(corpus, warm_batch)[1]])
+    warm_fit = float(predict_batch_seconds(time_coef, np.array([1]), warm_t)[0])
+    warm_fit_cpu = float(predict_batch_seconds(cpu_coef, np.array([1]), warm_t)[0])
+    fixed = {
+        "startup": startup_wall,
+        "setup": setup.wall,
+        "first_batch": max(0.0, warm.wall - warm_fit),
+        "write": write.wall,
+    }
+    fixed_cpu = {
+        "startup": startup_cpu,
+        "setup": setup.cpu,
+        "first_batch": max(0.0, warm.cpu - warm_fit_cpu),
+        "write": write.cpu,
+    }
+    once = ("startup", "setup", "first_batch")  # every process pays these
 
     # the stage's batches over the whole corpus
     batch_n, batch_t, rank_of = [], [], []
@@ -520,13 +539,11 @@ def plan_run(cfg: PlanConfig) -> Plan:
     ]
     # every process starts up and loads; rank 0 writes
     per_process = [
-        s + fixed["startup"] + fixed["setup"] + (fixed["write"] if r == 0 else 0.0)
+        s + sum(fixed[k] for k in once) + (fixed["write"] if r == 0 else 0.0)
         for r, s in enumerate(batch_per_process)
     ]
     batch_cpu = float(predict_batch_seconds(cpu_coef, bn, bt).sum() * epochs)
-    cpu_total = (
-        batch_cpu + cfg.processes * (fixed_cpu["startup"] + fixed_cpu["setup"]) + fixed_cpu["write"]
-    )
+    cpu_total = batch_cpu + cfg.processes * sum(fixed_cpu[k] for k in once) + fixed_cpu["write"]
     working = float((feats[:, :3] @ mem_coef).max()) if len(bn) else 0.0
     peak = baseline + working
     available = _available_mb(device)
@@ -578,7 +595,9 @@ def plan_run(cfg: PlanConfig) -> Plan:
         f"{fixed['startup']:.1f} s ({fixed_cpu['startup']:.1f} s CPU; this process's "
         "interpreter and imports before the plan, assumed the same for the run's), set-up "
         f"{fixed['setup']:.1f} s ({fixed_cpu['setup']:.1f} s CPU; opening the corpus, "
-        "loading the model with its library imports, checks, the model checksum), write "
+        "loading the model with its library imports, checks, the model checksum), first "
+        f"batch {fixed['first_batch']:.2f} s (a one-example warm-up's time beyond the fit: "
+        "lazy initialisation the run's first batch pays), write "
         f"{fixed['write']:.2f} s ({fixed_cpu['write']:.2f} s CPU; serializing an output "
         "of the run's size in memory, rank 0 only; disk and fsync not included)",
         "not included: score's reading of the Fisher file, resumed or checkpointed work, "

@@ -90,7 +90,8 @@ def plan(
         f"  of which batches {_duration(p.batch_seconds_total)} "
         f"(CPU {_duration(p.batch_cpu_seconds_total)}); fixed per process: start-up "
         f"{_duration(fx['startup'])}, set-up {_duration(fx['setup'])} (CPU "
-        f"{_duration(fc['startup'])}, {_duration(fc['setup'])}); write "
+        f"{_duration(fc['startup'])}, {_duration(fc['setup'])}), first batch "
+        f"{_duration(fx['first_batch'])}; write "
         f"{_duration(fx['write'])}"
     )
     console.print(
