@@ -474,6 +474,9 @@ def plan_run(cfg: PlanConfig) -> Plan:
         with _Timer() as warm:
             step(warm_batch)
             _sync(device)
+        # the output's serialization, before the baseline: the run holds its libraries and
+        # memory pools (pyarrow's: ~80 MB for score) while its batches run
+        write = _time_write(cfg, model, len(indices))
         baseline = sampler.current_mb()
         results: list[Calibration] = []
         # smallest first, so that each batch's memory high-water mark is its own
@@ -493,7 +496,6 @@ def plan_run(cfg: PlanConfig) -> Plan:
             log.info(
                 "calibration batch %d x %d: %.3f s, %.0f MB working", n, t, best, peak - baseline
             )
-        write = _time_write(cfg, model, len(indices))
     finally:
         close()
     del model
