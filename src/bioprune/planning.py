@@ -14,7 +14,12 @@ per-example reduction, the per-batch overhead), and likewise its working
 memory. The stage's own batches over the whole corpus are known exactly (they
 depend only on the lengths), so the prediction is the sum of the fit over those
 batches, and the multi-process ETA is the largest sum over a rank's parts
-(part ``j`` runs on rank ``j % N``). Nothing is written; the calibration's
+(part ``j`` runs on rank ``j % N``). Fixed per-run costs are measured on the way
+and added as their own items (``Plan.fixed_seconds``): start-up (this process's
+age and CPU time when the plan begins), set-up (corpus, model loading with the
+imports it triggers, checks, model checksum, timed as the stage does them), the
+first batch's one-time initialisation and the output's serialization (in
+memory). Nothing is written; the calibration's
 sample seed and every assumption are in the returned :class:`Plan`.
 """
 
