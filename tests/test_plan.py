@@ -43,7 +43,33 @@ def test_score_plan_covers_the_run_batches_and_states_its_assumptions(score_plan
     assert p.seconds_total > 0
     # two processes: part j on rank j % 2; the ETA is the slower rank's share
     assert len(p.seconds_per_process) == 2
-    assert sum(p.seconds_per_process) == pytest.approx(p.seconds_total)
+    # fixed per-run costs: measured (start-up, model loading, write), listed on their own
+    assert (
+        set(p.fixed_seconds)
+        == set(p.fixed_cpu_seconds)
+        == {
+            "startup",
+            "setup",
+            "first_batch",
+            "write",
+        }
+    )
+    assert p.fixed_seconds["setup"] > 0 and p.fixed_cpu_seconds["startup"] > 0
+    assert all(v >= 0 for v in [*p.fixed_seconds.values(), *p.fixed_cpu_seconds.values()])
+    fx, fc = p.fixed_seconds, p.fixed_cpu_seconds
+    # one process alone: the batches plus each fixed cost once
+    assert p.seconds_total == pytest.approx(p.batch_seconds_total + sum(fx.values()))
+    # every rank starts up and loads the model; rank 0 alone writes
+    each = fx["startup"] + fx["setup"] + fx["first_batch"]
+    assert sum(p.seconds_per_process) == pytest.approx(
+        p.batch_seconds_total + 2 * each + fx["write"]
+    )
+    assert p.seconds_per_process[1] >= each
+    assert p.cpu_seconds_total == pytest.approx(
+        p.batch_cpu_seconds_total
+        + 2 * (fc["startup"] + fc["setup"] + fc["first_batch"])
+        + fc["write"]
+    )
     assert p.seconds_total / 2 <= p.eta_seconds + 1e-12 and p.eta_seconds < p.seconds_total
     assert p.peak_mb_total == pytest.approx(2 * p.peak_mb_per_process)
     assert p.peak_mb_per_process >= p.baseline_mb > 0 and p.available_mb > 0
@@ -58,13 +84,15 @@ def test_score_plan_covers_the_run_batches_and_states_its_assumptions(score_plan
     # the fit's columns and the assumptions the user reads
     assert set(p.time_fit) == set(FEATURES) and all(v >= 0 for v in p.time_fit.values())
     text = " ".join(p.assumptions)
-    for fragment in ("n*T^2", "default_rng(0)", "padding", "K = 1", "rank j % 2", "available RAM"):
+    for fragment in ("n*T^2", "default_rng(0)", "padding", "K = 1", "rank j % 2", "available RAM",
+                     "start-up", "set-up", "loading the model", "first batch",
+                     "rank 0 only"):  # fmt: skip
         assert fragment in text
     # the prediction is the fit summed over the run's batches
     coef = np.array([p.time_fit[k] for k in FEATURES])
     n = np.array([len(b) for b in batches])
     t = np.array([int(tiny_corpus.lengths[b].max()) + 2 for b in batches])
-    assert p.seconds_total == pytest.approx(float(predict_batch_seconds(coef, n, t).sum()))
+    assert p.batch_seconds_total == pytest.approx(float(predict_batch_seconds(coef, n, t).sum()))
 
 
 def test_fit_recovers_a_known_cost_model():
@@ -114,7 +142,8 @@ def test_cli_prints_the_plan_and_writes_nothing_without_json(
     assert code == 0, out
     flat = " ".join(out.split())
     for fragment in ("predicted time", "ETA", "peak memory", "--batch-tokens that fits",
-                     "assumptions", "calibration"):  # fmt: skip
+                     "assumptions", "calibration", "of which batches", "start-up",
+                     "set-up", "write"):  # fmt: skip
         assert fragment in flat
     assert snapshot(tmp_path, tiny_model_dir, tiny_corpus.path) == before
     # --json writes the plan (atomically, once; again only with --overwrite)
@@ -164,3 +193,18 @@ def test_missing_inputs_are_named(tmp_path, tiny_model_dir, tiny_corpus, monkeyp
             "plan", *args, "--device", "cpu", monkeypatch=monkeypatch, capsys=capsys
         )
         assert_one_line_error(code, out, str(missing))
+
+
+def test_process_age_is_the_time_since_this_process_started():
+    import time
+
+    from bioprune.planning import _process_age_s
+
+    age = _process_age_s()
+    if age is None:  # not Linux
+        pytest.skip("no /proc")
+    # the process ran at least its CPU time divided by its threads, and this test is later
+    # than the interpreter's start: age is positive and not below itself a moment ago
+    assert age > 0
+    assert _process_age_s() >= age
+    assert age < time.time()  # seconds, not clock ticks since the epoch

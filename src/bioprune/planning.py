@@ -14,7 +14,12 @@ per-example reduction, the per-batch overhead), and likewise its working
 memory. The stage's own batches over the whole corpus are known exactly (they
 depend only on the lengths), so the prediction is the sum of the fit over those
 batches, and the multi-process ETA is the largest sum over a rank's parts
-(part ``j`` runs on rank ``j % N``). Nothing is written; the calibration's
+(part ``j`` runs on rank ``j % N``). Fixed per-run costs are measured on the way
+and added as their own items (``Plan.fixed_seconds``): start-up (this process's
+age and CPU time when the plan begins), set-up (corpus, model loading with the
+imports it triggers, checks, model checksum, timed as the stage does them), the
+first batch's one-time initialisation and the output's serialization (in
+memory). Nothing is written; the calibration's
 sample seed and every assumption are in the returned :class:`Plan`.
 """
 
@@ -101,13 +106,21 @@ class Plan:
     real_tokens: int
     padded_tokens: int
     batch_tokens: int | None
-    seconds_total: float  # summed over all processes (one process alone takes this long)
-    cpu_seconds_total: float  # process CPU time, summed (does not grow with others' load)
+    seconds_total: float  # batches + fixed costs, one process (one process alone takes this long)
+    cpu_seconds_total: float  # process CPU time, all processes (does not grow with others' load)
+    batch_seconds_total: float  # the batches alone, summed over all processes
+    batch_cpu_seconds_total: float
+    #: per-run costs besides the batches, wall seconds: "startup" (interpreter and imports
+    #: before the stage; every process), "setup" (corpus, model loading with its imports,
+    #: checks, model checksum; every process), "first_batch" (one-time initialisation the
+    #: first batch pays; every process), "write" (serializing the output; rank 0)
+    fixed_seconds: dict[str, float]
+    fixed_cpu_seconds: dict[str, float]
     seconds_per_process: list[float]  # each rank's share
     eta_seconds: float  # the slowest rank: the wall time of an N-process run
     peak_mb_per_process: float
     peak_mb_total: float
-    baseline_mb: float  # after loading the model (per process)
+    baseline_mb: float  # resident after loading the model and one batch (interpreter included)
     available_mb: float  # free device memory (CUDA) or available RAM (CPU)
     fitted_batch_tokens: int | None  # largest budget whose worst batch fits the headroom
     time_fit: dict[str, float]
@@ -191,6 +204,58 @@ def _rss_mb() -> float:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _process_age_s() -> float | None:
+    """Wall seconds since this process started (Linux ``/proc``; else None)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22: starttime, clock ticks after boot
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Timer:
+    """Wall and process CPU seconds of a block."""
+
+    def __enter__(self) -> _Timer:
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._w
+        self.cpu = time.process_time() - self._c
+
+
+def _time_write(cfg: PlanConfig, model, n_examples: int) -> _Timer:
+    """Serialize an output of the run's size in memory (nothing touches the disk).
+
+    ``fisher``: the scored parameters as float32 safetensors (the Fisher file);
+    ``score``: a parquet table of one row per example, twice (the parts and the
+    merged file); ``pretrain``: the model's state as safetensors (one checkpoint).
+    """
+    import io
+
+    import torch
+
+    with _Timer() as t:
+        if cfg.stage == "score":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            rows = np.arange(n_examples, dtype=np.int64)
+            table = pa.table({"index": rows, "score": rows.astype(np.float64), "loss": rows * 0.5})
+            for _ in range(2):
+                pq.write_table(table, io.BytesIO())
+        else:
+            from safetensors.torch import save
+
+            save(
+                {n: p.detach().to(torch.float32).contiguous() for n, p in model.named_parameters()}
+            )
+    return t
 
 
 # ---------------------------------------------------------------------- batches
@@ -378,31 +443,45 @@ def plan_run(cfg: PlanConfig) -> Plan:
     """Calibrate on the real model and corpus, then predict the whole run (writes nothing)."""
     import torch
 
+    from bioprune import artifacts
     from bioprune.data.corpus import Corpus
     from bioprune.influence.engine import resolve_device, resolve_dtype
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
 
+    # start-up: what this process spent before the plan (interpreter, torch, CLI imports);
+    # the run's process pays the same
+    startup_cpu = time.process_time()
+    startup_wall = _process_age_s()
+    startup_wall = startup_cpu if startup_wall is None else max(startup_wall, 0.0)
     cfg.validate()
-    corpus = Corpus(cfg.corpus)
-    if len(corpus) == 0:
-        raise ValueError(f"{cfg.corpus}: the corpus is empty; nothing to plan")
-    device = resolve_device(cfg.device)
-    autocast = resolve_dtype(cfg.dtype)
-    autocast = None if autocast == torch.float32 else autocast
-    indices, parts = _stage_batches(cfg, corpus)
+    with _Timer() as setup:  # what the stage does before its first batch
+        corpus = Corpus(cfg.corpus)
+        if len(corpus) == 0:
+            raise ValueError(f"{cfg.corpus}: the corpus is empty; nothing to plan")
+        device = resolve_device(cfg.device)
+        autocast = resolve_dtype(cfg.dtype)
+        autocast = None if autocast == torch.float32 else autocast
+        indices, parts = _stage_batches(cfg, corpus)
+        model, alphabet = load_masked_lm(cfg.model, device=device)
+        check_model_fits_corpus(model, alphabet, corpus, cfg.model)
+        artifacts.model_checksum(cfg.model)
     rng = np.random.default_rng(cfg.seed)
     calib = _calibration_batches(cfg, corpus, indices, rng)
 
     sampler = _PeakSampler(device)
-    model, alphabet = load_masked_lm(cfg.model, device=device)
-    check_model_fits_corpus(model, alphabet, corpus, cfg.model)
     if cfg.stage == "pretrain":
         model.train(False)  # no dropout while timing; the cost is the same
     step, close = _make_step(cfg, model, alphabet, corpus, device, autocast)
     try:
-        # warm-up on the smallest calibration batch (allocator, kernels), not timed
-        step(min(calib, key=lambda b: len(b) * _padded(corpus, b)[1])[:1])
-        _sync(device)
+        # warm-up on one example of the smallest calibration batch (lazy initialisation,
+        # kernels, allocator): timed apart, since the run's first batch pays it too
+        warm_batch = min(calib, key=lambda b: len(b) * _padded(corpus, b)[1])[:1]
+        with _Timer() as warm:
+            step(warm_batch)
+            _sync(device)
+        # the output's serialization, before the baseline: the run holds its libraries and
+        # memory pools (pyarrow's: ~80 MB for score) while its batches run
+        write = _time_write(cfg, model, len(indices))
         baseline = sampler.current_mb()
         results: list[Calibration] = []
         # smallest first, so that each batch's memory high-water mark is its own
@@ -429,6 +508,23 @@ def plan_run(cfg: PlanConfig) -> Plan:
     time_coef = _fit(x, np.array([c.seconds for c in results]))
     cpu_coef = _fit(x, np.array([max(c.cpu_seconds, 1e-6) for c in results]))
     mem_coef = _fit(x[:, :3], np.array([max(c.working_mb, 1e-3) for c in results]))
+    # the first batch's one-time cost: the warm-up beyond what the fit gives that example
+    warm_t = np.array([_padded(corpus, warm_batch)[1]])
+    warm_fit = float(predict_batch_seconds(time_coef, np.array([1]), warm_t)[0])
+    warm_fit_cpu = float(predict_batch_seconds(cpu_coef, np.array([1]), warm_t)[0])
+    fixed = {
+        "startup": startup_wall,
+        "setup": setup.wall,
+        "first_batch": max(0.0, warm.wall - warm_fit),
+        "write": write.wall,
+    }
+    fixed_cpu = {
+        "startup": startup_cpu,
+        "setup": setup.cpu,
+        "first_batch": max(0.0, warm.cpu - warm_fit_cpu),
+        "write": write.cpu,
+    }
+    once = ("startup", "setup", "first_batch")  # every process pays these
 
     # the stage's batches over the whole corpus
     batch_n, batch_t, rank_of = [], [], []
@@ -445,7 +541,16 @@ def plan_run(cfg: PlanConfig) -> Plan:
     per_batch_s = predict_batch_seconds(time_coef, bn, bt)
     epochs = cfg.epochs if cfg.stage == "pretrain" else 1
     ranks = np.array(rank_of)
-    per_process = [float(per_batch_s[ranks == r].sum() * epochs) for r in range(cfg.processes)]
+    batch_per_process = [
+        float(per_batch_s[ranks == r].sum() * epochs) for r in range(cfg.processes)
+    ]
+    # every process starts up and loads; rank 0 writes
+    per_process = [
+        s + sum(fixed[k] for k in once) + (fixed["write"] if r == 0 else 0.0)
+        for r, s in enumerate(batch_per_process)
+    ]
+    batch_cpu = float(predict_batch_seconds(cpu_coef, bn, bt).sum() * epochs)
+    cpu_total = batch_cpu + cfg.processes * sum(fixed_cpu[k] for k in once) + fixed_cpu["write"]
     working = float((feats[:, :3] @ mem_coef).max()) if len(bn) else 0.0
     peak = baseline + working
     available = _available_mb(device)
@@ -481,8 +586,10 @@ def plan_run(cfg: PlanConfig) -> Plan:
             if device.type == "cpu"
             else "on its own GPU"
         ),
-        f"peak memory = memory after loading the model ({baseline:.0f} MB) + working memory "
-        f"fitted to n*T, n*T^2, n at the largest batch ({working:.0f} MB); "
+        f"peak memory = this process's memory after loading the model and one batch "
+        f"({baseline:.0f} MB: interpreter, torch, transformers, model, corpus, allocator "
+        f"caches) + working memory fitted to n*T, n*T^2, n at the largest batch "
+        f"({working:.0f} MB); "
         + (
             "CPU: resident set size sampled every ms"
             if device.type == "cpu"
@@ -491,8 +598,18 @@ def plan_run(cfg: PlanConfig) -> Plan:
         f"fitted budget: largest --batch-tokens whose worst batch fits {MEMORY_HEADROOM:.0%} of "
         f"{'free GPU memory' if device.type == 'cuda' else 'available RAM'} "
         f"({available:.0f} MB) shared by {cfg.processes} process(es)",
-        "model loading, corpus checksums and the final merge are not included; "
-        "the machine is assumed as busy as during calibration",
+        "fixed per-run costs, measured here and added once per process: start-up "
+        f"{fixed['startup']:.1f} s ({fixed_cpu['startup']:.1f} s CPU; this process's "
+        "interpreter and imports before the plan, assumed the same for the run's), set-up "
+        f"{fixed['setup']:.1f} s ({fixed_cpu['setup']:.1f} s CPU; opening the corpus, "
+        "loading the model with its library imports, checks, the model checksum), first "
+        f"batch {fixed['first_batch']:.2f} s (a one-example warm-up's time beyond the fit: "
+        "lazy initialisation the run's first batch pays), write "
+        f"{fixed['write']:.2f} s ({fixed_cpu['write']:.2f} s CPU; serializing an output "
+        "of the run's size in memory, rank 0 only; disk and fsync not included)",
+        "not included: score's reading of the Fisher file, resumed or checkpointed work, "
+        + ("pretrain's validation; " if cfg.stage == "pretrain" else "")
+        + "the machine is assumed as busy as during calibration",
     ]
     return Plan(
         stage=cfg.stage,
@@ -507,8 +624,12 @@ def plan_run(cfg: PlanConfig) -> Plan:
         real_tokens=int(real) * epochs,
         padded_tokens=int((bn * bt).sum()) * epochs,
         batch_tokens=cfg.batch_tokens if cfg.stage != "pretrain" else None,
-        seconds_total=float(sum(per_process)),
-        cpu_seconds_total=float(predict_batch_seconds(cpu_coef, bn, bt).sum() * epochs),
+        seconds_total=float(sum(batch_per_process) + sum(fixed.values())),
+        cpu_seconds_total=float(cpu_total),
+        batch_seconds_total=float(sum(batch_per_process)),
+        batch_cpu_seconds_total=batch_cpu,
+        fixed_seconds={k: float(v) for k, v in fixed.items()},
+        fixed_cpu_seconds={k: float(v) for k, v in fixed_cpu.items()},
         seconds_per_process=per_process,
         eta_seconds=float(max(per_process)),
         peak_mb_per_process=float(peak),

@@ -85,6 +85,15 @@ def plan(
         f"{' ...' if p.processes > 8 else ''}); process CPU time "
         f"{_duration(p.cpu_seconds_total)}"
     )
+    fx, fc = p.fixed_seconds, p.fixed_cpu_seconds
+    console.print(
+        f"  of which batches {_duration(p.batch_seconds_total)} "
+        f"(CPU {_duration(p.batch_cpu_seconds_total)}); fixed per process: start-up "
+        f"{_duration(fx['startup'])}, set-up {_duration(fx['setup'])} (CPU "
+        f"{_duration(fc['startup'])}, {_duration(fc['setup'])}), first batch "
+        f"{_duration(fx['first_batch'])}; write "
+        f"{_duration(fx['write'])}"
+    )
     console.print(
         f"  predicted peak memory: {p.peak_mb_per_process:,.0f} MB per process, "
         f"{p.peak_mb_total:,.0f} MB total (of {p.available_mb:,.0f} MB available)"
