@@ -33,6 +33,7 @@ __all__ = [
     "ClusterSelection",
     "cluster_representatives",
     "corpus_clusters",
+    "strategy_clusters",
     "round_robin_order",
 ]
 
@@ -228,6 +229,22 @@ def cluster_representatives(
     return rep_of, facts
 
 
+def strategy_clusters(strategy, corpus, workdir: str | Path, cache_dir=None):
+    """:func:`corpus_clusters` with a clustering strategy's own settings (``tool``,
+    ``min_seq_id``, ``coverage``, ``mmseqs_command``, ``threads``): one place that
+    turns a strategy into a clustering run, for the cluster baseline and cci-cluster."""
+    return corpus_clusters(
+        corpus,
+        workdir,
+        tool=strategy.tool,
+        min_seq_id=float(strategy.min_seq_id),
+        coverage=float(strategy.coverage),
+        mmseqs_command=strategy.mmseqs_command,
+        threads=int(strategy.threads),
+        cache_dir=cache_dir,
+    )
+
+
 def corpus_clusters(
     corpus,
     workdir: str | Path,
@@ -388,16 +405,7 @@ class ClusterSelection:
         """
         n = len(corpus)
         budget = check_budget(budget, n, self.name, "sequences in the corpus")
-        rep_of, facts = corpus_clusters(
-            corpus,
-            workdir,
-            tool=self.tool,
-            min_seq_id=float(self.min_seq_id),
-            coverage=float(self.coverage),
-            mmseqs_command=self.mmseqs_command,
-            threads=int(self.threads),
-            cache_dir=cache_dir,
-        )
+        rep_of, facts = strategy_clusters(self, corpus, workdir, cache_dir)
         order, rounds = round_robin_order(rep_of, self.seed)
         chosen = np.sort(order[:budget])
         sizes = np.bincount(rep_of, minlength=n)

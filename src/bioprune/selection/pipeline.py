@@ -87,19 +87,10 @@ def _side_arrays(
     if "lengths" in needs:
         side["lengths"] = corpus.lengths
     if "clusters" in needs:
-        from bioprune.selection.cluster import corpus_clusters
+        from bioprune.selection.cluster import strategy_clusters
 
         work = tmp / ".cluster-work"
-        side["clusters"], facts = corpus_clusters(
-            corpus,
-            work,
-            tool=strategy.tool,
-            min_seq_id=float(strategy.min_seq_id),
-            coverage=float(strategy.coverage),
-            mmseqs_command=strategy.mmseqs_command,
-            threads=int(strategy.threads),
-            cache_dir=cluster_cache,
-        )
+        side["clusters"], facts = strategy_clusters(strategy, corpus, work, cluster_cache)
         shutil.rmtree(work, ignore_errors=True)
     return side, facts
 
