@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from bioprune.cli.common import console
+from bioprune.cli.common import console, flag_names
 from bioprune.cli.options import option, with_options
 from bioprune.progress import format_duration
 
@@ -155,7 +155,8 @@ def select(opts: SelectOptions) -> None:
     method = opts.resolved_method
     from bioprune.selection.pipeline import select_coreset
 
-    with _waiting(method):
+    # the strategy names its clustering tool "tool"; the CLI calls it --cluster-tool
+    with flag_names({"tool": "--cluster-tool"}), _waiting(method):
         meta = select_coreset(
             method=method,
             budget=opts.budget,
