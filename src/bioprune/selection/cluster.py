@@ -19,6 +19,9 @@ RNA ``U`` is written as ``T`` because both tools read nucleotides as DNA.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -39,6 +42,8 @@ __all__ = [
     "round_robin_order",
     "strategy_clusters",
 ]
+
+log = logging.getLogger("bioprune")
 
 TOOLS = ("mmseqs", "cd-hit")
 MMSEQS_COMMANDS = ("easy-linclust", "easy-cluster")
@@ -270,64 +275,25 @@ def corpus_clusters(
     twice; a cache entry that does not fit the corpus is recomputed.
     ``facts["cache"]`` says ``hit``, ``miss`` or ``off``.
     """
-    import hashlib
-    import json
-    import logging
-
     from bioprune import artifacts
 
-    log = logging.getLogger("bioprune")
-    n = len(corpus)
     nucleotide = corpus.alphabet.name != "protein"
     max_seq_len = max(65535, corpus.max_length + 1)
-    key_path = None
+    key_path = key = None
     if cache_dir is not None:
-        if tool not in TOOLS:
-            raise ValueError(f"--cluster-tool must be one of {', '.join(TOOLS)}, got {tool!r}")
-        binary = _require(
-            "mmseqs" if tool == "mmseqs" else ("cd-hit-est" if nucleotide else "cd-hit"), tool
-        )
-        key = {
-            "corpus_checksum": corpus.checksum,
-            "n": n,
-            "tool": tool,
-            "tool_version": _tool_version(tool, binary),
-            "mmseqs_command": mmseqs_command if tool == "mmseqs" else None,
-            "min_seq_id": float(min_seq_id),
-            "coverage": float(coverage),
-            "nucleotide": nucleotide,
-            "max_seq_len": max_seq_len,
-        }
+        key = _cache_key(corpus, tool, mmseqs_command, min_seq_id, coverage, max_seq_len)
         digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12)
         key_path = Path(cache_dir) / f"clusters-{digest.hexdigest()}"
-        npy, meta = key_path.with_suffix(".npy"), key_path.with_suffix(".json")
-        if npy.is_file() and meta.is_file():
-            try:
-                rep_of = np.load(npy, allow_pickle=False)
-                facts = json.loads(meta.read_text())
-                ok = (
-                    rep_of.dtype == np.int64
-                    and rep_of.shape == (n,)
-                    and isinstance(facts, dict)
-                    and facts.get("key") == key
-                    and isinstance(facts.get("facts"), dict)
-                    and (n == 0 or (rep_of.min() >= 0 and rep_of.max() < n))
-                    and np.array_equal(rep_of[rep_of], rep_of)
-                )
-            except (OSError, ValueError) as exc:
-                log.warning("cluster cache %s is unreadable (%s); clustering again", npy, exc)
-                ok = False
-            if ok:
-                log.info("clusters read from the cache %s", npy)
-                return rep_of, {**facts["facts"], "cache": "hit", "cache_file": str(npy)}
-            log.warning("cluster cache %s does not fit this corpus; clustering again", npy)
+        cached = _read_cache(key_path, key, len(corpus))
+        if cached is not None:
+            return cached
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     fasta = workdir / "corpus.fasta"
     write_positional_fasta(corpus, fasta)
     rep_of, facts = cluster_representatives(
         fasta,
-        n,
+        len(corpus),
         workdir,
         tool=tool,
         min_seq_id=float(min_seq_id),
@@ -344,6 +310,55 @@ def corpus_clusters(
         np.save(tmp, rep_of, allow_pickle=False)
     artifacts.write_json(key_path.with_suffix(".json"), {"key": key, "facts": facts})
     return rep_of, {**facts, "cache": "miss", "cache_file": str(key_path.with_suffix(".npy"))}
+
+
+def _cache_key(corpus, tool, mmseqs_command, min_seq_id, coverage, max_seq_len) -> dict:
+    """Everything that can change a corpus's clusters (the tool's version too)."""
+    if tool not in TOOLS:
+        raise ValueError(f"--cluster-tool must be one of {', '.join(TOOLS)}, got {tool!r}")
+    nucleotide = corpus.alphabet.name != "protein"
+    binary = _require(
+        "mmseqs" if tool == "mmseqs" else ("cd-hit-est" if nucleotide else "cd-hit"), tool
+    )
+    return {
+        "corpus_checksum": corpus.checksum,
+        "n": len(corpus),
+        "tool": tool,
+        "tool_version": _tool_version(tool, binary),
+        "mmseqs_command": mmseqs_command if tool == "mmseqs" else None,
+        "min_seq_id": float(min_seq_id),
+        "coverage": float(coverage),
+        "nucleotide": nucleotide,
+        "max_seq_len": max_seq_len,
+    }
+
+
+def _read_cache(key_path: Path, key: dict, n: int) -> tuple[np.ndarray, dict] | None:
+    """The cached clusters under ``key_path`` when they exist and fit (``key``, ``n``
+    examples, every representative its own); else ``None`` (a warning when unfit)."""
+    npy, meta = key_path.with_suffix(".npy"), key_path.with_suffix(".json")
+    if not (npy.is_file() and meta.is_file()):
+        return None
+    try:
+        rep_of = np.load(npy, allow_pickle=False)
+        facts = json.loads(meta.read_text())
+        ok = (
+            rep_of.dtype == np.int64
+            and rep_of.shape == (n,)
+            and isinstance(facts, dict)
+            and facts.get("key") == key
+            and isinstance(facts.get("facts"), dict)
+            and (n == 0 or (rep_of.min() >= 0 and rep_of.max() < n))
+            and np.array_equal(rep_of[rep_of], rep_of)
+        )
+    except (OSError, ValueError) as exc:
+        log.warning("cluster cache %s is unreadable (%s); clustering again", npy, exc)
+        return None
+    if not ok:
+        log.warning("cluster cache %s does not fit this corpus; clustering again", npy)
+        return None
+    log.info("clusters read from the cache %s", npy)
+    return rep_of, {**facts["facts"], "cache": "hit", "cache_file": str(npy)}
 
 
 def round_robin_order(rep_of: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
