@@ -16,7 +16,10 @@ from numpy.typing import ArrayLike
 
 from bioprune.errors import ConfigError
 
-__all__ = ["Selection", "check_budget", "check_count", "check_scores", "extreme_k"]
+__all__ = ["Budget", "Selection", "check_budget", "check_count", "check_scores", "extreme_k"]
+
+#: A budget: a count, a fraction of the examples or text (``"10%"``; :mod:`.budget`).
+Budget = int | float | str
 
 
 @dataclass

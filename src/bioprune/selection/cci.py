@@ -50,7 +50,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bioprune.errors import ConfigError, check_choice
-from bioprune.selection.base import Selection, check_budget, check_count, check_scores
+from bioprune.selection.base import Budget, Selection, check_budget, check_count, check_scores
 from bioprune.selection.budget import as_count
 
 __all__ = [
@@ -338,7 +338,7 @@ class CoverageCentric:
         check_cci_parameters(self)
 
     def select(
-        self, scores: ArrayLike, budget: int | float | str, *, keys: np.ndarray | None = None
+        self, scores: ArrayLike, budget: Budget, *, keys: np.ndarray | None = None
     ) -> Selection:
         """Choose ``budget`` positions of ``scores`` (shape ``(n,)``, all finite).
 

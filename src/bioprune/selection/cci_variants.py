@@ -79,6 +79,7 @@ from numpy.typing import ArrayLike
 
 from bioprune.errors import ConfigError, check_choice
 from bioprune.selection.base import (
+    Budget,
     Selection,
     check_budget,
     check_count,
@@ -96,7 +97,7 @@ from bioprune.selection.cci import (
     sampling_keys,
     strata_edges,
 )
-from bioprune.selection.cluster import check_clustering
+from bioprune.selection.cluster import ClusteringParameters, check_clustering
 
 __all__ = ["LENGTH_BINNINGS", "LengthStratifiedCCI", "RedundancyAwareCCI", "allocate_cells"]
 
@@ -109,6 +110,15 @@ def _distinct(labels: np.ndarray) -> int:
         return 0
     x = np.sort(labels)
     return int(np.count_nonzero(x[1:] != x[:-1])) + 1
+
+
+def _inputs(strategy, scores: ArrayLike, side: ArrayLike, what: str, keys):
+    """The scores (float64, finite), the per-example ``side`` array (int64, one value per
+    score) and the sampling keys of a CCI variant's ``select``."""
+    scores = check_scores(scores, strategy.name)
+    n = len(scores)
+    keys = sampling_keys(strategy.name, strategy.sampling, strategy.seed, n, keys)
+    return scores, _side_array(side, n, strategy.name, what), keys
 
 
 def _side_array(values, n: int, name: str, what: str) -> np.ndarray:
@@ -167,22 +177,11 @@ class LengthStratifiedCCI:
         if int(self.length_bins) * int(self.strata) > 1 << 24:
             raise ConfigError("length_bins", f"length_bins x strata must be at most {1 << 24}")
 
-    def select(
-        self,
-        scores: ArrayLike,
-        budget: int | float | str,
-        lengths: ArrayLike,
-        *,
-        keys: np.ndarray | None = None,
-    ) -> Selection:
-        """Choose ``budget`` positions; ``lengths[i]`` is example ``i``'s residue count.
-
-        ``budget`` and ``keys``: as for :meth:`bioprune.selection.cci.CoverageCentric.select`.
-        """
-        scores = check_scores(scores, self.name)
+    def select(self, scores: ArrayLike, budget: Budget, lengths: ArrayLike, *, keys=None):
+        """Choose ``budget`` positions (a :class:`Selection`); ``lengths[i]`` is example
+        ``i``'s residue count. ``budget``, ``keys``: as for :meth:`CoverageCentric.select`."""
+        scores, lengths, keys = _inputs(self, scores, lengths, "lengths", keys)
         n, strata, nl = len(scores), int(self.strata), int(self.length_bins)
-        keys = sampling_keys(self.name, self.sampling, self.seed, n, keys)
-        lengths = _side_array(lengths, n, self.name, "lengths")
         if n and lengths.min() < 0:
             raise ValueError(f"{self.name}: lengths must be >= 0")
         details: dict = {
@@ -281,7 +280,7 @@ def _spans(
 
 
 @dataclass(frozen=True, kw_only=True)
-class RedundancyAwareCCI:
+class RedundancyAwareCCI(ClusteringParameters):
     """CCI on a pool thinned to at most ``max_per_cluster`` members per sequence cluster.
 
     Parameters
@@ -307,11 +306,7 @@ class RedundancyAwareCCI:
     strata: int = 50
     max_per_cluster: int = 1
     min_seq_id: float = 0.9
-    coverage: float = 0.8
-    tool: str = "mmseqs"
-    mmseqs_command: str = "easy-linclust"
     seed: int = 0
-    threads: int = 1
     sampling: str = "keys"
 
     name: ClassVar[str] = "cci-cluster"
@@ -323,23 +318,12 @@ class RedundancyAwareCCI:
         check_count("max_per_cluster", self.max_per_cluster, 1)
         check_clustering(self)
 
-    def select(
-        self,
-        scores: ArrayLike,
-        budget: int | float | str,
-        clusters: ArrayLike,
-        *,
-        keys: np.ndarray | None = None,
-    ) -> Selection:
-        """Choose ``budget`` positions; ``clusters[i]`` labels example ``i``'s cluster.
-
-        ``budget`` and ``keys``: as for :meth:`bioprune.selection.cci.CoverageCentric.select`.
-        """
-        scores = check_scores(scores, self.name)
+    def select(self, scores: ArrayLike, budget: Budget, clusters: ArrayLike, *, keys=None):
+        """Choose ``budget`` positions (a :class:`Selection`); ``clusters[i]`` labels example
+        ``i``'s cluster. ``budget``, ``keys``: as for :meth:`CoverageCentric.select`."""
+        scores, clusters, keys = _inputs(self, scores, clusters, "clusters", keys)
         n, m = len(scores), int(self.max_per_cluster)
         budget = as_count(budget, n)
-        keys = sampling_keys(self.name, self.sampling, self.seed, n, keys)
-        clusters = _side_array(clusters, n, self.name, "clusters")
         n_hard = hard_cutoff_count(n, self.beta)
         hard = extreme_k(scores, n_hard, largest=True)
         priority = np.random.default_rng([self.seed, 1]).permutation(n)  # distinct

@@ -31,11 +31,12 @@ from typing import ClassVar
 import numpy as np
 
 from bioprune.errors import ConfigError, check_choice
-from bioprune.selection.base import Selection, check_budget, check_count
+from bioprune.selection.base import Budget, Selection, check_budget, check_count
 from bioprune.selection.budget import as_count
 
 __all__ = [
     "ClusterSelection",
+    "ClusteringParameters",
     "check_clustering",
     "cluster_representatives",
     "corpus_clusters",
@@ -398,7 +399,18 @@ def check_clustering(strategy) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClusterSelection:
+class ClusteringParameters:
+    """The clustering settings that ``cluster`` and ``cci-cluster`` share (the identity
+    threshold is each one's own: their defaults differ)."""
+
+    coverage: float = 0.8
+    tool: str = "mmseqs"
+    mmseqs_command: str = "easy-linclust"
+    threads: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSelection(ClusteringParameters):
     """One representative per sequence-identity cluster, sampled to the budget.
 
     Parameters
@@ -416,11 +428,7 @@ class ClusterSelection:
     """
 
     min_seq_id: float = 0.3
-    coverage: float = 0.8
-    tool: str = "mmseqs"
-    mmseqs_command: str = "easy-linclust"
     seed: int = 0
-    threads: int = 1
 
     name: ClassVar[str] = "cluster"
     uses_scores: ClassVar[bool] = False
@@ -431,7 +439,7 @@ class ClusterSelection:
     def select(
         self,
         corpus,
-        budget: int | float | str,
+        budget: Budget,
         workdir: str | Path,
         cache_dir: str | Path | None = None,
     ) -> Selection:

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from bioprune.selection.base import Selection, check_budget
+from bioprune.selection.base import Budget, Selection, check_budget
 from bioprune.selection.budget import as_count
 
 __all__ = ["RandomSelection"]
@@ -37,7 +37,7 @@ class RandomSelection:
     name: ClassVar[str] = "random"
     uses_scores: ClassVar[bool] = False
 
-    def select(self, n: int, budget: int | float | str) -> Selection:
+    def select(self, n: int, budget: Budget) -> Selection:
         """Choose ``budget`` (a count, a fraction of ``n`` or text) of the positions ``0..n-1``."""
         budget = check_budget(as_count(budget, int(n)), int(n), self.name)
         rng = np.random.default_rng(self.seed)
