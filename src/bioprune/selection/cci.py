@@ -55,6 +55,7 @@ from bioprune.selection.budget import as_count
 
 __all__ = [
     "SAMPLINGS",
+    "CCIParameters",
     "CoverageCentric",
     "allocate_cells",
     "bin_scores",
@@ -302,7 +303,22 @@ def strata_table(edges: np.ndarray, counts: np.ndarray, taken: np.ndarray) -> li
 
 
 @dataclass(frozen=True, kw_only=True)
-class CoverageCentric:
+class CCIParameters:
+    """``beta``, ``seed`` and ``sampling``, which cci and its variants share and check alike
+    (``strata`` is each one's own: the defaults differ)."""
+
+    beta: float = 0.05
+    seed: int = 0
+    sampling: str = "keys"
+
+    uses_scores: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        check_cci_parameters(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoverageCentric(CCIParameters):
     """Coverage-centric influence selection (Algorithm 1).
 
     Parameters
@@ -326,16 +342,9 @@ class CoverageCentric:
     (4, False, [0, 0, 1, 1])
     """
 
-    beta: float = 0.05
     strata: int = 50
-    seed: int = 0
-    sampling: str = "keys"
 
     name: ClassVar[str] = "cci"
-    uses_scores: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        check_cci_parameters(self)
 
     def select(
         self, scores: ArrayLike, budget: Budget, *, keys: np.ndarray | None = None

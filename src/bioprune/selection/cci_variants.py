@@ -89,10 +89,10 @@ from bioprune.selection.base import (
 from bioprune.selection.budget import as_count
 from bioprune.selection.cci import (
     _MAX_STRATA,
+    CCIParameters,
     CoverageCentric,
     allocate_cells,
     bin_scores,
-    check_cci_parameters,
     hard_cutoff_count,
     sampling_keys,
     strata_edges,
@@ -131,7 +131,7 @@ def _side_array(values, n: int, name: str, what: str) -> np.ndarray:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LengthStratifiedCCI:
+class LengthStratifiedCCI(CCIParameters):
     """CCI with strata over score within log-length bins (``--stratify length``).
 
     Parameters
@@ -159,19 +159,15 @@ class LengthStratifiedCCI:
     2
     """
 
-    beta: float = 0.05
     strata: int = 10
     length_bins: int = 5
     length_binning: str = "quantile"
-    seed: int = 0
-    sampling: str = "keys"
 
     name: ClassVar[str] = "cci-length"
-    uses_scores: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ("lengths",)
 
     def __post_init__(self) -> None:
-        check_cci_parameters(self)
+        super().__post_init__()
         check_count("length_bins", self.length_bins, 1, _MAX_STRATA)
         check_choice("length_binning", self.length_binning, LENGTH_BINNINGS)
         if int(self.length_bins) * int(self.strata) > 1 << 24:
@@ -280,7 +276,7 @@ def _spans(
 
 
 @dataclass(frozen=True, kw_only=True)
-class RedundancyAwareCCI(ClusteringParameters):
+class RedundancyAwareCCI(CCIParameters, ClusteringParameters):
     """CCI on a pool thinned to at most ``max_per_cluster`` members per sequence cluster.
 
     Parameters
@@ -302,19 +298,15 @@ class RedundancyAwareCCI(ClusteringParameters):
     1
     """
 
-    beta: float = 0.05
     strata: int = 50
     max_per_cluster: int = 1
     min_seq_id: float = 0.9
-    seed: int = 0
-    sampling: str = "keys"
 
     name: ClassVar[str] = "cci-cluster"
-    uses_scores: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ("clusters",)
 
     def __post_init__(self) -> None:
-        check_cci_parameters(self)
+        super().__post_init__()
         check_count("max_per_cluster", self.max_per_cluster, 1)
         check_clustering(self)
 

@@ -42,7 +42,7 @@ def make_strategy(name: str, **params: Any):
     :class:`~bioprune.errors.ConfigError` naming it.
 
     >>> make_strategy("cci", beta=0.1, strata=10, seed=3, min_seq_id=0.5)
-    CoverageCentric(beta=0.1, strata=10, seed=3, sampling='keys')
+    CoverageCentric(beta=0.1, seed=3, sampling='keys', strata=10)
     >>> make_strategy("cci", bta=0.5)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
