@@ -230,14 +230,19 @@ def allocate_cells(
     (checked by the caller).
     """
     n = len(cell)
-    in_pool = np.flatnonzero((cell >= 0) & (cell < n_cells))
-    c = cell[in_pool]
-    counts = np.bincount(c, minlength=n_cells).astype(np.int64)
-    # by cell, positions ascending; 16-bit keys get NumPy's O(n) radix sort
-    key = c.astype(np.uint16) if n_cells <= 1 << 16 else c
-    grouped = in_pool[np.argsort(key, kind="stable")]
-    del c, key, in_pool
-    starts = np.concatenate([[0], np.cumsum(counts)])
+    # One stable sort groups the positions by cell, ascending within each; every label
+    # outside the cells sorts after them. 16-bit keys get NumPy's O(n) radix sort.
+    if cell.dtype == np.uint16 and (n == 0 or int(cell.max()) <= n_cells):
+        key = cell  # CCI's bin labels, the dropped hardest labelled n_cells: as they are
+    else:
+        key = np.where((cell >= 0) & (cell < n_cells), cell, n_cells)
+        if n_cells < 1 << 16:
+            key = key.astype(np.uint16)
+    sizes = np.bincount(key, minlength=n_cells + 1)
+    grouped = np.argsort(key, kind="stable")
+    del key
+    counts = sizes[:n_cells].astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
     visit = visiting_order(counts)
     remaining = int(budget)
     taken = np.zeros(n_cells, dtype=np.int64)
