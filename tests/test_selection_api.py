@@ -126,3 +126,29 @@ def test_library_code_does_not_import_the_cli():
         and ("from bioprune.cli" in p.read_text() or "import bioprune.cli" in p.read_text())
     ]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--method", "cci", "--beta", "1.5"), "--beta: must lie in [0, 1), got 1.5"),
+        (("--method", "cluster", "--cluster-tool", "blast"),
+         "--cluster-tool: must be one of mmseqs, cd-hit, got 'blast'"),
+        (("--method", "cci-cluster", "--max-per-cluster", "0"),
+         "--max-per-cluster: must be an integer >= 1, got 0"),
+        (("--method", "random", "--budget", "ten"), "--budget: 'ten' is neither a count"),
+    ],
+)  # fmt: skip
+def test_select_cli_names_the_flag_of_an_invalid_parameter(
+    tiny_corpus, tmp_path, monkeypatch, capsys, args, line
+):
+    from tests.hostile import assert_one_line_error, run_cli
+
+    if "--budget" not in args:  # invalid strategy parameters are refused before any read
+        args = (*args, "--budget", "3", "--scores", tmp_path / "none.parquet")
+    code, text = run_cli(
+        "select", *args, "--corpus", tiny_corpus.path, "--out", tmp_path / "sel",
+        monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert_one_line_error(code, text, line)
+    assert not (tmp_path / "sel").exists()

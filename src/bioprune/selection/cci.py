@@ -319,6 +319,10 @@ class CCIParameters:
     uses_scores: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """:class:`~bioprune.errors.ConfigError` naming the first invalid parameter."""
         check_cci_parameters(self)
 
 

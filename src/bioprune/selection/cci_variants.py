@@ -93,6 +93,7 @@ from bioprune.selection.cci import (
     CoverageCentric,
     allocate_cells,
     bin_scores,
+    check_cci_parameters,
     hard_cutoff_count,
     sampling_keys,
     strata_edges,
@@ -166,8 +167,8 @@ class LengthStratifiedCCI(CCIParameters):
     name: ClassVar[str] = "cci-length"
     needs: ClassVar[tuple[str, ...]] = ("lengths",)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        super().validate()
         check_count("length_bins", self.length_bins, 1, _MAX_STRATA)
         check_choice("length_binning", self.length_binning, LENGTH_BINNINGS)
         if int(self.length_bins) * int(self.strata) > 1 << 24:
@@ -305,8 +306,8 @@ class RedundancyAwareCCI(CCIParameters, ClusteringParameters):
     name: ClassVar[str] = "cci-cluster"
     needs: ClassVar[tuple[str, ...]] = ("clusters",)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        check_cci_parameters(self)
         check_count("max_per_cluster", self.max_per_cluster, 1)
         check_clustering(self)
 

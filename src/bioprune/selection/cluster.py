@@ -408,6 +408,13 @@ class ClusteringParameters:
     mmseqs_command: str = "easy-linclust"
     threads: int = 1
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """:class:`~bioprune.errors.ConfigError` naming the first invalid parameter."""
+        check_clustering(self)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterSelection(ClusteringParameters):
@@ -432,9 +439,6 @@ class ClusterSelection(ClusteringParameters):
 
     name: ClassVar[str] = "cluster"
     uses_scores: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        check_clustering(self)
 
     def select(
         self,
