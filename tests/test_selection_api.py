@@ -152,3 +152,17 @@ def test_select_cli_names_the_flag_of_an_invalid_parameter(
     )  # fmt: skip
     assert_one_line_error(code, text, line)
     assert not (tmp_path / "sel").exists()
+
+
+def test_select_cli_defaults_are_the_strategies_defaults():
+    """The CLI keeps its options free of NumPy imports, so it cannot read the strategies'
+    defaults at start-up: this pins each default it shows to the strategies' own."""
+    from bioprune.cli.select import STRATEGY_OPTIONS, SelectOptions
+
+    cli = {f.name: f.default for f in dataclasses.fields(SelectOptions)}
+    for key in STRATEGY_OPTIONS:
+        param = "tool" if key == "cluster_tool" else key
+        for cls in STRATEGIES.values():
+            own = {f.name: f.default for f in dataclasses.fields(cls)}
+            if param in own and cli[key] is not None:  # None: the strategy's own default
+                assert cli[key] == own[param], (key, cls.__name__)
