@@ -99,6 +99,7 @@ def test_parse_budget_lives_in_the_library_and_names_its_parameter():
     from bioprune.selection.budget import parse_budget
 
     assert parse_budget("25%", 40) == 10
+    assert parse_budget("3", 40, what="subset size") == 3  # the keyword bioprune adapt passes
     with pytest.raises(ConfigError) as exc:
         parse_budget("x", 10, "--subset-size")
     assert exc.value.param == "subset_size"

@@ -10,11 +10,11 @@ from bioprune.errors import ConfigError
 __all__ = ["as_count", "parse_budget"]
 
 
-def parse_budget(text: str, n: int, param: str = "budget") -> int:
+def parse_budget(text: str, n: int, what: str = "budget") -> int:
     """``"1000"`` -> 1000; ``"0.1"`` or ``"10%"`` -> a fraction of ``n`` (floor).
 
     A value with a decimal point or a percent sign is a fraction; an integer is a count.
-    ``param`` names the argument in the :class:`~bioprune.errors.ConfigError` of a value
+    ``what`` names the argument in the :class:`~bioprune.errors.ConfigError` of a value
     that is neither (``"--subset-size"`` and ``"subset size"`` name ``subset_size``).
 
     >>> parse_budget("1000", 5000), parse_budget("0.1", 5000), parse_budget("10%", 5000)
@@ -24,7 +24,7 @@ def parse_budget(text: str, n: int, param: str = "budget") -> int:
     ...
     bioprune.errors.ConfigError: budget: 'ten' is neither a count (e.g. 1000) nor a fraction ...
     """
-    param = param.strip("-").replace("-", "_").replace(" ", "_")
+    param = what.strip("-").replace("-", "_").replace(" ", "_")
     t = text.strip()
     try:
         if t.endswith("%"):
