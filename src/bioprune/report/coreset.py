@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bioprune import artifacts
+from bioprune.report.figures import figure, save
 
 __all__ = ["inspect_coreset"]
 
@@ -52,13 +53,6 @@ _TOKEN_CHUNK = 1 << 26  # tokens per bincount step
 _INDEX_CHUNK = 1 << 16  # examples per gather step
 _MAX_LABEL_BARS = 30
 _CORPUS_COLOR, _CORESET_COLOR = "#4c72b0", "#dd8452"
-
-
-def _figure(w: float, h: float):
-    """A Matplotlib figure outside pyplot (no global state, no backend switch)."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h))
 
 
 def _describe(lengths: np.ndarray) -> dict[str, Any]:
@@ -183,7 +177,7 @@ def _label_coverage(
 
 
 def _plot_lengths(path: Path, corpus_len: np.ndarray, coreset_len: np.ndarray, stats: dict):
-    fig = _figure(7, 4)
+    fig = figure(7, 4)
     ax = fig.add_subplot()
     lo, hi = max(1, int(corpus_len.min())), max(2, int(corpus_len.max()))
     log_scale = hi / lo > 20
@@ -204,13 +198,12 @@ def _plot_lengths(path: Path, corpus_len: np.ndarray, coreset_len: np.ndarray, s
     ax.set_ylabel("density")
     ax.set_title("Length distribution (dotted: medians)")
     ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)
 
 
 def _plot_composition(path: Path, rows: list[dict[str, Any]]):
     width = max(5, 0.45 * len(rows) + 2)
-    fig = _figure(width, 5.5)
+    fig = figure(width, 5.5)
     ax, bx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["corpus_fraction"] for r in rows], 0.4, label="corpus", color=_CORPUS_COLOR)
@@ -230,13 +223,12 @@ def _plot_composition(path: Path, rows: list[dict[str, Any]]):
     bx.axhline(0, color="0.3", linewidth=0.8)
     bx.set_ylabel("coreset vs corpus (%)")
     bx.set_xticks(x, [r["token"] for r in rows])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)
 
 
 def _plot_labels(path: Path, rows: list[dict[str, Any]], name: str):
     shown = [r for r in rows if r["label"] is not None][:_MAX_LABEL_BARS]
-    fig = _figure(8, 1.5 + 0.3 * max(1, len(shown)))
+    fig = figure(8, 1.5 + 0.3 * max(1, len(shown)))
     ax = fig.add_subplot()
     y = np.arange(len(shown))
     ax.barh(y + 0.2, [r["corpus"] for r in shown], 0.4, label="corpus", color=_CORPUS_COLOR)
@@ -250,15 +242,14 @@ def _plot_labels(path: Path, rows: list[dict[str, Any]], name: str):
     more = len([r for r in rows if r["label"] is not None]) - len(shown)
     ax.set_title(f"Coverage per {name}" + (f" (largest {len(shown)}; {more} more)" if more else ""))
     ax.legend(frameon=False, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)
 
 
 def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict):
     d = meta.get("details", {})
     strata = d.get("strata_table") if meta.get("method") == "cci" else None
     nrows = 2 if strata else 1
-    fig = _figure(8, 3.6 * nrows)
+    fig = figure(8, 3.6 * nrows)
     axes = fig.subplots(nrows, 1, squeeze=False)
     ax = axes[0, 0]
     # Scores span orders of magnitude (300 to 1.6e6 on a real corpus): on a linear
@@ -294,8 +285,7 @@ def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict)
     else:
         ax.set_title(f"Influence of corpus and coreset ({meta.get('method', '?')})")
     ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)
     return "log" if log_x else "linear"
 
 

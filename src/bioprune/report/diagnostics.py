@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from bioprune.report.figures import figure, save
+
 __all__ = [
     "LENGTH_WARNING_RHO",
     "LabelInfo",
@@ -265,17 +267,6 @@ def score_diagnostics(
 # -- plots (Figure API: no pyplot, no backend switch) ---------------------------------
 
 
-def _figure(w: float, h: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h))
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-
-
 def _kind_colors(kinds: np.ndarray | None, n: int) -> list[tuple[str, np.ndarray, str]]:
     """(legend name, mask, colour) groups, the plain examples first (drawn underneath)."""
     if kinds is None:
@@ -294,7 +285,7 @@ def plot_score_vs_length(
     path: Path, scores: np.ndarray, lengths: np.ndarray, diag: dict, info: LabelInfo | None
 ) -> None:
     """Score against length, both on log axes, coloured by kind, with binned medians."""
-    fig = _figure(7, 4.5)
+    fig = figure(7, 4.5)
     ax = fig.add_subplot()
     ok = np.isfinite(scores) & (scores > 0) & (lengths > 0)
     kinds = info.kinds if info is not None else None
@@ -324,13 +315,13 @@ def plot_score_vs_length(
         title += " (length-biased)"
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=7, markerscale=3)
-    _save(fig, path)
+    save(fig, path, dpi=110)
 
 
 def plot_score_by_label(path: Path, scores: np.ndarray, info: LabelInfo, diag: dict) -> None:
     """One box per label (log score), ordered by median percentile, with top-5% counts."""
     rows = diag["per_label"]["rows"][:_MAX_LABEL_ROWS]
-    fig = _figure(8, 1.4 + 0.32 * max(1, len(rows)))
+    fig = figure(8, 1.4 + 0.32 * max(1, len(rows)))
     ax = fig.add_subplot()
     ok = np.isfinite(scores) & (scores > 0)
     data = [scores[ok & (info.labels == r["label"])] for r in rows]
@@ -348,12 +339,12 @@ def plot_score_by_label(path: Path, scores: np.ndarray, info: LabelInfo, diag: d
         ax.set_xscale("log")
     ax.set_xlabel("score (log scale)")
     ax.set_title(f"Score by {diag['per_label']['name']} (highest median first)")
-    _save(fig, path)
+    save(fig, path, dpi=110)
 
 
 def plot_duplicate_pairs(path: Path, scores: np.ndarray, pairs: np.ndarray, diag: dict) -> None:
     """Score of each copy against its original's, log axes, with the diagonal."""
-    fig = _figure(5, 5)
+    fig = figure(5, 5)
     ax = fig.add_subplot()
     a, b = scores[pairs[:, 1]], scores[pairs[:, 0]]
     ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
@@ -371,7 +362,7 @@ def plot_duplicate_pairs(path: Path, scores: np.ndarray, pairs: np.ndarray, diag
         f"{d.get('pairs', 0):,} duplicate pairs"
         + (f": Spearman {rho:.2f}" if rho is not None else "")
     )
-    _save(fig, path)
+    save(fig, path, dpi=110)
 
 
 def plot_strata_log(path: Path, strata: list[dict], scores: np.ndarray, picked: np.ndarray) -> bool:
@@ -388,7 +379,7 @@ def plot_strata_log(path: Path, strata: list[dict], scores: np.ndarray, picked: 
     ]
     if not rows:
         return False
-    fig = _figure(8, 4)
+    fig = figure(8, 4)
     ax = fig.add_subplot()
     pos = scores[np.isfinite(scores) & (scores > 0)]
     floor = float(pos.min()) if len(pos) else min(s["upper"] for s in rows) / 10
@@ -406,5 +397,5 @@ def plot_strata_log(path: Path, strata: list[dict], scores: np.ndarray, picked: 
     ax.set_xlabel("score (log scale); each bar one stratum's [lower, upper]")
     ax.set_ylabel("examples (log scale)")
     ax.set_title(f"CCI strata on a log axis: pool (blue) and picks (orange); {len(picked):,} picks")
-    _save(fig, path)
+    save(fig, path, dpi=110)
     return True

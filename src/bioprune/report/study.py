@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from bioprune import artifacts
+from bioprune.report.figures import figure, png
 from bioprune.workflow.config import StudyConfig, validate_study_config
 from bioprune.workflow.plan import FULL, FULL_EQUAL, RAW, StudyPlan, build_plan, model_row
 
@@ -200,16 +200,7 @@ def build_table(study: Path, plan: StudyPlan) -> tuple[list[TableRow], list[tupl
 
 
 def _figure(w: float, h: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h), dpi=110)
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return figure(w, h, dpi=110)
 
 
 def plot_data_efficiency(rows: list[TableRow], task: str, metric: str) -> bytes:
@@ -244,7 +235,7 @@ def plot_data_efficiency(rows: list[TableRow], task: str, metric: str) -> bytes:
     ax.set_ylabel(f"{metric} (test)")
     ax.set_title(f"Data efficiency: {task} (points of one size spread sideways)")
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _png(fig)
+    return png(fig)
 
 
 def plot_training_curves(curves: dict[str, list[dict]]) -> bytes:
@@ -264,7 +255,7 @@ def plot_training_curves(curves: dict[str, list[dict]]) -> bytes:
     ax.set_ylabel("validation loss (MLM)")
     ax.set_title("Training curves")
     ax.legend(frameon=False, fontsize=7, ncol=2)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_overlap(names: list[str], jac: np.ndarray) -> bytes:
@@ -286,7 +277,7 @@ def plot_overlap(names: list[str], jac: np.ndarray) -> bytes:
             )
     fig.colorbar(im, ax=ax, label="Jaccard")
     ax.set_title("Overlap between coresets")
-    return _png(fig)
+    return png(fig)
 
 
 # ---- the pieces of the report -------------------------------------------------------------
