@@ -423,6 +423,49 @@ def inspect_coreset(
 
     corpus = Corpus(corpus_path)
     selection_path = Path(selection_path)
+    meta, indices = _read_selection(selection_path, corpus)
+    n = len(corpus)
+    summary: dict[str, Any] = {
+        "corpus": str(corpus_path),
+        "selection": str(selection_path),
+        "method": meta.get("method"),
+        "n_corpus": n,
+        "n_coreset": len(indices),
+        "fraction": len(indices) / n if n else 0.0,
+        "plots": {},
+    }
+    artifacts.check_not_input(out, (corpus_path, selection_path, scores_path, labels_path))
+    table = None
+    if scores_path is not None:  # checked before any plot is drawn
+        from bioprune.selection.io import check_scores_match_corpus, read_scores
+
+        table = read_scores(scores_path)
+        check_scores_match_corpus(table, corpus)
+    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
+        _inspect_lengths(tmp, summary, corpus.lengths, indices)
+        _inspect_composition(tmp, summary, corpus, indices)
+        if labels_path is not None:
+            _inspect_labels(tmp, summary, corpus, indices, Path(labels_path), label_groups)
+        if table is not None:
+            _inspect_scores(tmp, summary, corpus, indices, meta, table, scores_path, labels_path)
+        summary.update(artifacts.provenance())
+        artifacts.write_json(tmp / SUMMARY, summary)
+        artifacts.write_json(
+            tmp / artifacts.RUN_CONFIG,
+            {
+                "command": "inspect",
+                "corpus": str(corpus_path),
+                "selection": str(selection_path),
+                "scores": str(scores_path) if scores_path is not None else None,
+                "labels": str(labels_path) if labels_path is not None else None,
+                "out": str(out),
+            },
+        )
+    return summary
+
+
+def _read_selection(selection_path: Path, corpus) -> tuple[dict[str, Any], np.ndarray]:
+    """The selection's metadata and sorted indices, checked against ``corpus``."""
     meta_path = selection_path / artifacts.SELECTION_META
     if not meta_path.is_file():
         raise FileNotFoundError(
@@ -442,105 +485,85 @@ def inspect_coreset(
         raise ValueError(f"selection {selection_path} holds indices outside corpus of {n}")
     if len(np.unique(indices)) != len(indices):
         raise ValueError(f"selection {selection_path} lists some example twice")
+    return meta, indices
 
-    summary: dict[str, Any] = {
-        "corpus": str(corpus_path),
-        "selection": str(selection_path),
-        "method": meta.get("method"),
-        "n_corpus": n,
-        "n_coreset": len(indices),
-        "fraction": len(indices) / n if n else 0.0,
-        "plots": {},
+
+def _inspect_lengths(tmp: Path, summary: dict, lengths: np.ndarray, indices: np.ndarray) -> None:
+    stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}
+    summary["lengths"] = stats
+    summary["long"] = {
+        "threshold": LONG_RESIDUES,
+        "corpus": int((lengths > LONG_RESIDUES).sum()),
+        "coreset": int((lengths[indices] > LONG_RESIDUES).sum()),
     }
-    artifacts.check_not_input(out, (corpus_path, selection_path, scores_path, labels_path))
-    table = None
-    if scores_path is not None:  # checked before any plot is drawn
-        from bioprune.selection.io import check_scores_match_corpus, read_scores
+    _plot_lengths(tmp / PLOT_LENGTHS, lengths, lengths[indices], stats)
+    summary["plots"]["lengths"] = PLOT_LENGTHS
 
-        table = read_scores(scores_path)
-        check_scores_match_corpus(table, corpus)
-    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
-        lengths = corpus.lengths
-        stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}
-        summary["lengths"] = stats
-        summary["long"] = {
-            "threshold": LONG_RESIDUES,
-            "corpus": int((lengths > LONG_RESIDUES).sum()),
-            "coreset": int((lengths[indices] > LONG_RESIDUES).sum()),
+
+def _inspect_composition(tmp: Path, summary: dict, corpus, indices: np.ndarray) -> None:
+    full, part = _token_counts(corpus, None), _token_counts(corpus, indices)
+    used = np.flatnonzero(full + part)
+    tf, tp = max(int(full.sum()), 1), max(int(part.sum()), 1)
+    comp = [
+        {
+            "token": corpus.alphabet.tokens[t],
+            "corpus": int(full[t]),
+            "coreset": int(part[t]),
+            "corpus_fraction": float(full[t] / tf),
+            "coreset_fraction": float(part[t] / tp),
         }
-        _plot_lengths(tmp / PLOT_LENGTHS, lengths, lengths[indices], stats)
-        summary["plots"]["lengths"] = PLOT_LENGTHS
+        for t in used  # a loop over alphabet tokens
+    ]
+    summary["composition"] = comp
+    _plot_composition(tmp / PLOT_COMPOSITION, comp)
+    summary["plots"]["composition"] = PLOT_COMPOSITION
 
-        full, part = _token_counts(corpus, None), _token_counts(corpus, indices)
-        used = np.flatnonzero(full + part)
-        tf, tp = max(int(full.sum()), 1), max(int(part.sum()), 1)
-        comp = [
-            {
-                "token": corpus.alphabet.tokens[t],
-                "corpus": int(full[t]),
-                "coreset": int(part[t]),
-                "corpus_fraction": float(full[t] / tf),
-                "coreset_fraction": float(part[t] / tp),
-            }
-            for t in used  # a loop over alphabet tokens
-        ]
-        summary["composition"] = comp
-        _plot_composition(tmp / PLOT_COMPOSITION, comp)
-        summary["plots"]["composition"] = PLOT_COMPOSITION
 
-        if labels_path is not None:
-            corpus_ids = corpus.read_columns(["id"]).column("id").combine_chunks()
-            label_ids, labels, name, facts = _read_labels(Path(labels_path), corpus_ids)
-            rows = _label_coverage(corpus_ids, indices, label_ids, labels, label_groups)
-            summary["labels"] = {"file": str(labels_path), "name": name, **facts, "per_label": rows}
-            if label_groups:
-                summary["labels"]["groups"] = list(label_groups)
-            _plot_labels(tmp / PLOT_LABELS, rows, name)
-            summary["plots"]["labels"] = PLOT_LABELS
+def _inspect_labels(
+    tmp: Path, summary: dict, corpus, indices: np.ndarray, labels_path: Path, groups
+) -> None:
+    corpus_ids = corpus.read_columns(["id"]).column("id").combine_chunks()
+    label_ids, labels, name, facts = _read_labels(labels_path, corpus_ids)
+    rows = _label_coverage(corpus_ids, indices, label_ids, labels, groups)
+    summary["labels"] = {"file": str(labels_path), "name": name, **facts, "per_label": rows}
+    if groups:
+        summary["labels"]["groups"] = list(groups)
+    _plot_labels(tmp / PLOT_LABELS, rows, name)
+    summary["plots"]["labels"] = PLOT_LABELS
 
-        if table is not None:
-            reduction = meta.get("reduction") or "mean"
-            if reduction != "mean":  # the scores the selection saw (select --reduction)
-                from bioprune.selection.reduction import rescale_scores
 
-                facts = meta["reduction_facts"]  # checked by _read_selection_meta
-                table.scores = rescale_scores(
-                    table.scores, lengths, facts["mask_seed"], facts["mask_draws"], reduction
-                )
-            finite = np.isfinite(table.scores)
-            picked = table.scores[indices]
-            summary["scores"] = {
-                "file": str(scores_path),
-                "checksum": table.checksum,
-                "reduction": reduction,
-                "finite": int(finite.sum()),
-                "non_finite": int((~finite).sum()),
-                "coreset_non_finite": int((~np.isfinite(picked)).sum()),
-                "corpus_mean": float(table.scores[finite].mean()) if finite.any() else None,
-                "coreset_mean": (
-                    float(picked[np.isfinite(picked)].mean()) if np.isfinite(picked).any() else None
-                ),
-            }
-            if meta.get("method") == "cci":
-                summary["scores"]["strata"] = meta["details"].get("strata_table")
-            summary["scores"]["histogram_x_scale"] = _plot_scores(
-                tmp / PLOT_SCORES, table.scores[finite], picked[np.isfinite(picked)], meta
-            )
-            summary["plots"]["scores"] = PLOT_SCORES
-            summary["scores"]["diagnostics"] = _score_diagnostics(
-                tmp, summary, corpus, table.scores, indices, meta, labels_path
-            )
-        summary.update(artifacts.provenance())
-        artifacts.write_json(tmp / SUMMARY, summary)
-        artifacts.write_json(
-            tmp / artifacts.RUN_CONFIG,
-            {
-                "command": "inspect",
-                "corpus": str(corpus_path),
-                "selection": str(selection_path),
-                "scores": str(scores_path) if scores_path is not None else None,
-                "labels": str(labels_path) if labels_path is not None else None,
-                "out": str(out),
-            },
+def _inspect_scores(
+    tmp: Path, summary: dict, corpus, indices, meta: dict, table, scores_path, labels_path
+) -> None:
+    """Scores of corpus and coreset (as the selection saw them), plot and diagnostics."""
+    reduction = meta.get("reduction") or "mean"
+    if reduction != "mean":  # the scores the selection saw (select --reduction)
+        from bioprune.selection.reduction import rescale_scores
+
+        facts = meta["reduction_facts"]  # checked by _read_selection_meta
+        table.scores = rescale_scores(
+            table.scores, corpus.lengths, facts["mask_seed"], facts["mask_draws"], reduction
         )
-    return summary
+    finite = np.isfinite(table.scores)
+    picked = table.scores[indices]
+    summary["scores"] = {
+        "file": str(scores_path),
+        "checksum": table.checksum,
+        "reduction": reduction,
+        "finite": int(finite.sum()),
+        "non_finite": int((~finite).sum()),
+        "coreset_non_finite": int((~np.isfinite(picked)).sum()),
+        "corpus_mean": float(table.scores[finite].mean()) if finite.any() else None,
+        "coreset_mean": (
+            float(picked[np.isfinite(picked)].mean()) if np.isfinite(picked).any() else None
+        ),
+    }
+    if meta.get("method") == "cci":
+        summary["scores"]["strata"] = meta["details"].get("strata_table")
+    summary["scores"]["histogram_x_scale"] = _plot_scores(
+        tmp / PLOT_SCORES, table.scores[finite], picked[np.isfinite(picked)], meta
+    )
+    summary["plots"]["scores"] = PLOT_SCORES
+    summary["scores"]["diagnostics"] = _score_diagnostics(
+        tmp, summary, corpus, table.scores, indices, meta, labels_path
+    )

@@ -192,24 +192,37 @@ def score_diagnostics(
 
         pct[finite] = 100.0 * (rankdata(scores[finite]) - 0.5) / n
     tops = _top_sets(scores) if n else {}
-    out["top"] = []
-    for q, idx in tops.items():
-        row: dict[str, Any] = {
-            "fraction": q,
-            "count": len(idx),
-            "median_length": float(np.median(lengths[idx])),
-        }
-        if info is not None and info.kinds is not None:
-            k = info.kinds[idx]
-            for kind in ("junk", *DUPLICATE_KINDS):
-                row[kind] = int(np.sum(k == kind))
-        if info is not None:
-            row["labels_present"] = len({x for x in info.labels[idx] if x is not None})
-        out["top"].append(row)
+    out["top"] = [_top_row(q, idx, lengths, info) for q, idx in tops.items()]
     out["median_length_corpus"] = float(np.median(lengths[finite])) if n else None
     if info is None:
         return out
-    # per label: count, median score, median percentile, members in the top 1% / 5%
+    out["per_label"] = {"name": info.name, "rows": _per_label(scores, lengths, pct, tops, info)}
+    if info.kinds is not None:
+        out["per_kind"] = _per_kind(finite, pct, tops, info.kinds)
+    if len(info.pairs):
+        out["duplicates"] = _duplicate_pairs(scores, pct, tops, info.pairs)
+    return out
+
+
+def _top_row(q: float, idx: np.ndarray, lengths: np.ndarray, info: LabelInfo | None) -> dict:
+    """The top ``q`` fraction: size, median length, junk/duplicates and labels in it."""
+    row: dict[str, Any] = {
+        "fraction": q,
+        "count": len(idx),
+        "median_length": float(np.median(lengths[idx])),
+    }
+    if info is not None and info.kinds is not None:
+        k = info.kinds[idx]
+        for kind in ("junk", *DUPLICATE_KINDS):
+            row[kind] = int(np.sum(k == kind))
+    if info is not None:
+        row["labels_present"] = len({x for x in info.labels[idx] if x is not None})
+    return row
+
+
+def _per_label(scores, lengths, pct, tops: dict, info: LabelInfo) -> list[dict[str, Any]]:
+    """Per label: count, median score, median percentile, members in the top 1% / 5%."""
+    finite = np.isfinite(scores)
     per = []
     lab = info.labels
     names = sorted({x for x in lab[finite] if x is not None})
@@ -226,42 +239,45 @@ def score_diagnostics(
             row[f"top{q:g}"] = int(np.sum(lab[idx] == name))
         per.append(row)
     per.sort(key=lambda r: -r["median_percentile"])
-    out["per_label"] = {"name": info.name, "rows": per}
-    if info.kinds is not None:
-        kinds = []
-        for kind in sorted({x for x in info.kinds[finite] if x is not None}):
-            mask = finite & (info.kinds == kind)
-            kinds.append(
-                {
-                    "kind": kind,
-                    "count": int(mask.sum()),
-                    "median_percentile": float(np.median(pct[mask])),
-                    **{
-                        f"top{q:g}": int(np.sum(info.kinds[idx] == kind)) for q, idx in tops.items()
-                    },
-                }
-            )
-        out["per_kind"] = kinds
-    pairs = info.pairs
-    if len(pairs):
-        ok = finite[pairs[:, 0]] & finite[pairs[:, 1]]
-        p = pairs[ok]
-        a, b = scores[p[:, 0]], scores[p[:, 1]]
-        dup = {"pairs": len(p), "spearman": spearman(a, b)}
-        if len(p):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.abs(np.log10(a / b))
-            ratio = ratio[np.isfinite(ratio)]
-            dup["median_abs_log10_ratio"] = float(np.median(ratio)) if len(ratio) else None
-            dup["median_percentile_gap"] = float(np.median(np.abs(pct[p[:, 0]] - pct[p[:, 1]])))
-            top5 = np.zeros(len(scores), dtype=bool)
-            top5[tops[0.05]] = True
-            either = top5[p[:, 0]] | top5[p[:, 1]]
-            both = top5[p[:, 0]] & top5[p[:, 1]]
-            dup["top0.05_either"] = int(either.sum())
-            dup["top0.05_both"] = int(both.sum())
-        out["duplicates"] = dup
-    return out
+    return per
+
+
+def _per_kind(finite, pct, tops: dict, kinds: np.ndarray) -> list[dict[str, Any]]:
+    """Per ``kind`` value: count, median percentile, members in the top fractions."""
+    rows = []
+    for kind in sorted({x for x in kinds[finite] if x is not None}):
+        mask = finite & (kinds == kind)
+        rows.append(
+            {
+                "kind": kind,
+                "count": int(mask.sum()),
+                "median_percentile": float(np.median(pct[mask])),
+                **{f"top{q:g}": int(np.sum(kinds[idx] == kind)) for q, idx in tops.items()},
+            }
+        )
+    return rows
+
+
+def _duplicate_pairs(scores, pct, tops: dict, pairs: np.ndarray) -> dict[str, Any]:
+    """How alike copy and original score: Spearman, log ratio, percentile gap, top 5%."""
+    finite = np.isfinite(scores)
+    ok = finite[pairs[:, 0]] & finite[pairs[:, 1]]
+    p = pairs[ok]
+    a, b = scores[p[:, 0]], scores[p[:, 1]]
+    dup = {"pairs": len(p), "spearman": spearman(a, b)}
+    if len(p):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(np.log10(a / b))
+        ratio = ratio[np.isfinite(ratio)]
+        dup["median_abs_log10_ratio"] = float(np.median(ratio)) if len(ratio) else None
+        dup["median_percentile_gap"] = float(np.median(np.abs(pct[p[:, 0]] - pct[p[:, 1]])))
+        top5 = np.zeros(len(scores), dtype=bool)
+        top5[tops[0.05]] = True
+        either = top5[p[:, 0]] | top5[p[:, 1]]
+        both = top5[p[:, 0]] & top5[p[:, 1]]
+        dup["top0.05_either"] = int(either.sum())
+        dup["top0.05_both"] = int(both.sum())
+    return dup
 
 
 # -- plots (Figure API: no pyplot, no backend switch) ---------------------------------
