@@ -7,6 +7,7 @@ import pytest
 
 from bioprune.data.corpus import Corpus
 from bioprune.data.prepare import PrepareConfig, prepare
+from bioprune.errors import ConfigError
 
 # Mixed case, T for U, an empty record, one longer than max_length, an exact duplicate,
 # a low-complexity run and an N-run: every policy that touches the records is exercised.
@@ -95,14 +96,16 @@ def test_duplicate_ids_and_bad_arguments():
     assert renamed.ids().tolist() == ["a", "a_2"]
     with pytest.raises(ValueError, match="ids: 1 ids for 2 sequences"):
         Corpus.from_sequences(["ACGU", "GGCC"], ids=["a"])
-    with pytest.raises(ValueError, match="on_long: 'cut': choose one of crop, skip"):
+    with pytest.raises(ConfigError, match="on_long: 'cut': choose one of crop, skip"):
         Corpus.from_sequences(["ACGU"], on_long="cut")
     with pytest.raises(ValueError, match="max_length: must be at least 1"):
         Corpus.from_sequences(["ACGU"], max_length=0)
     with pytest.raises(ValueError, match="sequences: must be a list of strings"):
         Corpus.from_sequences("ACGU")
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match=r"alphabt: not a policy of Corpus\.from_sequences"):
         Corpus.from_sequences(["ACGU"], alphabt="rna")  # unknown keyword: an error
+    with pytest.raises(ConfigError, match="alphabet: unknown alphabet 'dna'"):
+        Corpus.from_sequences(["ACGU"], alphabet="dna")
     with pytest.raises(ValueError, match="no sequence left"):
         Corpus.from_sequences([""])
     assert len(Corpus.from_sequences([""], allow_empty=True)) == 0

@@ -24,7 +24,7 @@ import numpy as np
 
 from bioprune import artifacts
 from bioprune.data.alphabet import Alphabet, get_alphabet
-from bioprune.errors import InputError
+from bioprune.errors import ConfigError, InputError
 
 __all__ = ["Corpus", "CorpusWriter", "write_corpus"]
 
@@ -105,40 +105,32 @@ class Corpus:
         *,
         alphabet: str = "rna",
         ids=None,
-        max_length: int = 1022,
-        on_long: str = "crop",
-        on_invalid: str = "error",
-        dedupe_ids: bool = False,
-        dedup: str = "none",
-        drop_low_complexity: bool = False,
         allow_empty: bool = False,
+        **policy,
     ) -> Corpus:
         """A corpus held in memory, built from sequence strings (no files are written).
 
         The sequences go through the checks of ``bioprune prepare``, with the
-        same options and defaults (see :mod:`bioprune.data.prepare`): upper
-        case, ``T`` -> ``U`` for RNA, ids unique, empty sequences skipped,
-        longer than ``max_length`` cropped or skipped, invalid characters an
-        error naming the sequence id (or skipped, or replaced), complexity and
-        duplicates counted (and dropped when asked). So a corpus prepared from
-        a FASTA file and one built from the same records here have the same
-        tokens, lengths, ids and :attr:`checksum`. ``ids`` default to
-        ``"1"``, ``"2"``, ...; the counts are in ``manifest["counts"]``.
-        :meth:`save` writes it as a corpus directory.
+        same policies and defaults (``max_length``, ``on_long``, ``on_invalid``,
+        ``dedupe_ids``, ``dedup``, ``drop_low_complexity``: see
+        :data:`bioprune.data.prepare.POLICY`; any other keyword is a
+        :class:`~bioprune.errors.ConfigError`): upper case, ``T`` -> ``U`` for
+        RNA, ids unique, empty sequences skipped, longer than ``max_length``
+        cropped or skipped, invalid characters an error naming the sequence id
+        (or skipped, or replaced), complexity and duplicates counted (and
+        dropped when asked). So a corpus prepared from a FASTA file and one
+        built from the same records here have the same tokens, lengths, ids
+        and :attr:`checksum`. ``ids`` default to ``"1"``, ``"2"``, ...; the
+        counts are in ``manifest["counts"]``. :meth:`save` writes it as a
+        corpus directory.
         """
-        from bioprune.data.prepare import SequencePolicy, prepare_sequences
+        from bioprune.data.policy import SequencePolicy, check_alphabet
+        from bioprune.data.prepare import prepare_sequences
 
-        policy = SequencePolicy(
-            max_length=max_length,
-            on_long=on_long,
-            on_invalid=on_invalid,
-            dedupe_ids=dedupe_ids,
-            dedup=dedup,
-            drop_low_complexity=drop_low_complexity,
-        )
-        a = get_alphabet(alphabet)
+        policy_ = SequencePolicy.of(policy)
+        a = check_alphabet(alphabet)
         writer = _MemoryWriter(a)
-        _, manifest = prepare_sequences(sequences, a, ids, policy, writer)
+        _, manifest = prepare_sequences(sequences, a, ids, policy_, writer)
         corpus = cls.__new__(cls)
         corpus.path = None
         corpus.manifest = manifest
@@ -147,9 +139,10 @@ class Corpus:
         corpus._verified = manifest["checksum"]
         if not len(corpus) and not allow_empty:
             counts = {k: v for k, v in manifest["counts"].items() if v}
-            raise ValueError(
-                f"sequences: no sequence left to hold ({counts}); check the sequences and "
-                "options, or pass allow_empty=True"
+            raise ConfigError(
+                "sequences",
+                f"no sequence left to hold ({counts}); check the sequences and options, "
+                "or pass allow_empty=True",
             )
         return corpus
 

@@ -60,16 +60,25 @@ import numpy as np
 from bioprune import artifacts
 from bioprune.data import hygiene
 from bioprune.data.alphabet import INVALID, Alphabet, get_alphabet
-from bioprune.data.readers import Record, detect_format, read_records
-from bioprune.errors import InputError
+from bioprune.data.policy import (
+    POLICY,
+    PrepareConfig,
+    SequencePolicy,
+)
+from bioprune.data.readers import Record, read_records
+from bioprune.errors import ConfigError, InputError
 
 logger = logging.getLogger("bioprune")
 
-__all__ = ["COUNT_KEYS", "PrepareConfig", "PrepareResult", "prepare"]
-
-ON_LONG = ("crop", "skip")
-ON_INVALID = ("error", "skip", "replace")
-DEDUP = ("none", "exact")
+__all__ = [
+    "COUNT_KEYS",
+    "POLICY",
+    "PrepareConfig",
+    "PrepareResult",
+    "SequencePolicy",
+    "prepare",
+    "prepare_sequences",
+]
 
 #: Every count in ``manifest["counts"]``, in report order.
 COUNT_KEYS = (
@@ -107,70 +116,6 @@ NUCLEIC_FRACTION = 0.9
 
 #: Called once per batch with (on-disk bytes consumed, records read).
 PrepareProgress = Callable[[int, int], None]
-
-
-@dataclass
-class PrepareConfig:
-    """What ``bioprune prepare`` does; validated on construction.
-
-    Parameters
-    ----------
-    inputs : sequence files, read in this order (corpus index follows it).
-    alphabet : "rna" or "protein".
-    out : corpus directory to write.
-    max_length : longest sequence kept, in residues (default 1022: 1024 tokens
-        with ``<cls>``/``<eos>``, the context of RNA-FM and ESM-2).
-    on_long : "crop" (keep the first ``max_length`` residues) or "skip".
-    on_invalid : "error", "skip" or "replace" (with N for RNA, X for protein).
-    dedupe_ids : rename repeated ids ``ID_2``, ``ID_3``... instead of failing.
-    dedup : "none" (count exact duplicate sequences) or "exact" (also skip them,
-        keeping the first).
-    drop_low_complexity : skip records flagged low complexity or with an N-run
-        (they are counted either way).
-    column, id_column : sequence and id columns of CSV/TSV/Parquet inputs.
-    format : force one format for every input (else by extension).
-    overwrite : replace an existing ``out``.
-    allow_empty : write a corpus even when no record is written (else an error:
-        an empty input, or one whose every record is skipped, is almost always
-        a mistake, and every later stage would have nothing to work on).
-    seed : recorded for the pipeline's provenance; prepare draws no random numbers.
-    """
-
-    inputs: list[Path]
-    alphabet: str
-    out: Path
-    max_length: int = 1022
-    on_long: str = "crop"
-    on_invalid: str = "error"
-    dedupe_ids: bool = False
-    dedup: str = "none"
-    drop_low_complexity: bool = False
-    column: str | None = None
-    id_column: str | None = None
-    format: str | None = None
-    overwrite: bool = False
-    allow_empty: bool = False
-    seed: int = 0
-    formats: list[str] = field(init=False, default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.inputs = [Path(p) for p in self.inputs]
-        self.out = Path(self.out)
-        if not self.inputs:
-            raise ValueError("prepare needs at least one input file")
-        get_alphabet(self.alphabet)
-        check_policy(self, _flag_error)
-        for p in self.inputs:
-            if not p.is_file():
-                raise FileNotFoundError(f"input {p} does not exist or is not a file")
-        self.formats = [detect_format(p, self.format) for p in self.inputs]
-        artifacts.check_output_dir(self.out, self.overwrite, inputs=self.inputs)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["inputs"] = [str(p) for p in self.inputs]
-        d["out"] = str(self.out)
-        return d
 
 
 @dataclass
@@ -666,25 +611,6 @@ def corpus_manifest(store: dict, pipeline: _Pipeline) -> dict:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SequencePolicy:
-    """The record policies of :class:`PrepareConfig` for sequences given in memory.
-
-    Same meanings and defaults as ``bioprune prepare``'s options (see the
-    module docstring); validated on construction.
-    """
-
-    max_length: int = 1022
-    on_long: str = "crop"
-    on_invalid: str = "error"
-    dedupe_ids: bool = False
-    dedup: str = "none"
-    drop_low_complexity: bool = False
-
-    def __post_init__(self) -> None:
-        check_policy(self, _param_error)
-
-
 class _MemoryPipeline(_Pipeline):
     """``Corpus.from_sequences``'s wording: records are numbered 1.. in the caller's list."""
 
@@ -699,7 +625,7 @@ class _MemoryPipeline(_Pipeline):
         return None
 
     def invalid_error(self, source: int, rec: Record, pos: int) -> Exception:
-        return _param_error(
+        return ConfigError(
             "sequences",
             f"sequence {rec.number} (id {rec.id!r}): character {rec.sequence[pos]!r} at "
             f"position {pos + 1} is not in the {self.alphabet.name} alphabet "
@@ -708,7 +634,7 @@ class _MemoryPipeline(_Pipeline):
         )
 
     def duplicate_error(self, source: int, rec: Record, earlier: str) -> Exception:
-        return _param_error(
+        return ConfigError(
             "ids",
             f"duplicate id {rec.id!r}: sequence {rec.number} repeats {earlier}; ids must be "
             "unique (pass dedupe_ids=True to rename repeats ID_2, ID_3, ...)",
@@ -725,12 +651,12 @@ def prepare_sequences(
     """
     sequences = None if isinstance(sequences, str) else list(sequences)
     if sequences is None or not all(isinstance(s, str) for s in sequences):
-        raise _param_error("sequences", "must be a list of strings (one per sequence)")
+        raise ConfigError("sequences", "must be a list of strings (one per sequence)")
     if ids is None:
         ids = [str(i) for i in range(1, len(sequences) + 1)]
     ids = [str(i) for i in ids]
     if len(ids) != len(sequences):
-        raise _param_error("ids", f"{len(ids)} ids for {len(sequences)} sequences")
+        raise ConfigError("ids", f"{len(ids)} ids for {len(sequences)} sequences")
     records = [
         Record(rid, "", seq, n)
         for n, (rid, seq) in enumerate(zip(ids, sequences, strict=True), start=1)
@@ -749,27 +675,6 @@ def prepare_sequences(
         "notes": notes,
     }
     return store, manifest
-
-
-def check_policy(policy, error: Callable[[str, str], Exception]) -> None:
-    """Validate the record policies of ``policy`` (a :class:`PrepareConfig` or
-    :class:`SequencePolicy`); ``error(param, reason)`` builds the exception."""
-    if int(policy.max_length) < 1:
-        raise error("max_length", f"must be at least 1 residue, got {policy.max_length}")
-    object.__setattr__(policy, "max_length", int(policy.max_length))
-    for param, choices in (("on_long", ON_LONG), ("on_invalid", ON_INVALID), ("dedup", DEDUP)):
-        value = getattr(policy, param)
-        if value not in choices:
-            raise error(param, f"{value!r}: choose one of {', '.join(choices)}")
-
-
-def _flag_error(param: str, reason: str) -> ValueError:
-    return ValueError(f"--{param.replace('_', '-')} {reason}")
-
-
-def _param_error(param: str, reason: str) -> ValueError:
-    # TODO(issue 13): bioprune.errors.ConfigError(param, reason) once the opts branch has it.
-    return ValueError(f"{param}: {reason}")
 
 
 def _nothing_written(config: PrepareConfig, counts: dict[str, int]) -> InputError:
