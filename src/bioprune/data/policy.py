@@ -8,7 +8,7 @@ texts are written once, in :data:`POLICY`, for :class:`PrepareConfig`,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -165,26 +165,14 @@ class PrepareConfig:
         return d
 
 
-@dataclass(frozen=True)
-class SequencePolicy:
-    """The record policies of :class:`PrepareConfig` for sequences given in memory.
-
-    Same meanings and defaults as ``bioprune prepare``'s options (see the
-    module docstring); validated on construction.
-    """
-
-    max_length: int = _policy_field("max_length")
-    on_long: str = _policy_field("on_long")
-    on_invalid: str = _policy_field("on_invalid")
-    dedupe_ids: bool = _policy_field("dedupe_ids")
-    dedup: str = _policy_field("dedup")
-    drop_low_complexity: bool = _policy_field("drop_low_complexity")
+class _PolicyMethods:
+    """Validation and construction of :class:`SequencePolicy` (its fields are made below)."""
 
     def __post_init__(self) -> None:
         check_policy(self)
 
     @classmethod
-    def of(cls, params: dict[str, Any]) -> SequencePolicy:
+    def of(cls, params: dict[str, Any]) -> Any:
         """A policy from keyword arguments; an unknown name is a ConfigError naming it."""
         unknown = sorted(set(params) - set(POLICY))
         if unknown:
@@ -193,6 +181,18 @@ class SequencePolicy:
                 f"not a policy of Corpus.from_sequences; choose from {', '.join(POLICY)}",
             )
         return cls(**params)
+
+
+#: The record policies of :class:`PrepareConfig` for sequences given in memory
+#: (``Corpus.from_sequences``): the same fields, defaults and meanings, validated on
+#: construction; frozen.
+SequencePolicy = make_dataclass(
+    "SequencePolicy",
+    [(f.name, f.type, _policy_field(f.name)) for f in fields(PrepareConfig) if f.name in POLICY],
+    bases=(_PolicyMethods,),
+    frozen=True,
+)
+SequencePolicy.__module__ = __name__
 
 
 def check_policy(policy) -> None:

@@ -97,19 +97,13 @@ def _read_labels(path: Path, corpus_ids) -> tuple[Any, Any, str, dict[str, int]]
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
+
+    from bioprune.report.diagnostics import read_tsv_strings
 
     if not path.is_file():
         raise FileNotFoundError(f"labels file {path} does not exist")
     try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={f"f{i}": pa.string() for i in range(64)}, strings_can_be_null=False
-            ),
-        )
+        table = read_tsv_strings(path)
     except pa.ArrowInvalid as exc:
         raise ValueError(f"labels file {path}: {exc}; expected id<TAB>label lines") from None
     if table.num_columns < 2:

@@ -97,6 +97,22 @@ def length_warning(rho: float | None, *, score_name: str = "the influence score"
     )
 
 
+def read_tsv_strings(path: Path):
+    """A tab-separated file as a ``pyarrow.Table`` of strings, columns ``f0``, ``f1``, ...
+    (no header row assumed; quotes are ordinary characters; empty cells are ``""``)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    return pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types={f"f{i}": pa.string() for i in range(64)}, strings_can_be_null=False
+        ),
+    )
+
+
 def read_label_info(path: str | Path, corpus_ids) -> LabelInfo:
     """Read a labels TSV (``id<TAB>label[<TAB>kind...]``) aligned to the corpus ids.
 
@@ -107,20 +123,12 @@ def read_label_info(path: str | Path, corpus_ids) -> LabelInfo:
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
 
     from bioprune.errors import InputError, reading
 
     path = Path(path)
     with reading(path, "labels TSV"):
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={f"f{i}": pa.string() for i in range(64)}, strings_can_be_null=False
-            ),
-        )
+        table = read_tsv_strings(path)
     if table.num_columns < 2:
         raise InputError(path, "expected id<TAB>label lines, found one column")
     if not isinstance(corpus_ids, pa.Array):
