@@ -171,14 +171,29 @@ class _ConsoleHandler(logging.Handler):
 
 @contextmanager
 def _warnings_to_console():
-    """Show the library's logged warnings (``bioprune`` logger) on the console for this run."""
+    """Show the library's logged warnings (``bioprune`` logger) as ``warning: ...`` lines.
+
+    Once: meanwhile the root command's plain log handler (``cli.progress``) leaves
+    warnings to this one.
+    """
+    from bioprune.cli.progress import ConsoleLogHandler
+
     logger = logging.getLogger("bioprune")
     handler = _ConsoleHandler(logging.WARNING)
+    plain = [h for h in logger.handlers if isinstance(h, ConsoleLogHandler)]
+    for h in plain:
+        h.addFilter(_below_warning)
     logger.addHandler(handler)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        for h in plain:
+            h.removeFilter(_below_warning)
+
+
+def _below_warning(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.WARNING
 
 
 def register(app: typer.Typer) -> None:

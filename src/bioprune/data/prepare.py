@@ -68,7 +68,7 @@ from bioprune.data.policy import (
 from bioprune.data.readers import Record, read_records
 from bioprune.errors import ConfigError, InputError
 
-logger = logging.getLogger("bioprune")
+logger = logging.getLogger("bioprune.data")
 
 __all__ = [
     "COUNT_KEYS",
@@ -541,7 +541,7 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
         ``allow_empty``; nothing is left at ``out``.
 
     Warnings (also returned as ``notes`` and stored in the manifest) go to the
-    ``bioprune`` logger: a protein corpus whose residues are more than
+    ``bioprune.data`` logger: a protein corpus whose residues are more than
     :data:`NUCLEIC_FRACTION` A/C/G/T/U.
     """
     from bioprune.data.corpus import CorpusWriter

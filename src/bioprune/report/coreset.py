@@ -35,7 +35,7 @@ from bioprune.report.figures import figure, save
 
 __all__ = ["inspect_coreset"]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.report")
 
 PLOT_LENGTHS = artifacts.INSPECT_LENGTHS
 PLOT_COMPOSITION = artifacts.INSPECT_COMPOSITION

@@ -44,7 +44,7 @@ __all__ = [
     "spearman",
 ]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.report")
 
 #: |Spearman(score, length)| above this earns a warning (inspect, study report).
 LENGTH_WARNING_RHO = 0.5

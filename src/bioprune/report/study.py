@@ -35,7 +35,7 @@ from bioprune.workflow.plan import FULL, FULL_EQUAL, RAW, StudyPlan, build_plan,
 
 __all__ = ["Cell", "TableRow", "beats", "build_table", "write_study_report"]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.report")
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
