@@ -39,6 +39,10 @@ def _same(a: Corpus, b: Corpus) -> None:
     assert a.checksum == b.checksum
     assert a.manifest["counts"] == b.manifest["counts"]
     assert a.read_columns(["sequence"]).equals(b.read_columns(["sequence"]))
+    for corpus in (a, b):
+        batches = list(corpus.iter_columns(["index", "id"], batch_size=2))
+        assert all(rb.num_rows <= 2 for rb in batches)
+        assert [x for rb in batches for x in rb.column(1).to_pylist()] == a.ids().tolist()
 
 
 @pytest.mark.parametrize(

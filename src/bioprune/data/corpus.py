@@ -243,6 +243,17 @@ class Corpus:
             return self._table.select(columns)
         return pq.read_table(self.sequences_path, columns=columns)
 
+    def iter_columns(self, columns: list[str], batch_size: int = 65_536):
+        """Columns of ``sequences.parquet`` as ``pyarrow.RecordBatch`` es in index order,
+        at most ``batch_size`` rows each (memory bounded; in memory or on disk alike)."""
+        if self._table is not None:
+            yield from self._table.select(columns).to_batches(max_chunksize=batch_size)
+            return
+        import pyarrow.parquet as pq
+
+        source = pq.ParquetFile(self.sequences_path)
+        yield from source.iter_batches(batch_size=batch_size, columns=columns)
+
     def ids(self) -> np.ndarray:
         """Every example's id as a NumPy object array (row i = example i)."""
         return self.read_columns(["id"]).column("id").to_numpy(zero_copy_only=False)
