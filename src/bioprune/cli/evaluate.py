@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from bioprune.cli.common import console
+
+if TYPE_CHECKING:
+    from bioprune.progress import ProgressEvent
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -88,35 +92,41 @@ def evaluate(
     and std, with the protocol and the checksums of the model and the data.
     """
     from bioprune import artifacts
-    from bioprune.evaluation.downstream import check_results_path, evaluate_model
+    from bioprune.evaluation.downstream import Task, check_results_path, evaluate
 
     seed_list = _parse_seeds(seeds)
     artifacts.check_output_dir(out, overwrite, inputs=(model, task))
     check_results_path(out)  # before training, not after
-    results = evaluate_model(
-        model,
-        task,
-        seeds=seed_list,
-        raw=raw,
-        protocol=protocol,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        weight_decay=weight_decay,
-        max_length=max_length,
-        device=device,
-        fmt=task_format,
-        decode=decode,
-        threshold=threshold,
-    )
-    artifacts.write_json(out, results)
+    with _StageProgress() as progress:
+        result = evaluate(
+            model,
+            Task.open(task, format=task_format),
+            seeds=seed_list,
+            raw=raw,
+            protocol=protocol,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            weight_decay=weight_decay,
+            max_length=max_length,
+            device=device,
+            decode=decode,
+            threshold=threshold,
+            progress=progress,
+        )
+    result.save(out)
+    _print_summary(result.results, f"{'raw ' if raw else ''}model {model}", seed_list)
+    console.print(f"wrote [bold]{out}[/]")
+
+
+def _print_summary(results: dict, model: str, seeds: list[int]) -> None:
+    """The task, protocol and each test split's metrics (headline first), as mean ± std."""
     t = results["task"]
     cropped = sum(s["cropped"] for s in t["splits"].values())
     console.print(
         f"[bold]{t['name']}[/] ({t['kind']}, "
         + (f"{t['benchmark']} layout, " if t.get("benchmark") else "")
-        + f"{results['protocol']['name']}, "
-        f"{'raw ' if raw else ''}model {model}), seeds {seed_list}"
+        + f"{results['protocol']['name']}, {model}), seeds {seeds}"
         + (
             f", {cropped} sequences cropped to {results['protocol']['max_length']}"
             if cropped
@@ -136,7 +146,59 @@ def evaluate(
         shown = ", ".join("none" if c is None else f"{c:.4g}" for c in cuts)
         how = results["runs"][0]["threshold"]["chosen_on"]
         console.print(f"  base-pair threshold per seed ({how}): {shown}")
-    console.print(f"wrote [bold]{out}[/]")
+
+
+class _StageProgress:
+    """Draws the library's progress events as before: per stage (an embedding pass, a
+    seed's training) a rich bar on a terminal, else plain ``evaluate ...`` lines."""
+
+    def __init__(self) -> None:
+        self._bars: Any = None
+        self._stage: str | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> _StageProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._close(*exc)
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.stage != self._stage:
+            self._close(None, None, None)
+            self._bars = _open_bars()
+            self._bars.__enter__()
+            self._task = self._bars.add_task(event.stage, total=event.total, status="")
+            self._stage = event.stage
+        self._bars.update(self._task, completed=event.done, status=event.message)
+
+    def _close(self, *exc: Any) -> None:
+        if self._bars is not None:
+            self._bars.__exit__(*exc)
+        self._bars, self._stage = None, None
+
+
+def _open_bars():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bioprune.progress import LineTasks
+
+    stderr = Console(stderr=True)
+    if not stderr.is_terminal:  # a log file: plain lines
+        return LineTasks(
+            lambda line: stderr.print(line, markup=False, highlight=False, soft_wrap=True),
+            prefix="evaluate ",
+        )
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=Console(stderr=True),
+        transient=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
