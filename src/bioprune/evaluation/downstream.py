@@ -251,58 +251,78 @@ def evaluate(
     scored at the best valid epoch and reported separately under ``test_metrics``;
     ``metrics`` holds the first (main) test split's.
     """
-    import torch
-
     _check_arguments(seeds, threshold)
     task = task if isinstance(task, Task) else Task.open(task)
-    spec = task.spec
+    target = _device(device)
+    m = _open_model(model, alphabet)
+    _check_alphabet(task.spec, m)
+    limit, model_limit = _length_limit(task.spec, m.module.config, max_length)
+    data = task.load(m.alphabet, limit)
+    headline, primary, larger = _choose_metrics(task.spec, data)
+    overrides = {"protocol": protocol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                 "weight_decay": weight_decay}  # fmt: skip
+    proto, sources = resolve_protocol(data.kind, m.alphabet.name, task.spec.options, overrides)
+    runner = Runner(data, proto, m.alphabet, m.module.config.hidden_size, target,
+                    _decoding(task.spec, decode), progress)  # fmt: skip
+    runner.primary, runner.larger, runner.fixed_threshold = primary, larger, threshold
+    # The benchmarks train their pair heads with plain binary cross-entropy.
+    setting = task.spec.options.get("pos_weight", 1.0 if data.benchmark else "balanced")
+    runner.pos_weight = get_kind(data.kind).pos_weight(data, setting)
+    per_seed = _run_seeds(runner, m, seeds, raw)
+    return EvaluationResult(
+        {
+            "task": _task_record(task, data),
+            "model": _model_record(m, raw, model_limit),
+            "protocol": _protocol_record(runner, limit, threshold, sources),
+            "primary_metric": {"name": primary, "larger_is_better": larger, "split": "valid"},
+            "headline_metrics": headline,
+            **_summaries(data, per_seed, seeds),
+            **artifacts.provenance(command="evaluate"),
+        }
+    )
+
+
+def _device(device: str | None):
+    """The torch device (default CUDA when available, else CPU)."""
+    import torch
+
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if target.type == "cuda":  # deterministic CUDA matmuls need this before the first call
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    m = _open_model(model, alphabet)
-    where = m.path if m.path is not None else "(in memory)"
+    return target
+
+
+def _check_alphabet(spec: TaskSpec, m: _Model) -> None:
     if spec.alphabet is not None and spec.alphabet != m.alphabet.name:
+        where = m.path if m.path is not None else "(in memory)"
         raise ValueError(
             f"task {spec.name} ({spec.yaml_path}) holds {spec.alphabet} sequences but model "
             f"{where} uses the {m.alphabet.name} alphabet"
         )
-    limit, model_limit = _length_limit(spec, m.module.config, max_length)
-    data = task.load(m.alphabet, limit)
-    headline, primary, larger = _choose_metrics(spec, data)
-    overrides = {"protocol": protocol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-                 "weight_decay": weight_decay}  # fmt: skip
-    proto, sources = resolve_protocol(data.kind, m.alphabet.name, spec.options, overrides)
-    decoding = Decoding(
+
+
+def _decoding(spec: TaskSpec, decode: bool) -> Decoding:
+    return Decoding(
         one_partner=decode or bool(spec.options.get("one_partner_per_base", False)),
         min_loop=MIN_LOOP if decode else 0,
         canonical=decode,
     )
-    runner = Runner(data, proto, m.alphabet, m.module.config.hidden_size, target, decoding,
-                    progress)  # fmt: skip
-    runner.primary, runner.larger, runner.fixed_threshold = primary, larger, threshold
-    # The benchmarks train their pair heads with plain binary cross-entropy.
-    setting = spec.options.get("pos_weight", 1.0 if data.benchmark else "balanced")
-    runner.pos_weight = get_kind(data.kind).pos_weight(data, setting)
-    per_seed = _run_seeds(runner, m, seeds, raw)
-    results = {
-        "task": _task_record(task, data),
-        "model": _model_record(m, raw, model_limit),
-        "protocol": {
-            **proto.to_dict(),
-            "max_length": limit,
-            "one_partner_per_base": decoding.one_partner,
-            "decoding": get_kind(data.kind).decoding_record(decoding),
-            "threshold": get_kind(data.kind).threshold_setting(threshold),
-            "pos_weight": runner.pos_weight,
-            "sources": sources,
-            "device": str(target),
-        },
-        "primary_metric": {"name": primary, "larger_is_better": larger, "split": "valid"},
-        "headline_metrics": headline,
-        **_summaries(data, per_seed, seeds),
-        **artifacts.provenance(command="evaluate"),
+
+
+def _protocol_record(
+    runner: Runner, limit: int, threshold: float | None, sources: dict[str, str]
+) -> dict[str, Any]:
+    kind = runner.task_kind
+    return {
+        **runner.proto.to_dict(),
+        "max_length": limit,
+        "one_partner_per_base": runner.decoding.one_partner,
+        "decoding": kind.decoding_record(runner.decoding),
+        "threshold": kind.threshold_setting(threshold),
+        "pos_weight": runner.pos_weight,
+        "sources": sources,
+        "device": str(runner.device),
     }
-    return EvaluationResult(results)
 
 
 def _run_seeds(runner: Runner, m: _Model, seeds: Sequence[int], raw: bool) -> list[dict]:

@@ -16,7 +16,7 @@ import difflib
 import io
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -298,6 +298,55 @@ def _inside(
     return resolved
 
 
+def _split_files(
+    path: Path, base: Path, yaml_path: Path | None, options: dict[str, Any]
+) -> dict[str, Path]:
+    """Each split's file (``train``, ``valid``, then every test split), taking the names
+    task.yaml gives out of ``options``; each must exist inside the task directory."""
+    tests = options.get("test")
+    named = {s: options.pop(s, f"{s}.csv") for s in ("train", "valid")}
+    if isinstance(tests, dict):
+        options.pop("test")
+        named.update(tests)
+    else:
+        named["test"] = options.pop("test", "test.csv")
+    files = {}
+    for split, file in named.items():
+        f = _inside(base.resolve(), str(file), yaml_path or path, f"{split} split")
+        if not f.is_file():
+            where = f"named in {yaml_path}" if yaml_path and path.is_file() else f"in {base}"
+            other = (
+                ""
+                if yaml_path
+                else (
+                    "; nor is it a benchmark layout bioprune recognises (BEACON val.csv or "
+                    "bpRNA.csv, PEER/TAPE *.lmdb, a PrismNet .tsv)"
+                )
+            )
+            raise FileNotFoundError(f"task {path}: {split} split {f} not found ({where}){other}")
+        files[split] = f
+    return files
+
+
+def _headline_metrics(yaml_path: Path | None, headline: Any, kind: str | None) -> list[str] | None:
+    """task.yaml's ``metrics:`` as a list, checked against the kind's metrics when known."""
+    if headline is None:
+        return None
+    if isinstance(headline, str):
+        headline = [headline]
+    if not isinstance(headline, list) or not all(isinstance(m, str) for m in headline):
+        raise TaskFileError(yaml_path, "metrics must be a list of metric names")
+    if kind is not None:
+        unknown = [m for m in headline if m not in KIND_METRICS[kind]]
+        if unknown:
+            raise TaskFileError(
+                yaml_path,
+                f"metric(s) {unknown} are not computed for a {kind} task; "
+                f"choose among {list(KIND_METRICS[kind])}",
+            )
+    return headline
+
+
 def load_task_spec(path: str | Path, fmt: str | None = None) -> TaskSpec:
     """Resolve a task directory or task YAML into a :class:`TaskSpec`.
 
@@ -325,49 +374,14 @@ def load_task_spec(path: str | Path, fmt: str | None = None) -> TaskSpec:
     options: dict[str, Any] = {}
     if yaml_path is not None:
         options = _check_options(yaml_path, _read_yaml(yaml_path))
-    tests = options.get("test")
-    named = {s: options.pop(s, f"{s}.csv") for s in ("train", "valid")}
-    if isinstance(tests, dict):
-        options.pop("test")
-        named.update(tests)
-    else:
-        named["test"] = options.pop("test", "test.csv")
-    files = {}
-    for split, file in named.items():
-        name = str(file)
-        f = _inside(root, name, yaml_path or path, f"{split} split")
-        if not f.is_file():
-            where = f"named in {yaml_path}" if yaml_path and path.is_file() else f"in {base}"
-            other = (
-                ""
-                if yaml_path
-                else (
-                    "; nor is it a benchmark layout bioprune recognises (BEACON val.csv or "
-                    "bpRNA.csv, PEER/TAPE *.lmdb, a PrismNet .tsv)"
-                )
-            )
-            raise FileNotFoundError(f"task {path}: {split} split {f} not found ({where}){other}")
-        files[split] = f
+    files = _split_files(path, base, yaml_path, options)
     kind = options.pop("kind", None)
     name = str(options.pop("name", path.stem if path.is_file() else path.name))
     for informational in ("description", "source"):
         options.pop(informational, None)
     alphabet = options.pop("alphabet", None)
     benchmark = options.pop("benchmark", None)
-    headline = options.pop("metrics", None)
-    if headline is not None:
-        if isinstance(headline, str):
-            headline = [headline]
-        if not isinstance(headline, list) or not all(isinstance(m, str) for m in headline):
-            raise TaskFileError(yaml_path, "metrics must be a list of metric names")
-        if kind is not None:
-            unknown = [m for m in headline if m not in KIND_METRICS[kind]]
-            if unknown:
-                raise TaskFileError(
-                    yaml_path,
-                    f"metric(s) {unknown} are not computed for a {kind} task; "
-                    f"choose among {list(KIND_METRICS[kind])}",
-                )
+    headline = _headline_metrics(yaml_path, options.pop("metrics", None), kind)
     return TaskSpec(
         name=name,
         files=files,
@@ -429,26 +443,33 @@ def _decode_text(path: Path) -> str:
         ) from None
 
 
-def _read_csv(path: Path, root: Path | None = None) -> _Table:
-    """Parse a task CSV strictly: every row has the header's field count, quotes close on
-    their line, the header names task columns; errors name the file and line."""
+def csv_records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """``(first line, last line, fields)`` of every record of a UTF-8 CSV, parsed strictly;
+    a malformed record is a :class:`TaskFileError` naming its line."""
     reader = csv.reader(io.StringIO(_decode_text(path), newline=""), strict=True)
-    records: list[tuple[int, list[str]]] = []
     while True:
         start = reader.line_num + 1
         try:
             record = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
             reason = str(exc)
             if "unexpected end of data" in reason:
                 reason = "a quote opened on this line is never closed"
             raise TaskFileError(path, f"malformed CSV: {reason}", start) from None
-        if reader.line_num != start and any("\n" in v or "\r" in v for v in record):
+        yield start, reader.line_num, record
+
+
+def _read_csv(path: Path, root: Path | None = None) -> _Table:
+    """Parse a task CSV strictly: every row has the header's field count, quotes close on
+    their line, the header names task columns; errors name the file and line."""
+    records: list[tuple[int, list[str]]] = []
+    for start, end, record in csv_records(path):
+        if end != start and any("\n" in v or "\r" in v for v in record):
             raise TaskFileError(
                 path,
-                f"a quoted field runs over lines {start}-{reader.line_num}: an unclosed quote? "
+                f"a quoted field runs over lines {start}-{end}: an unclosed quote? "
                 "(task fields hold no line breaks)",
                 start,
             )
@@ -727,6 +748,17 @@ def read_sequence_level(
     return Split(table.path.stem, table.path, tokens, arr, tokens_b if two else None, cropped)
 
 
+def _check_length(
+    table: _Table, k: int, column: str, value: str, n: int, unit: str = "characters", note=""
+) -> None:
+    """Row ``k``'s ``column`` holds one character per residue of its ``n``-residue sequence."""
+    if len(value) != n:
+        raise ValueError(
+            f"{table.at(k)}: {column} has {len(value)} {unit} but the sequence has {n} "
+            f"residues{note}"
+        )
+
+
 def read_tags(table: _Table, alphabet: Alphabet, max_length: int, classes) -> Split:
     """One tag per residue (``tags``; ``valid_mask`` 0 marks a residue that does not count)."""
     tokens, targets, cropped = [], [], 0
@@ -734,17 +766,9 @@ def read_tags(table: _Table, alphabet: Alphabet, max_length: int, classes) -> Sp
     for k, row in enumerate(table.rows):
         toks = _tokens(table, k, alphabet)
         tags = row["tags"]
-        if len(tags) != len(toks):
-            raise ValueError(
-                f"{table.at(k)}: tags has {len(tags)} characters but the "
-                f"sequence has {len(toks)} residues (one tag per residue)"
-            )
+        _check_length(table, k, "tags", tags, len(toks), note=" (one tag per residue)")
         mask = row.get("valid_mask", "1" * len(tags))
-        if len(mask) != len(tags):
-            raise ValueError(
-                f"{table.at(k)}: valid_mask has {len(mask)} entries but the sequence has "
-                f"{len(toks)} residues"
-            )
+        _check_length(table, k, "valid_mask", mask, len(toks), unit="entries")
         for pos, (c, m) in enumerate(zip(tags, mask, strict=True)):
             if m == "1" and c not in index:
                 raise unseen(table, k, f"tag at position {pos + 1}", c, classes)
@@ -767,11 +791,7 @@ def read_structures(table: _Table, alphabet: Alphabet, max_length: int) -> Split
         if "structure" in row and row.get("structure"):
             toks = _tokens(table, k, alphabet)
             structure = row["structure"]
-            if len(structure) != len(toks):
-                raise ValueError(
-                    f"{where}: structure has {len(structure)} characters but the sequence has "
-                    f"{len(toks)} residues"
-                )
+            _check_length(table, k, "structure", structure, len(toks))
             try:
                 pairs = parse_dot_bracket(structure)
             except ValueError as exc:
