@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Optional
 
 import typer
 
 from bioprune.cli.common import console
-
-if TYPE_CHECKING:
-    from bioprune.progress import ProgressEvent
+from bioprune.cli.options import option, with_options
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -37,54 +36,58 @@ def format_summary(m: dict) -> str:
     return f"{m['mean']:.4f} ± {m['std']:.4f} (n={n})"
 
 
-def evaluate(
-    model: Path = typer.Option(..., "--model", help="Model directory (bioprune init/pretrain)."),
-    task: Path = typer.Option(
-        ...,
-        "--task",
-        help="Task directory with train.csv, valid.csv, test.csv [+ task.yaml], a task YAML, "
-        "or a benchmark task as distributed (BEACON, PEER/TAPE LMDB, PrismNet TSV; "
-        "see docs/evaluation.md).",
-    ),
-    task_format: str = typer.Option(
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """The options of ``bioprune evaluate`` (defaults ``None``: task.yaml's, else the
+    kind's, see :func:`bioprune.evaluation.evaluate`)."""
+
+    model: Path = field(metadata={"help": "Model directory (bioprune init/pretrain)."})
+    task: Path = field(
+        metadata={
+            "help": "Task directory with train.csv, valid.csv, test.csv [+ task.yaml], a task "
+            "YAML, or a benchmark task as distributed (BEACON, PEER/TAPE LMDB, PrismNet TSV; "
+            "see docs/evaluation.md)."
+        }
+    )
+    task_format: Optional[str] = option(
         None,
-        "--format",
+        flag="--format",
         help="The task's layout when it is ambiguous: beacon, peer, tape, prismnet or "
         "bioprune (default: recognised from its files).",
-    ),
-    out: Path = typer.Option(..., "--out", help="RESULTS.json to write."),
-    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated training seeds."),
-    raw: bool = typer.Option(
-        False, "--raw", help="Evaluate an untrained model of the same architecture (Raw baseline)."
-    ),
-    protocol: str = typer.Option(
+    )
+    out: Path = field(kw_only=True, metadata={"help": "RESULTS.json to write."})
+    seeds: str = option("0,1,2", help="Comma-separated training seeds.")
+    raw: bool = option(
+        False, help="Evaluate an untrained model of the same architecture (Raw baseline)."
+    )
+    protocol: Optional[str] = option(
         None,
-        "--protocol",
         help="finetune-linear, finetune-mlp, frozen-linear or frozen-mlp "
         "(default: per task kind, see docs/evaluation.md).",
-    ),
-    epochs: int = typer.Option(None, "--epochs", help="Training epochs (overrides task.yaml)."),
-    lr: float = typer.Option(None, "--lr", help="AdamW learning rate (overrides task.yaml)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Examples per batch."),
-    weight_decay: float = typer.Option(None, "--weight-decay", help="AdamW weight decay (0.01)."),
-    max_length: int = typer.Option(
-        None, "--max-length", help="Crop sequences to this many residues (default: the model's)."
-    ),
-    device: str = typer.Option(None, "--device", help="torch device (default: cuda if present)."),
-    decode: bool = typer.Option(
+    )
+    epochs: Optional[int] = option(None, help="Training epochs (overrides task.yaml).")
+    lr: Optional[float] = option(None, help="AdamW learning rate (overrides task.yaml).")
+    batch_size: Optional[int] = option(None, help="Examples per batch.")
+    weight_decay: Optional[float] = option(None, help="AdamW weight decay (0.01).")
+    max_length: Optional[int] = option(
+        None, help="Crop sequences to this many residues (default: the model's)."
+    )
+    device: Optional[str] = option(None, help="torch device (default: cuda if present).")
+    decode: bool = option(
         False,
-        "--decode",
         help="Base pairs: structure decoding before scoring (one partner per base, hairpin "
         "loops of at least 3 bases, Watson-Crick and G-U pairs only).",
-    ),
-    threshold: float = typer.Option(
+    )
+    threshold: Optional[float] = option(
         None,
-        "--threshold",
         help="Base pairs: fixed decision probability (default: chosen on the valid split, "
         "recorded in OUT).",
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
-) -> None:
+    )
+    overwrite: bool = option(False, help="Replace an existing OUT.")
+
+
+@with_options
+def evaluate(opts: EvaluateOptions) -> None:
     """Downstream evaluation (method.md section 6): train a task head per seed, report test.
 
     The head (and, with a finetune protocol, the encoder) is trained once per
@@ -92,31 +95,29 @@ def evaluate(
     and std, with the protocol and the checksums of the model and the data.
     """
     from bioprune import artifacts
+    from bioprune.cli.progress import rich_progress
     from bioprune.evaluation.downstream import Task, check_results_path, evaluate
 
-    seed_list = _parse_seeds(seeds)
-    artifacts.check_output_dir(out, overwrite, inputs=(model, task))
-    check_results_path(out)  # before training, not after
-    with _StageProgress() as progress:
+    seed_list = _parse_seeds(opts.seeds)
+    artifacts.check_output_dir(opts.out, opts.overwrite, inputs=(opts.model, opts.task))
+    check_results_path(opts.out)  # before training, not after
+    with rich_progress(console, title="evaluate") as progress:
         result = evaluate(
-            model,
-            Task.open(task, format=task_format),
+            opts.model,
+            Task.open(opts.task, format=opts.task_format),
             seeds=seed_list,
-            raw=raw,
-            protocol=protocol,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            weight_decay=weight_decay,
-            max_length=max_length,
-            device=device,
-            decode=decode,
-            threshold=threshold,
+            **{name: getattr(opts, name) for name in _PASSED_ON},
             progress=progress,
         )
-    result.save(out)
-    _print_summary(result.results, f"{'raw ' if raw else ''}model {model}", seed_list)
-    console.print(f"wrote [bold]{out}[/]")
+    result.save(opts.out)
+    model = f"{'raw ' if opts.raw else ''}model {opts.model}"
+    _print_summary(result.results, model, seed_list)
+    console.print(f"wrote [bold]{opts.out}[/]")
+
+
+#: The options handed to :func:`bioprune.evaluation.evaluate` as they are.
+_PASSED_ON = ("raw", "protocol", "epochs", "lr", "batch_size", "weight_decay", "max_length",
+              "device", "decode", "threshold")  # fmt: skip
 
 
 def _print_summary(results: dict, model: str, seeds: list[int]) -> None:
@@ -146,59 +147,6 @@ def _print_summary(results: dict, model: str, seeds: list[int]) -> None:
         shown = ", ".join("none" if c is None else f"{c:.4g}" for c in cuts)
         how = results["runs"][0]["threshold"]["chosen_on"]
         console.print(f"  base-pair threshold per seed ({how}): {shown}")
-
-
-class _StageProgress:
-    """Draws the library's progress events as before: per stage (an embedding pass, a
-    seed's training) a rich bar on a terminal, else plain ``evaluate ...`` lines."""
-
-    def __init__(self) -> None:
-        self._bars: Any = None
-        self._stage: str | None = None
-        self._task: Any = None
-
-    def __enter__(self) -> _StageProgress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._close(*exc)
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if event.stage != self._stage:
-            self._close(None, None, None)
-            self._bars = _open_bars()
-            self._bars.__enter__()
-            self._task = self._bars.add_task(event.stage, total=event.total, status="")
-            self._stage = event.stage
-        self._bars.update(self._task, completed=event.done, status=event.message)
-
-    def _close(self, *exc: Any) -> None:
-        if self._bars is not None:
-            self._bars.__exit__(*exc)
-        self._bars, self._stage = None, None
-
-
-def _open_bars():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from bioprune.progress import LineTasks
-
-    stderr = Console(stderr=True)
-    if not stderr.is_terminal:  # a log file: plain lines
-        return LineTasks(
-            lambda line: stderr.print(line, markup=False, highlight=False, soft_wrap=True),
-            prefix="evaluate ",
-        )
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=Console(stderr=True),
-        transient=False,
-    )
 
 
 def register(app: typer.Typer) -> None:

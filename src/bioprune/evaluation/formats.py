@@ -259,16 +259,19 @@ def _two_columns(path: Path, records: list, files: str, columns: str) -> TaskFil
     )
 
 
+def _width_error(path: Path, line: int, reason: str) -> TaskFileError:
+    """A row with the wrong number of fields, at ``line`` of ``path``."""
+    return TaskFileError(path, reason, line)
+
+
 def _check_width(path: Path, records: list[tuple[int, list[str]]], what: str) -> None:
     header = records[0][1]
     for line, record in records[1:]:
         if len(record) != len(header):
-            raise TaskFileError(
-                path,
-                f"{len(record)} field(s) but the header has {len(header)} ({', '.join(header)}); "
-                f"BEACON's {what} rows have exactly {len(header)}",
-                line,
-            )
+            raise _width_error(
+                path, line, f"{len(record)} field(s) but the header has {len(header)} ("
+                f"{', '.join(header)}); BEACON's {what} rows have exactly {len(header)}",
+            )  # fmt: skip
 
 
 def _beacon_csv(spec: TaskSpec, split: str) -> _Table:
@@ -617,12 +620,10 @@ def _prismnet_table(tsv: Path) -> _Table:
         if line == 1 and fields[0].strip() == "Type":
             continue  # the header line (PrismNet's reader drops it too)
         if len(fields) != len(PRISMNET_COLUMNS):
-            raise TaskFileError(
-                tsv,
-                f"{len(fields)} tab-separated field(s); PrismNet's TSV rows have "
+            raise _width_error(
+                tsv, line, f"{len(fields)} tab-separated field(s); PrismNet's TSV rows have "
                 f"{len(PRISMNET_COLUMNS)} ({', '.join(PRISMNET_COLUMNS)})",
-                line,
-            )
+            )  # fmt: skip
         label = fields[5].strip()
         try:
             value = float(label)

@@ -146,6 +146,7 @@ class Runner:
         bs = self.proto.batch_size
         total = sum(math.ceil(len(s) / bs) for s in self.data.splits.values())
         done = 0
+        self._report(description, 0, total)  # opens the stage
         with torch.no_grad():
             for name, split in self.data.splits.items():
                 out: list = [None] * len(split)
@@ -277,6 +278,7 @@ class Runner:
 
         best: dict[str, Any] | None = None
         history: list[dict[str, Any]] = []
+        self._report(stage, 0, total)  # opens the stage
         for epoch in range(1, epochs + 1):
             order = rng.permutation(len(self.data.splits["train"]))
             train_loss = self._train_epoch(state, order, report)
