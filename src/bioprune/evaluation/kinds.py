@@ -65,7 +65,7 @@ class Standardizer:
 
 
 class Fit(Protocol):
-    """What a kind reads from the training run it serves (``downstream._Runner``)."""
+    """What a kind reads from the run it serves (:class:`bioprune.evaluation.runner.Runner`)."""
 
     device: Any
     scale: Standardizer
@@ -74,6 +74,7 @@ class Fit(Protocol):
     fixed_threshold: float | None
     decoding: Any
     alphabet: Any
+    allowed: dict[str, list[np.ndarray]]  # canonical-pair masks per split, filled lazily
 
 
 class TaskKind:
@@ -360,6 +361,12 @@ class _PairKind(TaskKind):
     def default_protocol(self, alphabet):
         return dict(_FROZEN_SHORT)
 
+    def read(self, table, alphabet, max_length, classes):
+        """An (L, L) ``.npy`` map per row, named in the column called like the kind."""
+        from bioprune.evaluation.tasks import read_maps
+
+        return read_maps(table, alphabet, max_length, self.name)
+
     def make_head(self, dim, classes, mlp):
         from bioprune.evaluation.heads import PairwiseHead
 
@@ -435,15 +442,6 @@ class _PairKind(TaskKind):
         upper = target[np.triu_indices(len(target), k=1)]
         known = upper[np.isfinite(upper) & (upper >= 0)]
         return int((known > 0).sum()), known.size
-
-
-def _read_maps(kind: TaskKind):
-    def read(table, alphabet, max_length, classes):
-        from bioprune.evaluation.tasks import read_maps
-
-        return read_maps(table, alphabet, max_length, kind.name)
-
-    return read
 
 
 class SecondaryStructure(_PairKind):
@@ -547,9 +545,6 @@ class ContactMap(_PairKind):
     metrics = (*_CONTACT, "scored_sequences", *(f"{m}_beacon" for m in _CONTACT))
     primary = ("precision_L", True)
 
-    def read(self, table, alphabet, max_length, classes):
-        return _read_maps(self)(table, alphabet, max_length, classes)
-
     def cell_values(self, fit, arr):
         return (arr > 0).float()
 
@@ -575,9 +570,6 @@ class DistanceMap(_PairKind):
     columns = ("sequence", "distance_map")
     metrics = ("r2", "spearman", "mae", "mse", "r2_beacon", "mse_beacon")
     primary = ("mse", False)
-
-    def read(self, table, alphabet, max_length, classes):
-        return _read_maps(self)(table, alphabet, max_length, classes)
 
     def fit_scale(self, train):
         # unknown cells (negative, as BEACON's -1) take no part in the scale
