@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from bioprune.cli.common import console
 from bioprune.cli.options import option, with_options
+
+if TYPE_CHECKING:
+    from bioprune.progress import ProgressCallback, ProgressEvent
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -95,13 +100,12 @@ def evaluate(opts: EvaluateOptions) -> None:
     and std, with the protocol and the checksums of the model and the data.
     """
     from bioprune import artifacts
-    from bioprune.cli.progress import rich_progress
     from bioprune.evaluation.downstream import Task, check_results_path, evaluate
 
     seed_list = _parse_seeds(opts.seeds)
     artifacts.check_output_dir(opts.out, opts.overwrite, inputs=(opts.model, opts.task))
     check_results_path(opts.out)  # before training, not after
-    with rich_progress(console, title="evaluate") as progress:
+    with _stage_by_stage() as progress:
         result = evaluate(
             opts.model,
             Task.open(opts.task, format=opts.task_format),
@@ -118,6 +122,26 @@ def evaluate(opts: EvaluateOptions) -> None:
 #: The options handed to :func:`bioprune.evaluation.evaluate` as they are.
 _PASSED_ON = ("raw", "protocol", "epochs", "lr", "batch_size", "weight_decay", "max_length",
               "device", "decode", "threshold")  # fmt: skip
+
+
+@contextmanager
+def _stage_by_stage() -> Iterator[ProgressCallback]:
+    """The CLI's progress drawing (:func:`bioprune.cli.progress.rich_progress`), one block
+    per stage, closed when the next stage opens: each stage's last line is written before
+    the next stage's first, as ``evaluate`` always logged them."""
+    from bioprune.cli.progress import rich_progress
+
+    stack, current = ExitStack(), {}
+
+    def draw(event: ProgressEvent) -> None:
+        if event.stage != current.get("stage"):
+            stack.close()
+            current["stage"] = event.stage
+            current["draw"] = stack.enter_context(rich_progress(console, title="evaluate"))
+        current["draw"](event)
+
+    with stack:
+        yield draw
 
 
 def _print_summary(results: dict, model: str, seeds: list[int]) -> None:

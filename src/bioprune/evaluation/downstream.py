@@ -344,7 +344,7 @@ def _run_seeds(runner: Runner, m: _Model, seeds: Sequence[int], raw: bool) -> li
             else:
                 encoder = copy.deepcopy(m.module.esm) if not frozen else None
             per_seed.append(runner.run_seed(seed, encoder, shared_cache))
-            logger.info("seed %d: best valid epoch %d", seed, per_seed[-1]["best_epoch"])
+            logger.debug("seed %d: best valid epoch %d", seed, per_seed[-1]["best_epoch"])
     finally:
         torch.use_deterministic_algorithms(deterministic)
     return per_seed
