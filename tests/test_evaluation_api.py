@@ -174,3 +174,25 @@ def test_arguments_are_checked_by_name(cls_task, rna_model):
         evaluate(object(), cls_task)
     with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'"):
         evaluate(rna_model, cls_task, epoch=3)  # type: ignore[call-arg]
+
+
+def test_cli_progress_lines_close_each_stage_before_the_next(
+    tmp_path, rna_model, cls_task, monkeypatch, capsys
+):
+    """In a log (not a terminal) each stage writes its first line and, on closing, its last,
+    before the next stage begins: embedding, then seed 0, then seed 1."""
+    code, err = run_cli("evaluate", "--model", rna_model, "--task", cls_task,
+                        "--out", tmp_path / "R.json", "--seeds", "0,1", "--epochs", "1",
+                        "--batch-size", "8", "--protocol", "frozen-mlp",
+                        monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("evaluate ")]
+    stages = [line.split(":")[0] for line in lines]
+    assert (
+        stages
+        == ["evaluate embedding (frozen encoder)"] * 2
+        + ["evaluate seed 0"] * 2
+        + ["evaluate seed 1"] * 2
+    ), err
+    assert "step 6/6 (100.0%)" in lines[1] and "step 2/2 (100.0%)" in lines[3]
+    assert "epoch 1: valid accuracy" in lines[5]

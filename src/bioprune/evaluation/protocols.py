@@ -107,10 +107,12 @@ class Protocol:
 
     @property
     def frozen(self) -> bool:
+        """The encoder is kept fixed: its outputs are computed once and cached."""
         return self.name.startswith("frozen")
 
     @property
     def mlp_head(self) -> bool:
+        """The head is a 2-layer MLP (else one linear layer)."""
         return self.name.endswith("mlp")
 
     def to_dict(self) -> dict[str, Any]:
