@@ -141,9 +141,13 @@ def test_library_call_prints_nothing_and_reports_progress(cls_task, rna_model, c
     before = {k: v.clone() for k, v in model.state_dict().items()}
     events = []
     capfd.readouterr()
+    stream = torch.random.get_rng_state()
     result = evaluate(model, cls_task, protocol="finetune-linear", progress=events.append, **FAST)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+    # torch's global random stream is the caller's again (the runs seed their own)
+    assert torch.equal(torch.random.get_rng_state(), stream)
+    assert not torch.are_deterministic_algorithms_enabled()
     assert result.results["model"]["path"] is None and result.results["model"]["alphabet"] == "rna"
     # the caller's model is not trained: its encoder was copied
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

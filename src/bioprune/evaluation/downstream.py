@@ -326,27 +326,34 @@ def _protocol_record(
 
 
 def _run_seeds(runner: Runner, m: _Model, seeds: Sequence[int], raw: bool) -> list[dict]:
-    """One training run per seed, with deterministic algorithms (restored after)."""
+    """One training run per seed, with deterministic algorithms; torch's global random
+    streams (seeded per run) and the deterministic setting are the caller's again after."""
     import torch
 
-    frozen = runner.proto.frozen
+    cuda = [runner.device.index or 0] if runner.device.type == "cuda" else []
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        shared_cache = None
-        if frozen and not raw:
-            encoder = m.module.esm if m.owned else copy.deepcopy(m.module.esm)
-            shared_cache = runner.embed_all(encoder.to(runner.device), "embedding (frozen encoder)")
-        per_seed = []
-        for seed in seeds:
-            if raw:
-                encoder = _raw_encoder(m.module.config, seed)
-            else:
-                encoder = copy.deepcopy(m.module.esm) if not frozen else None
-            per_seed.append(runner.run_seed(seed, encoder, shared_cache))
-            logger.debug("seed %d: best valid epoch %d", seed, per_seed[-1]["best_epoch"])
+        with torch.random.fork_rng(devices=cuda):
+            return _train_seeds(runner, m, seeds, raw)
     finally:
         torch.use_deterministic_algorithms(deterministic)
+
+
+def _train_seeds(runner: Runner, m: _Model, seeds: Sequence[int], raw: bool) -> list[dict]:
+    frozen = runner.proto.frozen
+    shared_cache = None
+    if frozen and not raw:
+        encoder = m.module.esm if m.owned else copy.deepcopy(m.module.esm)
+        shared_cache = runner.embed_all(encoder.to(runner.device), "embedding (frozen encoder)")
+    per_seed = []
+    for seed in seeds:
+        if raw:
+            encoder = _raw_encoder(m.module.config, seed)
+        else:
+            encoder = copy.deepcopy(m.module.esm) if not frozen else None
+        per_seed.append(runner.run_seed(seed, encoder, shared_cache))
+        logger.debug("seed %d: best valid epoch %d", seed, per_seed[-1]["best_epoch"])
     return per_seed
 
 
