@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -90,6 +91,7 @@ class TaskKind:
     two_sequences : each example is two sequences (their pooled vectors concatenated).
     rna_protocol : the default protocol for an RNA model (protein: frozen MLP, 50 epochs).
     tunes_threshold : a decision threshold is chosen on the valid split after each epoch.
+    definitions : metric definitions particular to the kind, for RESULTS.json.
     """
 
     name: str = ""
@@ -100,6 +102,8 @@ class TaskKind:
     two_sequences: bool = False
     rna_protocol: Mapping[str, Any] = _FINETUNE
     tunes_threshold: bool = False
+    #: metric definitions that differ for this kind (others: ``metrics.DEFINITIONS``)
+    definitions: Mapping[str, str] = MappingProxyType({})
 
     # ---- reading -------------------------------------------------------------------
     def read(self, table: _Table, alphabet, max_length: int, classes) -> Split:
@@ -454,6 +458,10 @@ class SecondaryStructure(_PairKind):
                "f1_beacon")  # fmt: skip
     primary = ("f1", True)
     tunes_threshold = True
+    definitions = MappingProxyType(
+        {"mcc": "base pairs: per-sequence MCC over the L(L-1)/2 upper-triangle cells, "
+         "averaged over sequences"}
+    )  # fmt: skip
 
     def read(self, table, alphabet, max_length, classes):
         from bioprune.evaluation.tasks import read_pair_matrices, read_structures
