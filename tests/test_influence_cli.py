@@ -237,7 +237,7 @@ TWO_STAGES = """
 import sys
 import torch.distributed as dist
 from bioprune.cli.main import app
-from bioprune.influence.distributed import process_group_timeout
+from bioprune.runtime import process_group_timeout
 dist.init_process_group("gloo", timeout=process_group_timeout())
 args = sys.argv[1:]
 cut = args.index("--then")
@@ -395,16 +395,15 @@ def test_large_subsets_go_to_a_sidecar(tmp_path):
 
 
 STUCK_RENDEZVOUS = """
-import torch
-from bioprune.influence.distributed import init_distributed
-init_distributed(torch.device("cpu"))
+from bioprune.runtime import start_process
+start_process("cpu")
 """
 
 
 def test_stuck_rendezvous_fails_instead_of_hanging(tmp_path, monkeypatch):
     import socket
 
-    from bioprune.influence.distributed import process_group_timeout
+    from bioprune.runtime import process_group_timeout
 
     monkeypatch.setenv("BIOPRUNE_DIST_TIMEOUT_S", "0")
     with pytest.raises(ValueError, match="BIOPRUNE_DIST_TIMEOUT_S"):

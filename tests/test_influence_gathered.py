@@ -18,7 +18,12 @@ from bioprune.data.batching import collate_masked
 from bioprune.data.corpus import write_corpus
 from bioprune.data.masking import mask_draw
 from bioprune.influence.engine import MLMGradientRunner, encoder_at_selected
-from bioprune.influence.hooks import PerExampleGradients, gathered_module_names
+from bioprune.influence.hooks import (
+    FisherReduction,
+    PerExampleGradients,
+    SelfInfluenceReduction,
+    gathered_module_names,
+)
 from bioprune.influence.params import select_parameters
 from tests.conftest import random_sequences
 from tests.test_influence_exact import rel_err, small_model
@@ -64,7 +69,10 @@ ALL = sorted(i for b in BATCHES for i in b)
 def run(model, corpus, names, *, gather: bool, mode: str, weights=None, draws: int = 2):
     """Fisher totals or scores and losses of BATCHES, through one path."""
     tracker = PerExampleGradients(
-        model, names, mode=mode, weights=weights, gather_last_layer=gather
+        model,
+        names,
+        reduction=SelfInfluenceReduction(weights) if mode == "score" else FisherReduction(),
+        gather_last_layer=gather,
     )
     scores, losses = {}, {}
     with tracker:
@@ -79,10 +87,10 @@ def run(model, corpus, names, *, gather: bool, mode: str, weights=None, draws: i
                 if mode == "score":
                     scores[i] = res.score[j]
             if mode == "fisher":
-                tracker.commit()
+                tracker.reduction.commit()
         fired = set(tracker.fired)
     if mode == "fisher":
-        return {n: t.clone() for n, t in tracker.totals.items()}, losses, fired
+        return {n: t.clone() for n, t in tracker.reduction.totals.items()}, losses, fired
     return scores, losses, fired
 
 
@@ -92,7 +100,9 @@ def test_gathered_last_layer_equals_plain_path(corpus, kind, spec):
     pattern = r"esm\.embeddings\.word_embeddings\.weight" if spec == "word_emb" else spec
     names = select_parameters(model, pattern).names
     assert names
-    f_plain, l_plain, fired_plain = run(model, corpus, names, gather=False, mode="fisher")
+    f_plain, l_plain, fired_plain = run(
+        model, corpus, names, gather=False, reduction=FisherReduction()
+    )
     f_gath, l_gath, fired_gath = run(model, corpus, names, gather=True, mode="fisher")
     assert fired_gath == fired_plain == set(names)
     bad = {n: rel_err(f_gath[n], f_plain[n]) for n in names}
@@ -100,7 +110,9 @@ def test_gathered_last_layer_equals_plain_path(corpus, kind, spec):
     np.testing.assert_allclose([l_gath[i] for i in ALL], [l_plain[i] for i in ALL], rtol=1e-6)
 
     weights = {n: (1.0 / (f.double() + 1e-3 * float(f.mean()))).float() for n, f in f_plain.items()}
-    s_plain, _, _ = run(model, corpus, names, gather=False, mode="score", weights=weights)
+    s_plain, _, _ = run(
+        model, corpus, names, gather=False, reduction=SelfInfluenceReduction(weights)
+    )
     s_gath, _, _ = run(model, corpus, names, gather=True, mode="score", weights=weights)
     np.testing.assert_allclose([s_gath[i] for i in ALL], [s_plain[i] for i in ALL], rtol=1e-5)
     assert all(s_plain[i] > 0 for i in ALL)
@@ -130,7 +142,7 @@ def test_gathered_modules_see_selected_rows_only(corpus, kind):
         for n in watched
     ]
     order = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :s]
-    tracker = PerExampleGradients(model, ["lm_head.bias"], mode="fisher")
+    tracker = PerExampleGradients(model, ["lm_head.bias"], reduction=FisherReduction())
     with torch.no_grad():
         rows = encoder_at_selected(
             model, tracker, batch["input_ids"], batch["attention_mask"], order

@@ -445,8 +445,8 @@ def plan_run(cfg: PlanConfig) -> Plan:
 
     from bioprune import artifacts
     from bioprune.data.corpus import Corpus
-    from bioprune.influence.engine import resolve_device, resolve_dtype
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
+    from bioprune.runtime import autocast_dtype, resolve_device
 
     # start-up: what this process spent before the plan (interpreter, torch, CLI imports);
     # the run's process pays the same
@@ -459,8 +459,7 @@ def plan_run(cfg: PlanConfig) -> Plan:
         if len(corpus) == 0:
             raise ValueError(f"{cfg.corpus}: the corpus is empty; nothing to plan")
         device = resolve_device(cfg.device)
-        autocast = resolve_dtype(cfg.dtype)
-        autocast = None if autocast == torch.float32 else autocast
+        autocast = autocast_dtype(cfg.dtype, device)
         indices, parts = _stage_batches(cfg, corpus)
         model, alphabet = load_masked_lm(cfg.model, device=device)
         check_model_fits_corpus(model, alphabet, corpus, cfg.model)

@@ -52,7 +52,6 @@ __all__ = [
     "gathered_last_layer",
     "gathered_last_layer_supported",
     "plan_parts",
-    "resolve_device",
 ]
 
 
@@ -64,6 +63,8 @@ log = logging.getLogger(__name__)
 GATHERED_TRANSFORMERS = ((5, 6), (6, 0))
 
 _support_checked: dict[tuple, str | None] = {}
+#: How an example's MLM loss combines its selected positions (``MLMGradientRunner``).
+LOSS_REDUCTIONS = ("mean", "sum")
 
 
 def _major_minor(version: str) -> tuple[int, int]:
@@ -133,25 +134,6 @@ def gathered_last_layer_supported(model) -> bool:
                 reason,
             )
     return _support_checked[key] is None
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"--device {device!r}: choose auto, cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str) -> torch.dtype:
-    """``float32`` or ``bfloat16`` (autocast; statistics stay float32/float64)."""
-    table = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    if dtype not in table:
-        raise ValueError(f"--dtype {dtype!r}: choose float32 or bfloat16")
-    return table[dtype]
 
 
 def plan_parts(
@@ -290,6 +272,9 @@ class MLMGradientRunner:
     tracker : an entered :class:`PerExampleGradients`.
     seed, draws : mask seed and number of draws ``K`` (draws ``0..K-1``).
     autocast_dtype : ``torch.bfloat16`` for bf16 autocast, else ``None``.
+    loss_reduction : how an example's loss combines its selected positions:
+        ``"mean"`` (method.md section 3, eq. 11's definition) or ``"sum"`` (each
+        gradient then scales with the number of selected positions).
     """
 
     def __init__(
@@ -303,7 +288,10 @@ class MLMGradientRunner:
         draws: int,
         device: torch.device,
         autocast_dtype: torch.dtype | None = None,
+        loss_reduction: str = "mean",
     ):
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"reduction {loss_reduction!r}: choose {' or '.join(LOSS_REDUCTIONS)}")
         if draws < 1:
             raise ValueError(f"--mask-draws must be >= 1 (got {draws})")
         if model.training:
@@ -316,6 +304,7 @@ class MLMGradientRunner:
         self.draws = int(draws)
         self.device = device
         self.autocast_dtype = autocast_dtype
+        self.loss_reduction = loss_reduction
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -347,11 +336,12 @@ class MLMGradientRunner:
         loss = loss_sum / self.draws
         nonfinite = ~torch.isfinite(loss)
         score = None
-        if self.tracker.mode == "score":
-            score_t = self.tracker.scores / self.draws
+        reduction = self.tracker.reduction
+        if reduction.per_example:
+            score_t = reduction.scores / self.draws
             nonfinite |= ~torch.isfinite(score_t)
             score = score_t.cpu().numpy()
-        elif not bool(nonfinite.any()) and not self.tracker.batch_is_finite():
+        elif not bool(nonfinite.any()) and not reduction.is_finite():
             # Finite losses but an overflowing gradient: find the examples one by one
             # (an example's gradient does not depend on its batch neighbours).
             if b == 1:
@@ -373,7 +363,7 @@ class MLMGradientRunner:
         return not bool(self.run_batch(np.array([index], dtype=np.int64)).nonfinite[0])
 
     def per_example_loss(self, batch: dict) -> torch.Tensor:
-        """Forward pass: ``(B,)`` mean cross-entropy over each example's selected positions.
+        """Forward pass: ``(B,)`` cross-entropy over each example's selected positions.
 
         Sets the tracker's masks; the LM head sees only the selected positions.
         """
@@ -405,7 +395,7 @@ class MLMGradientRunner:
             ignore_index=IGNORE_INDEX,
             reduction="none",
         ).view(head_labels.shape)
-        return ce.sum(1) / counts
+        return ce.sum(1) / counts if self.loss_reduction == "mean" else ce.sum(1)
 
     def forward_backward(self, batch: dict) -> torch.Tensor:
         """One pass: per-example losses (float64, detached) after the hooked backward."""
