@@ -33,6 +33,7 @@ from pathlib import Path
 
 __all__ = [
     "BioPruneError",
+    "ConfigError",
     "DiskFullError",
     "InputError",
     "MissingIdsError",
@@ -63,6 +64,34 @@ class InputError(BioPruneError, ValueError):
 
     def __reduce__(self):  # keep picklable across processes (two-argument __init__)
         return (type(self), (str(self.path), self.reason))
+
+
+class ConfigError(BioPruneError, ValueError):
+    """An invalid argument, named by its Python parameter: ``str()`` is ``"param: reason"``.
+
+    Raised by every config's ``validate()`` and by functions that refuse an argument; the CLI
+    prints it as ``--flag-name: reason`` (exit 2), taking the flag from :attr:`flag` when a
+    command set it, else from the parameter (``max_tokens`` -> ``--max-tokens``).
+
+    >>> str(ConfigError("max_tokens", "must be positive, got 0"))
+    'max_tokens: must be positive, got 0'
+    >>> isinstance(ConfigError("beta", "x"), ValueError)
+    True
+    """
+
+    def __init__(self, param: str, reason: str, *, flag: str | None = None) -> None:
+        self.param = param
+        self.reason = reason
+        #: the CLI flag that set ``param``, when it is not ``--`` + the dashed parameter name
+        self.flag = flag
+        super().__init__(f"{param}: {reason}")
+
+    def __reduce__(self):  # keep picklable across processes (keyword-only flag)
+        return (_config_error, (self.param, self.reason, self.flag))
+
+
+def _config_error(param: str, reason: str, flag: str | None) -> ConfigError:
+    return ConfigError(param, reason, flag=flag)
 
 
 class UnsafeFileError(InputError):

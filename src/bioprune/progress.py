@@ -14,6 +14,11 @@ time and ETA, e.g.::
 The lines are written through the caller's rich ``Console`` (the CLI's, on
 stderr); library code never picks a stream itself. :func:`progress_style`
 decides between bar, lines and nothing.
+
+Library code does not draw anything: it reports through an optional
+``progress`` callback that receives :class:`ProgressEvent` objects
+(:data:`ProgressCallback`); the CLI turns those into the bar or the lines
+(:func:`bioprune.cli.progress.rich_progress`).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_EVERY_S",
     "LineTasks",
+    "ProgressCallback",
+    "ProgressEvent",
     "ProgressLines",
     "format_duration",
     "progress_style",
@@ -32,6 +40,35 @@ __all__ = [
 
 #: Seconds between plain progress lines when the user gave no ``--log-every-s``.
 DEFAULT_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress report from a long library call.
+
+    ``stage`` names the work (``"fisher"``, ``"pretrain"``); ``done`` counts
+    units finished so far (absolute, so a resumed run's first event carries
+    the work done before it) out of ``total`` (``None`` when unknown).
+    ``message`` is a short free-form note. The optional fields feed the CLI's
+    line: ``unit`` (``"step"``, ``"examples"``...), ``loss`` (latest training
+    loss) and ``tokens`` (tokens processed since this call started, for tok/s).
+
+    >>> event = ProgressEvent("score", 10, 100, unit="examples")
+    >>> event.stage, event.done, event.total, event.loss
+    ('score', 10, 100, None)
+    """
+
+    stage: str
+    done: int
+    total: int | None
+    message: str = ""
+    unit: str = "step"
+    loss: float | None = None
+    tokens: int | None = None
+
+
+#: What a library function's ``progress=`` argument accepts.
+ProgressCallback = Callable[[ProgressEvent], None]
 
 
 def progress_style(enabled: bool, every_s: float | None, is_terminal: bool) -> str:

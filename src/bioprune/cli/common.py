@@ -5,12 +5,14 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from bioprune.errors import DISK_FULL_ERRNOS, BioPruneError, Terminated
+from bioprune.errors import DISK_FULL_ERRNOS, BioPruneError, ConfigError, Terminated
 
 console = Console(stderr=True)
 
@@ -29,7 +31,34 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def flag_name(param: str) -> str:
+    """The CLI flag of a Python parameter: ``max_tokens`` -> ``--max-tokens``."""
+    return "--" + param.strip("_").replace("_", "-")
+
+
+@contextmanager
+def flag_names(overrides: Mapping[str, str]) -> Iterator[None]:
+    """Inside a command: a :class:`ConfigError` about a parameter in ``overrides`` names that
+    flag instead of ``--dashed-param`` (for a command whose flag differs from the parameter).
+
+    >>> try:
+    ...     with flag_names({"budget": "--size"}):
+    ...         raise ConfigError("budget", "must be positive")
+    ... except ConfigError as exc:
+    ...     print(_error_line(exc))
+    --size: must be positive
+    """
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.flag is None and exc.param in overrides:
+            exc.flag = overrides[exc.param]
+        raise
+
+
 def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, ConfigError):
+        return f"{exc.flag or flag_name(exc.param)}: {exc.reason}"
     if isinstance(exc, OSError) and not isinstance(exc, BioPruneError) and exc.filename:
         # "[Errno 2] No such file or directory: 'x'" -> "x: no such file or directory"
         reason = (exc.strerror or str(exc)).lower()

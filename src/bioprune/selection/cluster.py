@@ -33,8 +33,8 @@ __all__ = [
     "ClusterSelection",
     "cluster_representatives",
     "corpus_clusters",
-    "strategy_clusters",
     "round_robin_order",
+    "strategy_clusters",
 ]
 
 TOOLS = ("mmseqs", "cd-hit")
