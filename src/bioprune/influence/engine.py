@@ -47,6 +47,7 @@ from bioprune.influence.hooks import PerExampleGradients
 
 __all__ = [
     "BatchResult",
+    "GradientPass",
     "MLMGradientRunner",
     "encoder_at_selected",
     "gathered_last_layer",
@@ -406,3 +407,52 @@ class MLMGradientRunner:
         torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
         self.tracker.end_pass()
         return loss.detach().to(torch.float64)
+
+
+@dataclass
+class GradientPass:
+    """What a Fisher or score pass runs: the model, corpus, scored tensors, masks, precision.
+
+    The in-memory functions and the file-based runs of ``fisher`` and ``score``
+    build one and run their batches through :meth:`runner`, so both compute the
+    same numbers.
+    """
+
+    model: object
+    alphabet: Alphabet
+    corpus: object
+    names: list[str]
+    seed: int
+    draws: int
+    device: torch.device
+    autocast: torch.dtype | None = None
+    max_chunk_elements: int | None = None
+    on_nonfinite: str = "stop"
+    loss_reduction: str = "mean"
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return torch.float32 if self.autocast is None else self.autocast
+
+    def tracker(self, reduction) -> PerExampleGradients:
+        """Hooks on the scored tensors that hand squared gradients to ``reduction``."""
+        return PerExampleGradients(
+            self.model,
+            self.names,
+            reduction=reduction,
+            max_chunk_elements=self.max_chunk_elements,
+            compute_dtype=self.compute_dtype,
+        )
+
+    def runner(self, tracker: PerExampleGradients) -> MLMGradientRunner:
+        return MLMGradientRunner(
+            self.model,
+            self.alphabet,
+            self.corpus,
+            tracker,
+            seed=self.seed,
+            draws=self.draws,
+            device=self.device,
+            autocast_dtype=self.autocast,
+            loss_reduction=self.loss_reduction,
+        )
