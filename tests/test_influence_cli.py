@@ -383,14 +383,17 @@ def test_bfloat16_autocast_stays_close_to_float32(
 
 
 def test_large_subsets_go_to_a_sidecar(tmp_path):
-    from bioprune.influence.fisher import INLINE_SUBSET_MAX, FisherConfig, _fisher_metadata
+    import torch
+    from safetensors import safe_open
+
+    from bioprune.influence.fisher import INLINE_SUBSET_MAX, Fisher
 
     subset = np.arange(INLINE_SUBSET_MAX + 1, dtype=np.int64) * 2
     out = tmp_path / "F.safetensors"
-    cfg = FisherConfig(model=tmp_path, corpus=tmp_path, out=out, subset_size="1")
-    meta = _fisher_metadata(cfg, out, subset, 5, "all", [], {}, {}, [], "m", "c", 0)
-    info = json.loads(meta["subset"])
-    assert info == {"file": "F.subset.npy", "count": len(subset)}
+    fisher = Fisher({"w": torch.ones(2)}, {"w": 1e-3}, {"subset": subset.tolist()})
+    fisher.save(out)
+    with safe_open(str(out), "pt") as fh:
+        info = json.loads(fh.metadata()["subset"])
     assert np.array_equal(np.load(tmp_path / info["file"]), subset)
 
 

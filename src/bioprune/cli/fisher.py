@@ -124,14 +124,12 @@ def fisher(
         progress_every_s=log_every_s,
         fisher_mode=fisher_mode,
     )
-    res = compute_fisher(cfg, console=console)
-    if _is_main():
-        secs = max(res.seconds, 1e-9)
+    res = run_stage(compute_fisher, cfg)
+    if res is not None:
         console.print(
             f"wrote [bold]{out}[/]: {len(res.names)} tensors, {res.numel:,} parameters, "
             f"M = {res.examples:,} examples x K = {mask_draws} draw(s); this run "
-            f"{res.processed:,} examples in {res.seconds:.1f} s "
-            f"({res.processed / secs:,.1f} ex/s, {res.tokens / secs:,.0f} tok/s)"
+            f"{res.processed:,} examples {this_run(res)}"
         )
         if res.skipped:
             console.print(
@@ -140,10 +138,27 @@ def fisher(
             )
 
 
-def _is_main() -> bool:
-    import os
+def run_stage(compute, cfg):
+    """Run ``compute(cfg, progress=...)`` with the CLI's progress display (rank 0 only).
 
-    return os.environ.get("RANK", "0") == "0"
+    Returns the result on rank 0, ``None`` on the other ranks (which print nothing).
+    """
+    from bioprune.cli.progress import rich_progress
+    from bioprune.runtime import launch_env
+
+    main = launch_env()[0] == 0
+    every_s = cfg.progress_every_s if main else None
+    with rich_progress(console, enabled=cfg.progress and main, every_s=every_s) as progress:
+        res = compute(cfg, progress=progress)
+    return res if main else None
+
+
+def this_run(res) -> str:
+    """``in 12.3 s (45.6 ex/s, 7,890 tok/s)`` for a fisher or score result."""
+    secs = max(res.seconds, 1e-9)
+    return (
+        f"in {res.seconds:.1f} s ({res.processed / secs:,.1f} ex/s, {res.tokens / secs:,.0f} tok/s)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,8 @@ from bioprune.cli.fisher import (
     PART_BATCHES,
     RESUME,
     SAVE_MASKS,
-    _is_main,
+    run_stage,
+    this_run,
 )
 
 
@@ -81,13 +82,11 @@ def score(
         progress_every_s=log_every_s,
         fisher_mode=fisher_mode,
     )
-    res = compute_scores(cfg, console=console)
-    if _is_main():
-        secs = max(res.seconds, 1e-9)
+    res = run_stage(compute_scores, cfg)
+    if res is not None:
         console.print(
             f"wrote [bold]{out}[/]: {res.examples:,} examples; this run scored "
-            f"{res.processed:,} in {res.seconds:.1f} s "
-            f"({res.processed / secs:,.1f} ex/s, {res.tokens / secs:,.0f} tok/s)"
+            f"{res.processed:,} {this_run(res)}"
         )
         if res.quantiles:
             q = "  ".join(f"{k} {v:.4g}" for k, v in res.quantiles.items())

@@ -64,8 +64,9 @@ log = logging.getLogger(__name__)
 GATHERED_TRANSFORMERS = ((5, 6), (6, 0))
 
 _support_checked: dict[tuple, str | None] = {}
-#: How an example's MLM loss combines its selected positions (``MLMGradientRunner``).
-LOSS_REDUCTIONS = ("mean", "sum")
+#: Which loss an example's gradient is taken of (``MLMGradientRunner``): its mean masked
+#: loss, the sum (gradient x n_masked: scores x n_masked^2) or per masked token (scores x n).
+LOSS_REDUCTIONS = ("mean", "sum", "per-masked")
 
 
 def _major_minor(version: str) -> tuple[int, int]:
@@ -273,9 +274,10 @@ class MLMGradientRunner:
     tracker : an entered :class:`PerExampleGradients`.
     seed, draws : mask seed and number of draws ``K`` (draws ``0..K-1``).
     autocast_dtype : ``torch.bfloat16`` for bf16 autocast, else ``None``.
-    loss_reduction : how an example's loss combines its selected positions:
-        ``"mean"`` (method.md section 3, eq. 11's definition) or ``"sum"`` (each
-        gradient then scales with the number of selected positions).
+    loss_reduction : which loss the gradients are of: ``"mean"`` (the mean over
+        an example's selected positions, method.md section 3 and eq. 11),
+        ``"sum"`` (the sum: gradients x n, scores x n^2 for ``n`` selected
+        positions) or ``"per-masked"`` (scores x n). Reported losses are means.
     """
 
     def __init__(
@@ -396,7 +398,14 @@ class MLMGradientRunner:
             ignore_index=IGNORE_INDEX,
             reduction="none",
         ).view(head_labels.shape)
-        return ce.sum(1) / counts if self.loss_reduction == "mean" else ce.sum(1)
+        return ce.sum(1) / counts
+
+    def _scaled(self, loss: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The loss whose gradient is taken: the mean, or scaled for another reduction."""
+        if self.loss_reduction == "mean":
+            return loss
+        counts = (batch["labels"] != IGNORE_INDEX).sum(1).to(loss.dtype)
+        return loss * (counts if self.loss_reduction == "sum" else counts.sqrt())
 
     def forward_backward(self, batch: dict) -> torch.Tensor:
         """One pass: per-example losses (float64, detached) after the hooked backward."""
@@ -404,7 +413,7 @@ class MLMGradientRunner:
         leaves = self.tracker.leaves
         if not leaves:
             raise RuntimeError("no stage input was made a leaf: the hooks are not installed")
-        torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
+        torch.autograd.grad(self._scaled(loss, batch).sum(), leaves, allow_unused=True)
         self.tracker.end_pass()
         return loss.detach().to(torch.float64)
 

@@ -354,9 +354,11 @@ def self_influence(
     ``fisher``: a :class:`~bioprune.influence.fisher_file.Fisher` (from
     :func:`~bioprune.influence.fisher.diagonal_fisher` or ``load_fisher``).
     ``seed`` and ``mask_draws`` default to the Fisher's, so the masks match.
-    ``reduction``: how an example's loss combines its masked positions, ``"mean"``
-    (eq. 11) or ``"sum"``. Writes nothing; :meth:`Scores.save` writes the file
-    ``bioprune score`` writes, and with the same arguments the scores are the same.
+    ``reduction``: the loss the gradients are of, ``"mean"`` over an example's masked
+    positions (eq. 11), ``"sum"`` (scores x n_masked^2) or ``"per-masked"`` (x n_masked),
+    as ``bioprune select --reduction`` rescales them. Writes nothing;
+    :meth:`Scores.save` writes the file ``bioprune score`` writes, and with the same
+    arguments the scores are the same.
     """
     check_pass_arguments(
         mask_draws=mask_draws,
@@ -365,8 +367,10 @@ def self_influence(
         batch_tokens=batch_tokens,
         fisher_mode=fisher_mode,
     )
-    if reduction not in ("mean", "sum"):
-        raise ConfigError("reduction", f"{reduction!r}: choose mean or sum")
+    from bioprune.influence.engine import LOSS_REDUCTIONS
+
+    if reduction not in LOSS_REDUCTIONS:
+        raise ConfigError("reduction", f"{reduction!r}: choose {', '.join(LOSS_REDUCTIONS)}")
     seed = int(fisher.meta["mask_seed"]) if seed is None else seed
     draws = int(fisher.meta["mask_draws"]) if mask_draws is None else mask_draws
     with in_memory_pass(
