@@ -22,7 +22,7 @@ from bioprune.influence.engine import (
     _major_minor,
     gathered_last_layer_supported,
 )
-from bioprune.influence.hooks import FisherReduction, PerExampleGradients, SelfInfluenceReduction
+from bioprune.influence.hooks import FisherReduction, PerExampleGradients
 from bioprune.influence.params import select_parameters
 from tests.conftest import random_sequences
 from tests.test_influence_exact import small_model
@@ -122,15 +122,11 @@ def test_fallback_scores_are_the_plain_paths(corpus, kind, monkeypatch):
     names = select_parameters(model, "all").names
     f_plain, l_plain, _ = run(model, corpus, names, gather=False, mode="fisher")
     weights = {n: (1.0 / (f.double() + 1e-3 * float(f.mean()))).float() for n, f in f_plain.items()}
-    s_plain, _, _ = run(
-        model, corpus, names, gather=False, reduction=SelfInfluenceReduction(weights)
-    )
+    s_plain, _, _ = run(model, corpus, names, gather=False, mode="score", weights=weights)
 
     gathered = None
     if IN_RANGE:
-        gathered, _, _ = run(
-            model, corpus, names, gather=True, reduction=SelfInfluenceReduction(weights)
-        )
+        gathered, _, _ = run(model, corpus, names, gather=True, mode="score", weights=weights)
 
     monkeypatch.setattr(engine, "GATHERED_TRANSFORMERS", ((99, 0), (100, 0)))
     monkeypatch.setattr(engine, "_support_checked", {})  # the gathered run cached "yes"

@@ -100,9 +100,7 @@ def test_gathered_last_layer_equals_plain_path(corpus, kind, spec):
     pattern = r"esm\.embeddings\.word_embeddings\.weight" if spec == "word_emb" else spec
     names = select_parameters(model, pattern).names
     assert names
-    f_plain, l_plain, fired_plain = run(
-        model, corpus, names, gather=False, reduction=FisherReduction()
-    )
+    f_plain, l_plain, fired_plain = run(model, corpus, names, gather=False, mode="fisher")
     f_gath, l_gath, fired_gath = run(model, corpus, names, gather=True, mode="fisher")
     assert fired_gath == fired_plain == set(names)
     bad = {n: rel_err(f_gath[n], f_plain[n]) for n in names}
@@ -110,9 +108,7 @@ def test_gathered_last_layer_equals_plain_path(corpus, kind, spec):
     np.testing.assert_allclose([l_gath[i] for i in ALL], [l_plain[i] for i in ALL], rtol=1e-6)
 
     weights = {n: (1.0 / (f.double() + 1e-3 * float(f.mean()))).float() for n, f in f_plain.items()}
-    s_plain, _, _ = run(
-        model, corpus, names, gather=False, reduction=SelfInfluenceReduction(weights)
-    )
+    s_plain, _, _ = run(model, corpus, names, gather=False, mode="score", weights=weights)
     s_gath, _, _ = run(model, corpus, names, gather=True, mode="score", weights=weights)
     np.testing.assert_allclose([s_gath[i] for i in ALL], [s_plain[i] for i in ALL], rtol=1e-5)
     assert all(s_plain[i] > 0 for i in ALL)

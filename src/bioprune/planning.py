@@ -366,40 +366,29 @@ def _make_step(cfg: PlanConfig, model, alphabet, corpus, device, autocast):
     import torch
 
     if cfg.stage in ("score", "fisher"):
-        from bioprune.influence.engine import MLMGradientRunner
-        from bioprune.influence.hooks import PerExampleGradients
+        from bioprune.influence.engine import GradientPass
+        from bioprune.influence.hooks import FisherReduction, SelfInfluenceReduction
         from bioprune.influence.params import select_parameters
 
         names = select_parameters(model, "all").names
-
-        weights = None
+        reduction = FisherReduction()
         if cfg.stage == "score":  # the cost does not depend on the weights' values
             weights = {
                 n: torch.ones(model.get_parameter(n).shape, dtype=torch.float32, device=device)
                 for n in names
             }
-        tracker = PerExampleGradients(
-            model,
-            names,
-            mode=cfg.stage,
-            weights=weights,
-            compute_dtype=autocast or torch.float32,
-        ).__enter__()
-        runner = MLMGradientRunner(
-            model,
-            alphabet,
-            corpus,
-            tracker,
-            seed=cfg.seed,
-            draws=1,
-            device=device,
-            autocast_dtype=autocast,
-        )
+            reduction = SelfInfluenceReduction(weights)
+        grad = GradientPass(
+            model, alphabet, corpus, names, seed=cfg.seed, draws=1, device=device,
+            autocast=autocast,
+        )  # fmt: skip
+        tracker = grad.tracker(reduction).__enter__()
+        runner = grad.runner(tracker)
 
         def step(batch: np.ndarray) -> None:
             runner.run_batch(batch)
             if cfg.stage == "fisher":
-                tracker.commit()
+                reduction.commit()
 
         return step, lambda: tracker.__exit__(None, None, None)
 
