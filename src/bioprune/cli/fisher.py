@@ -100,30 +100,7 @@ def fisher(
     """
     from bioprune.influence.fisher import FisherConfig, compute_fisher
 
-    cfg = FisherConfig(
-        model=model,
-        corpus=corpus,
-        out=out,
-        subset_size=subset_size,
-        subset_from=subset_from,
-        seed=seed,
-        mask_draws=mask_draws,
-        params=params,
-        damping=damping,
-        batch_tokens=batch_tokens,
-        max_batch_size=max_batch_size,
-        part_batches=part_batches,
-        device=device,
-        dtype=dtype,
-        on_nonfinite=on_nonfinite,
-        save_masks=save_masks,
-        resume=resume,
-        overwrite=overwrite,
-        checkpoint_seconds=checkpoint_seconds,
-        progress=not no_progress,
-        progress_every_s=log_every_s,
-        fisher_mode=fisher_mode,
-    )
+    cfg = config_from(FisherConfig, locals())
     res = run_stage(compute_fisher, cfg)
     if res is not None:
         console.print(
@@ -136,6 +113,17 @@ def fisher(
                 f"[yellow]{len(res.skipped)} example(s) with non-finite loss or gradient left "
                 f"out[/]: {res.skipped[:10]}"
             )
+
+
+def config_from(cls, values: dict):
+    """The config ``cls`` from a command's parameters (the same names, but for
+    ``--no-progress`` and ``--log-every-s``, which set ``progress`` and ``progress_every_s``);
+    fields without an option keep their defaults."""
+    import dataclasses
+
+    values = {**values, "progress": not values["no_progress"]}
+    values["progress_every_s"] = values["log_every_s"]
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
 def run_stage(compute, cfg):

@@ -74,6 +74,14 @@ def plan(
         repeats=repeats,
     )
     p = plan_run(cfg)
+    _print_plan(p)
+    if json_out is not None:
+        artifacts.write_json(json_out, {**p.to_dict(), **artifacts.provenance()})
+        console.print(f"wrote {json_out}")
+
+
+def _print_plan(p) -> None:
+    """The plan as the CLI shows it: figures, calibration, assumptions."""
     console.print(
         f"[bold]{p.stage}[/] of {p.examples:,} examples ({p.batches:,} batches, "
         f"{p.real_tokens:,} tokens, {p.padded_tokens:,} padded) on {p.device} ({p.dtype})"
@@ -108,9 +116,6 @@ def plan(
     console.print("  assumptions:")
     for a in p.assumptions:
         console.print(f"    - {a}", markup=False, highlight=False)
-    if json_out is not None:
-        artifacts.write_json(json_out, {**p.to_dict(), **artifacts.provenance()})
-        console.print(f"wrote {json_out}")
 
 
 def register(app: typer.Typer) -> None:

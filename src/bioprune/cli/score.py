@@ -20,6 +20,7 @@ from bioprune.cli.fisher import (
     PART_BATCHES,
     RESUME,
     SAVE_MASKS,
+    config_from,
     run_stage,
     this_run,
 )
@@ -61,27 +62,7 @@ def score(
     """
     from bioprune.influence.score import ScoreConfig, compute_scores
 
-    cfg = ScoreConfig(
-        model=model,
-        corpus=corpus,
-        fisher=fisher,
-        out=out,
-        mask_draws=mask_draws,
-        seed=seed,
-        params=params,
-        batch_tokens=batch_tokens,
-        max_batch_size=max_batch_size,
-        part_batches=part_batches,
-        device=device,
-        dtype=dtype,
-        on_nonfinite=on_nonfinite,
-        save_masks=save_masks,
-        resume=resume,
-        overwrite=overwrite,
-        progress=not no_progress,
-        progress_every_s=log_every_s,
-        fisher_mode=fisher_mode,
-    )
+    cfg = config_from(ScoreConfig, locals())
     res = run_stage(compute_scores, cfg)
     if res is not None:
         console.print(

@@ -238,24 +238,14 @@ class FactoredSelfInfluence(PerExampleGradients):
         b_name = own.get("bias")
         sqrt_u, sqrt_v = self._sqrt[w_name]
 
-        def forward_hook(mod, inputs, output):
-            if not output.requires_grad:
-                return
-            a = inputs[0].detach()
-            self._expect(own)
+        def backward(mod, a, grad):
+            delta = self._delta(grad, region)
+            self.fired.add(w_name)
+            self.reduction.scores += self.factored_norms(delta, a, sqrt_u, sqrt_v).to(torch.float64)
+            if b_name is not None:
+                self._deliver(b_name, iter([(slice(None), delta.float().sum(1), 0)]))
 
-            def backward_hook(grad):
-                delta = self._delta(grad, region)
-                self.fired.add(w_name)
-                self.reduction.scores += self.factored_norms(delta, a, sqrt_u, sqrt_v).to(
-                    torch.float64
-                )
-                if b_name is not None:
-                    self._deliver(b_name, iter([(slice(None), delta.float().sum(1), 0)]))
-
-            output.register_hook(backward_hook)
-
-        return forward_hook
+        return self._forward_hook(own, backward)
 
     def use_gram(self, t: int, n_in: int, n_out: int) -> bool:
         """Whether the Gram form (``T^2 (in + out)``) is cheaper than ``G`` (``T in out``)."""

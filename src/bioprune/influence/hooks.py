@@ -369,26 +369,31 @@ class PerExampleGradients:
         for tensor_name in own.values():
             self._expected[tensor_name] += 1
 
-    def _make_linear_hook(self, module: nn.Linear, own: dict[str, str], region: str):
-        w_name, b_name = own.get("weight"), own.get("bias")
+    def _forward_hook(self, own: dict[str, str], backward):
+        """A forward hook that keeps the module's input and, once the output's gradient
+        arrives, calls ``backward(module, input, output_gradient)``."""
 
         def forward_hook(mod, inputs, output):
             if not output.requires_grad:
                 return
-            a = inputs[0].detach()
+            saved = inputs[0].detach()
             self._expect(own)
-
-            def backward_hook(grad):
-                delta = self._delta(grad, region)
-                if w_name is not None:
-                    out_f, in_f = mod.weight.shape
-                    self._deliver(w_name, self._linear_chunks(delta, a, out_f * in_f))
-                if b_name is not None:
-                    self._deliver(b_name, iter([(slice(None), delta.float().sum(1), 0)]))
-
-            output.register_hook(backward_hook)
+            output.register_hook(lambda grad: backward(mod, saved, grad))
 
         return forward_hook
+
+    def _make_linear_hook(self, module: nn.Linear, own: dict[str, str], region: str):
+        w_name, b_name = own.get("weight"), own.get("bias")
+
+        def backward(mod, a, grad):
+            delta = self._delta(grad, region)
+            if w_name is not None:
+                out_f, in_f = mod.weight.shape
+                self._deliver(w_name, self._linear_chunks(delta, a, out_f * in_f))
+            if b_name is not None:
+                self._deliver(b_name, iter([(slice(None), delta.float().sum(1), 0)]))
+
+        return self._forward_hook(own, backward)
 
     def _linear_chunks(
         self, delta: torch.Tensor, a: torch.Tensor, numel: int
@@ -430,23 +435,15 @@ class PerExampleGradients:
         w_name = own["weight"]
         padding_idx = module.padding_idx
 
-        def forward_hook(mod, inputs, output):
-            if not output.requires_grad:
-                return
-            ids = inputs[0].detach()
-            self._expect(own)
+        def backward(mod, ids, grad):
+            delta = self._delta(grad, region).float()
+            keep = self._masks[region] > 0
+            if padding_idx is not None:
+                keep = keep & (ids != padding_idx)
+            delta = delta * keep.unsqueeze(-1).to(delta.dtype)
+            self._deliver(w_name, self._embedding_chunks(delta, ids, keep, mod.embedding_dim))
 
-            def backward_hook(grad):
-                delta = self._delta(grad, region).float()
-                keep = self._masks[region] > 0
-                if padding_idx is not None:
-                    keep = keep & (ids != padding_idx)
-                delta = delta * keep.unsqueeze(-1).to(delta.dtype)
-                self._deliver(w_name, self._embedding_chunks(delta, ids, keep, mod.embedding_dim))
-
-            output.register_hook(backward_hook)
-
-        return forward_hook
+        return self._forward_hook(own, backward)
 
     def _embedding_chunks(
         self, delta: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor, dim: int
@@ -468,40 +465,25 @@ class PerExampleGradients:
     def _make_layernorm_hook(self, module: nn.LayerNorm, own: dict[str, str], region: str):
         w_name, b_name = own.get("weight"), own.get("bias")
 
-        def forward_hook(mod, inputs, output):
-            if not output.requires_grad:
-                return
-            x = inputs[0].detach()
-            self._expect(own)
+        def backward(mod, x, grad):
+            delta = self._delta(grad, region).float()
+            if w_name is not None:
+                xhat = F.layer_norm(x.float(), mod.normalized_shape, eps=mod.eps)
+                gw = (delta * xhat).sum(1)
+                self._deliver(w_name, iter([(slice(None), gw, 0)]))
+            if b_name is not None:
+                self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
 
-            def backward_hook(grad):
-                delta = self._delta(grad, region).float()
-                if w_name is not None:
-                    xhat = F.layer_norm(x.float(), mod.normalized_shape, eps=mod.eps)
-                    gw = (delta * xhat).sum(1)
-                    self._deliver(w_name, iter([(slice(None), gw, 0)]))
-                if b_name is not None:
-                    self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
-
-            output.register_hook(backward_hook)
-
-        return forward_hook
+        return self._forward_hook(own, backward)
 
     def _make_output_bias_hook(self, module: nn.Module, own: dict[str, str], region: str):
         b_name = own["bias"]
 
-        def forward_hook(mod, inputs, output):
-            if not output.requires_grad:
-                return
-            self._expect(own)
+        def backward(mod, _saved, grad):
+            delta = self._delta(grad, region).float()
+            self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
 
-            def backward_hook(grad):
-                delta = self._delta(grad, region).float()
-                self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
-
-            output.register_hook(backward_hook)
-
-        return forward_hook
+        return self._forward_hook(own, backward)
 
     # ------------------------------------------------------------- reduction
     def _deliver(self, name: str, chunks: Iterator[tuple[slice, torch.Tensor, int]]) -> None:
