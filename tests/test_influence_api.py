@@ -162,3 +162,26 @@ def test_index_subset_and_model_mode(model, tiny_corpus):
         model.eval()
     assert fisher.meta["subset"] == [1, 5, 9] and fisher.meta["subset_seed"] is None
     assert isinstance(self_influence(model, tiny_corpus, fisher), Scores)
+
+
+def test_the_two_reductions_see_the_same_squared_gradients(model, tiny_corpus):
+    """Sum over examples of unit-weight scores == sum over parameters of the Fisher sums."""
+    from bioprune.influence.engine import GradientPass
+    from bioprune.influence.hooks import FisherReduction, SelfInfluenceReduction
+    from bioprune.influence.params import select_parameters
+
+    names = select_parameters(model, "all").names
+    grad = GradientPass(
+        model, tiny_corpus.alphabet, tiny_corpus, names, seed=0, draws=2, device=torch.device("cpu")
+    )
+    batch = np.arange(7)
+    scores = SelfInfluenceReduction({n: torch.ones(model.get_parameter(n).shape) for n in names})
+    with grad.tracker(scores) as tracker:
+        per_example = grad.runner(tracker).run_batch(batch).score  # mean over the 2 draws
+    sums = FisherReduction()
+    with grad.tracker(sums) as tracker:
+        grad.runner(tracker).run_batch(batch)
+        assert sums.is_finite()
+        sums.commit()
+    total = sum(float(t.sum()) for t in sums.totals.values())
+    assert per_example.sum() * 2 == pytest.approx(total, rel=1e-5)

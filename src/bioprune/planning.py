@@ -49,21 +49,37 @@ CALIBRATION_QUANTILES = (0.1, 0.5, 0.9, 1.0)
 class PlanConfig:
     """Arguments of ``bioprune plan``."""
 
-    model: Path
-    corpus: Path
-    stage: str = "score"
-    device: str = "auto"
-    processes: int = 1
-    dtype: str = "float32"
-    batch_tokens: int = 8192  # score / fisher: padded tokens per batch
-    max_batch_size: int | None = None
-    part_batches: int = 16
-    subset_size: str | None = "1%"  # fisher: the subset the run would use
-    batch_size: int = 16  # pretrain: examples per step
-    epochs: int = 1  # pretrain: epochs predicted
-    seed: int = 0  # calibration sample and masks
-    repeats: int = 2  # timed runs per calibration batch (the fastest is kept)
-    max_calibration_tokens: int | None = None  # cap on a calibration batch (default: the budget)
+    model: Path = field(metadata={"help": "Model directory (HF format)."})
+    corpus: Path = field(metadata={"help": "Corpus directory (bioprune prepare)."})
+    stage: str = field(default="score", metadata={"help": "score, fisher or pretrain."})
+    device: str = field(
+        default="auto", metadata={"help": "auto (CUDA when available), cpu or cuda."}
+    )
+    processes: int = field(
+        default=1, metadata={"help": "Processes of the run (torchrun --nproc-per-node)."}
+    )
+    dtype: str = field(default="float32", metadata={"help": "float32 or bfloat16 (autocast)."})
+    batch_tokens: int = field(
+        default=8192,
+        metadata={"help": "score/fisher: padded tokens per batch, as the run's."},
+    )
+    max_batch_size: int | None = field(default=None, metadata={"help": "As the run's."})
+    part_batches: int = field(default=16, metadata={"help": "As the run's."})
+    subset_size: str | None = field(
+        default="1%", metadata={"help": "fisher: the run's subset (count or fraction)."}
+    )
+    batch_size: int = field(default=16, metadata={"help": "pretrain: examples per step."})
+    epochs: int = field(default=1, metadata={"help": "pretrain: epochs to predict."})
+    seed: int = field(default=0, metadata={"help": "Seed of the calibration sample and masks."})
+    repeats: int = field(
+        default=2,
+        metadata={"help": "Timed runs per calibration batch."},  # the fastest is kept
+    )
+    #: cap on a calibration batch (default: the budget); not an option of the command
+    max_calibration_tokens: int | None = field(default=None, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         from bioprune.errors import ConfigError
