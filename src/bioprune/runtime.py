@@ -94,6 +94,9 @@ def resolve_device(device: str, local_rank: int | None = None):
     ------
     ValueError : an unknown name, or a device this machine does not have
         (the message names ``--device``).
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
     """
     import torch
 
@@ -125,6 +128,10 @@ def autocast_dtype(dtype: str, device):
 
     ``auto`` is bfloat16 on CUDA and float32 elsewhere. Statistics (losses,
     Fisher sums, scores) accumulate in float32/float64 either way.
+
+    >>> import torch
+    >>> autocast_dtype("auto", torch.device("cpu")) is None, autocast_dtype("bfloat16", None)
+    (True, torch.bfloat16)
     """
     import torch
 
@@ -175,7 +182,11 @@ class Process:
         return self.active
 
     def owns(self, part: int) -> bool:
-        """Whether part ``part`` is this rank's."""
+        """Whether part ``part`` is this rank's (round-robin over the ranks).
+
+        >>> [j for j in range(6) if Process(rank=1, world=2).owns(j)]
+        [1, 3, 5]
+        """
         return part % self.world == self.rank
 
     def all_reduce_sum_(self, tensor):
