@@ -39,6 +39,7 @@ __all__ = [
     "autocast_dtype",
     "broadcast_parameters",
     "cpu_threads",
+    "exclusive_lock",
     "launch_env",
     "process_group",
     "process_group_timeout",
@@ -156,6 +157,30 @@ def cpu_threads(device) -> int | None:
     import torch
 
     return int(torch.get_num_threads()) if device.type == "cpu" else None
+
+
+def exclusive_lock(path, busy):
+    """Hold an exclusive, non-blocking ``flock`` on ``path`` (created if missing).
+
+    Returns the open file: the lock lasts until it is closed or the process ends.
+    The file holds the holder's pid; when another process holds the lock, raises
+    ``FileExistsError(busy(pid_text))``.
+    """
+    import fcntl
+
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise FileExistsError(busy(holder)) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
 
 
 @dataclass

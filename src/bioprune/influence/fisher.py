@@ -495,13 +495,15 @@ def in_memory_pass(model, corpus, *, seed: int, draws: int, dtype: str, on_nonfi
         model.train(was_training)
 
 
-def _select(grad, params: str):
+def _select(grad, params: str, *, say: bool = True):
+    """The tensors ``params`` selects (logged on the main rank: ``say``)."""
     from bioprune.influence.params import select_parameters
 
     selection = select_parameters(grad.model, params)
-    log.info("scored parameters: %s", selection.describe())
-    for name, why in selection.excluded.items():
-        log.info("  left out %s: %s", name, why)
+    if say:
+        log.info("scored parameters: %s", selection.describe())
+        for name, why in selection.excluded.items():
+            log.info("  left out %s: %s", name, why)
     return selection
 
 
@@ -556,7 +558,7 @@ def _fisher_job(cfg: FisherConfig, proc) -> tuple[_FisherJob, str]:
         autocast=autocast_dtype(cfg.dtype, proc.device),
         max_chunk_elements=cfg.max_chunk_elements, on_nonfinite=cfg.on_nonfinite,
     )  # fmt: skip
-    selection = _select(grad, cfg.params) if proc.is_main else _quiet_select(grad, cfg.params)
+    selection = _select(grad, cfg.params, say=proc.is_main)
     grad.names = selection.names
     subset = resolve_subset(corpus, cfg.subset_size, cfg.subset_from, cfg.seed)
     if proc.is_main:
@@ -572,12 +574,6 @@ def _fisher_job(cfg: FisherConfig, proc) -> tuple[_FisherJob, str]:
     )  # fmt: skip
     job = _FisherJob(grad, selection, subset, parts, cfg.damping, cfg.fisher_mode, proc)
     return job, artifacts.model_checksum(cfg.model)
-
-
-def _quiet_select(grad, params: str):
-    from bioprune.influence.params import select_parameters
-
-    return select_parameters(grad.model, params)
 
 
 def _run_key(cfg: FisherConfig, job: _FisherJob, model_sum: str) -> dict:

@@ -186,25 +186,15 @@ def prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, proc):
 
 def _lock_parts_dir(parts_dir: Path):
     """An exclusive, non-blocking ``flock`` on ``PARTS/.lock`` (released when the process ends)."""
-    import fcntl
+    from bioprune.runtime import exclusive_lock
 
-    path = parts_dir / ".lock"
-    fh = open(path, "a+")
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.seek(0)
-        holder = fh.read().strip() or "?"
-        fh.close()
-        raise FileExistsError(
+    def busy(holder: str) -> str:
+        return (
             f"{parts_dir} is being written by another running bioprune process (pid {holder}); "
             "wait for it to finish or stop it before resuming"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    return fh
+        )
+
+    return exclusive_lock(parts_dir / ".lock", busy)
 
 
 def discard_if_empty(parts_dir: Path | None) -> None:
