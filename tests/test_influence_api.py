@@ -185,3 +185,23 @@ def test_the_two_reductions_see_the_same_squared_gradients(model, tiny_corpus):
         sums.commit()
     total = sum(float(t.sum()) for t in sums.totals.values())
     assert per_example.sum() * 2 == pytest.approx(total, rel=1e-5)
+
+
+def test_a_fisher_saved_from_python_scores_with_the_cli(
+    model, model_dir, tiny_corpus, tmp_path, monkeypatch, capsys
+):
+    """diagonal_fisher records the weights' checksum; bioprune score accepts it for the
+    same weights (and still refuses another model's Fisher)."""
+    path = diagonal_fisher(model, tiny_corpus, subset=6, params="lm_head").save(tmp_path / "F")
+    assert load_fisher(path).meta["model_checksum"].startswith("weights:")
+    args = ["score", "--model", model_dir, "--corpus", tiny_corpus.path, "--fisher", path]
+    code, err = run_cli(
+        *args, "--out", tmp_path / "S", *FAST, monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 0, err
+    other = save_small_model(tmp_path / "other", kind="absolute")
+    args[2] = other
+    code, err = run_cli(
+        *args, "--out", tmp_path / "S2", *FAST, monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 2 and "computed for another model" in err

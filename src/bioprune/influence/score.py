@@ -462,7 +462,7 @@ def _file_score_job(cfg: ScoreConfig, proc) -> tuple[_ScoreJob, str]:
     model, alphabet = load_masked_lm(cfg.model, device=proc.device)
     check_model_fits_corpus(model, alphabet, corpus, cfg.model)
     model_sum = artifacts.model_checksum(cfg.model)
-    if fisher.meta.get("model_checksum") != model_sum:
+    if not _same_model(fisher.meta.get("model_checksum"), model_sum, model):
         raise ValueError(
             f"{cfg.fisher} was computed for another model (checksum "
             f"{fisher.meta.get('model_checksum')}, {cfg.model} has {model_sum}); "
@@ -485,6 +485,20 @@ def _file_score_job(cfg: ScoreConfig, proc) -> tuple[_ScoreJob, str]:
         plan=plan, proc=proc,
     )  # fmt: skip
     return job, model_sum
+
+
+def _same_model(recorded, model_sum: str, model) -> bool:
+    """Whether a Fisher's recorded model is this one: the directory's checksum, or for a
+    Fisher made in memory (``diagonal_fisher``) the checksum of the weights themselves."""
+    from bioprune.influence.fisher import weights_checksum
+
+    if recorded == model_sum:
+        return True
+    return (
+        isinstance(recorded, str)
+        and recorded.startswith("weights:")
+        and (recorded == weights_checksum(model))
+    )
 
 
 def _run_key(cfg: ScoreConfig, job: _ScoreJob, model_sum: str) -> dict:
