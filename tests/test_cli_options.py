@@ -58,6 +58,7 @@ class Toy:
     fast: bool = field(default=True, metadata={"flag": "--fast/--slow", "help": "Speed."})
     tags: Optional[list[str]] = field(default=None, metadata={"help": "Repeatable."})
     internal: int = field(default=3, metadata={"cli": False})
+    plot: Path | None = field(default=None, metadata={"help": "PEP 604 optional."})
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -87,7 +88,9 @@ def test_fields_become_options_with_their_defaults_and_help():
 
     command = get_command(toy_app([])).commands["toy"]
     rows = {r["name"]: r for r in describe_command(command)}
-    assert list(rows) == ["corpus", "max_tokens", "mode", "as_json", "fast", "tags", "verbose"]
+    assert list(rows) == [
+        "corpus", "max_tokens", "mode", "as_json", "fast", "tags", "plot", "verbose"
+    ]  # fmt: skip
     assert rows["corpus"]["kind"] == "argument" and rows["corpus"]["required"]
     assert rows["max_tokens"]["opts"] == ["--max-tokens"] and rows["max_tokens"]["default"] == 8192
     assert rows["max_tokens"]["help"] == "Tokens per batch."
@@ -102,11 +105,11 @@ def test_the_command_gets_the_dataclass(tmp_path):
     result = CliRunner().invoke(
         toy_app(seen),
         ["toy", str(tmp_path), "--max-tokens", "5", "--json", "--slow", "--tags", "x",
-         "--tags", "y", "-v"],
+         "--tags", "y", "--plot", "p.png", "-v"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     [(opts, verbose)] = seen
-    assert opts == Toy(tmp_path, 5, "a", True, False, ["x", "y"], 3) and verbose
+    assert opts == Toy(tmp_path, 5, "a", True, False, ["x", "y"], 3, Path("p.png")) and verbose
 
 
 def _run(monkeypatch, capsys, *args: str) -> tuple[int, str]:

@@ -27,7 +27,7 @@ import errno
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,6 +39,7 @@ __all__ = [
     "MissingIdsError",
     "Terminated",
     "UnsafeFileError",
+    "check_choice",
     "disk_full_error",
     "reading",
 ]
@@ -92,6 +93,19 @@ class ConfigError(BioPruneError, ValueError):
 
 def _config_error(param: str, reason: str, flag: str | None) -> ConfigError:
     return ConfigError(param, reason, flag=flag)
+
+
+def check_choice(param: str, value: object, choices: Iterable[object]) -> None:
+    """:class:`ConfigError` unless ``value`` is one of ``choices``.
+
+    >>> check_choice("sampling", "choice", ("keys", "stream"))
+    Traceback (most recent call last):
+    ...
+    bioprune.errors.ConfigError: sampling: must be one of keys, stream, got 'choice'
+    """
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(param, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
 class UnsafeFileError(InputError):

@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: one error style, a rich console, budget parsing."""
+"""Shared CLI plumbing: one error style, a rich console."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bioprune.errors import DISK_FULL_ERRNOS, BioPruneError, ConfigError, Terminated
+from bioprune.selection.budget import parse_budget  # noqa: F401  (re-exported for the commands)
 
 console = Console(stderr=True)
 
@@ -125,28 +126,3 @@ def _fail(message: str) -> None:
         f"[bold red]error:[/] {escape(message)}", highlight=False, emoji=False, soft_wrap=True
     )
     sys.exit(2)
-
-
-def parse_budget(text: str, n: int, what: str = "budget") -> int:
-    """``"1000"`` -> 1000; ``"0.1"`` or ``"10%"`` -> a fraction of ``n`` (floor).
-
-    A value with a decimal point or a percent sign is a fraction; an integer is a count.
-    """
-    t = text.strip()
-    try:
-        if t.endswith("%"):
-            frac = float(t[:-1]) / 100.0
-        elif any(c in t for c in ".eE"):
-            frac = float(t)
-        else:
-            count = int(t)
-            if count < 0:
-                raise ValueError
-            return count
-    except ValueError:
-        raise ValueError(
-            f"{what} {text!r} is neither a count (e.g. 1000) nor a fraction (e.g. 0.1 or 10%)"
-        ) from None
-    if not 0.0 <= frac <= 1.0:
-        raise ValueError(f"{what} fraction {text!r} must lie between 0 and 1")
-    return int(frac * n)

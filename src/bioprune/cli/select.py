@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from bioprune.cli.common import console
+from bioprune.cli.common import console, flag_names
 from bioprune.cli.options import option, with_options
 from bioprune.progress import format_duration
 
@@ -123,13 +123,11 @@ CONFIG_KEYS = (
     "coverage", "cluster_tool", "mmseqs_command", "threads", "cluster_cache", "fasta",
 )  # fmt: skip
 
-#: Strategy parameter -> the option that sets it.
-STRATEGY_OPTIONS = {
-    "seed": "seed", "sampling": "sampling", "beta": "beta", "strata": "strata",
-    "min_seq_id": "min_seq_id", "coverage": "coverage", "tool": "cluster_tool",
-    "mmseqs_command": "mmseqs_command", "threads": "threads", "length_bins": "length_bins",
-    "length_binning": "length_binning", "max_per_cluster": "max_per_cluster",
-}  # fmt: skip
+#: The options that are strategy parameters (of the same name, but --cluster-tool sets tool).
+STRATEGY_OPTIONS = (
+    "seed", "sampling", "beta", "strata", "min_seq_id", "coverage", "cluster_tool",
+    "mmseqs_command", "threads", "length_bins", "length_binning", "max_per_cluster",
+)  # fmt: skip
 
 
 def _run_config(opts: SelectOptions, method: str) -> dict[str, Any]:
@@ -145,7 +143,7 @@ def _run_config(opts: SelectOptions, method: str) -> dict[str, Any]:
 def _strategy_params(opts: SelectOptions) -> dict[str, Any]:
     """The strategy's options; those left unset take the strategy's own default (cci's
     strata differ from cci-length's)."""
-    params = {param: getattr(opts, key) for param, key in STRATEGY_OPTIONS.items()}
+    params = {"tool" if k == "cluster_tool" else k: getattr(opts, k) for k in STRATEGY_OPTIONS}
     return {k: v for k, v in params.items() if v is not None}
 
 
@@ -155,7 +153,8 @@ def select(opts: SelectOptions) -> None:
     method = opts.resolved_method
     from bioprune.selection.pipeline import select_coreset
 
-    with _waiting(method):
+    # the strategy names its clustering tool "tool"; the CLI calls it --cluster-tool
+    with flag_names({"tool": "--cluster-tool"}), _waiting(method):
         meta = select_coreset(
             method=method,
             budget=opts.budget,

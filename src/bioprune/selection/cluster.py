@@ -19,6 +19,9 @@ RNA ``U`` is written as ``T`` because both tools read nucleotides as DNA.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -27,15 +30,21 @@ from typing import ClassVar
 
 import numpy as np
 
-from bioprune.selection.base import Selection, check_budget
+from bioprune.errors import ConfigError, check_choice
+from bioprune.selection.base import Budget, Selection, check_budget, check_count
+from bioprune.selection.budget import as_count
 
 __all__ = [
     "ClusterSelection",
+    "ClusteringParameters",
+    "check_clustering",
     "cluster_representatives",
     "corpus_clusters",
     "round_robin_order",
     "strategy_clusters",
 ]
+
+log = logging.getLogger("bioprune")
 
 TOOLS = ("mmseqs", "cd-hit")
 MMSEQS_COMMANDS = ("easy-linclust", "easy-cluster")
@@ -267,64 +276,25 @@ def corpus_clusters(
     twice; a cache entry that does not fit the corpus is recomputed.
     ``facts["cache"]`` says ``hit``, ``miss`` or ``off``.
     """
-    import hashlib
-    import json
-    import logging
-
     from bioprune import artifacts
 
-    log = logging.getLogger("bioprune")
-    n = len(corpus)
     nucleotide = corpus.alphabet.name != "protein"
     max_seq_len = max(65535, corpus.max_length + 1)
-    key_path = None
+    key_path = key = None
     if cache_dir is not None:
-        if tool not in TOOLS:
-            raise ValueError(f"--cluster-tool must be one of {', '.join(TOOLS)}, got {tool!r}")
-        binary = _require(
-            "mmseqs" if tool == "mmseqs" else ("cd-hit-est" if nucleotide else "cd-hit"), tool
-        )
-        key = {
-            "corpus_checksum": corpus.checksum,
-            "n": n,
-            "tool": tool,
-            "tool_version": _tool_version(tool, binary),
-            "mmseqs_command": mmseqs_command if tool == "mmseqs" else None,
-            "min_seq_id": float(min_seq_id),
-            "coverage": float(coverage),
-            "nucleotide": nucleotide,
-            "max_seq_len": max_seq_len,
-        }
+        key = _cache_key(corpus, tool, mmseqs_command, min_seq_id, coverage, max_seq_len)
         digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12)
         key_path = Path(cache_dir) / f"clusters-{digest.hexdigest()}"
-        npy, meta = key_path.with_suffix(".npy"), key_path.with_suffix(".json")
-        if npy.is_file() and meta.is_file():
-            try:
-                rep_of = np.load(npy, allow_pickle=False)
-                facts = json.loads(meta.read_text())
-                ok = (
-                    rep_of.dtype == np.int64
-                    and rep_of.shape == (n,)
-                    and isinstance(facts, dict)
-                    and facts.get("key") == key
-                    and isinstance(facts.get("facts"), dict)
-                    and (n == 0 or (rep_of.min() >= 0 and rep_of.max() < n))
-                    and np.array_equal(rep_of[rep_of], rep_of)
-                )
-            except (OSError, ValueError) as exc:
-                log.warning("cluster cache %s is unreadable (%s); clustering again", npy, exc)
-                ok = False
-            if ok:
-                log.info("clusters read from the cache %s", npy)
-                return rep_of, {**facts["facts"], "cache": "hit", "cache_file": str(npy)}
-            log.warning("cluster cache %s does not fit this corpus; clustering again", npy)
+        cached = _read_cache(key_path, key, len(corpus))
+        if cached is not None:
+            return cached
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     fasta = workdir / "corpus.fasta"
     write_positional_fasta(corpus, fasta)
     rep_of, facts = cluster_representatives(
         fasta,
-        n,
+        len(corpus),
         workdir,
         tool=tool,
         min_seq_id=float(min_seq_id),
@@ -341,6 +311,55 @@ def corpus_clusters(
         np.save(tmp, rep_of, allow_pickle=False)
     artifacts.write_json(key_path.with_suffix(".json"), {"key": key, "facts": facts})
     return rep_of, {**facts, "cache": "miss", "cache_file": str(key_path.with_suffix(".npy"))}
+
+
+def _cache_key(corpus, tool, mmseqs_command, min_seq_id, coverage, max_seq_len) -> dict:
+    """Everything that can change a corpus's clusters (the tool's version too)."""
+    if tool not in TOOLS:
+        raise ValueError(f"--cluster-tool must be one of {', '.join(TOOLS)}, got {tool!r}")
+    nucleotide = corpus.alphabet.name != "protein"
+    binary = _require(
+        "mmseqs" if tool == "mmseqs" else ("cd-hit-est" if nucleotide else "cd-hit"), tool
+    )
+    return {
+        "corpus_checksum": corpus.checksum,
+        "n": len(corpus),
+        "tool": tool,
+        "tool_version": _tool_version(tool, binary),
+        "mmseqs_command": mmseqs_command if tool == "mmseqs" else None,
+        "min_seq_id": float(min_seq_id),
+        "coverage": float(coverage),
+        "nucleotide": nucleotide,
+        "max_seq_len": max_seq_len,
+    }
+
+
+def _read_cache(key_path: Path, key: dict, n: int) -> tuple[np.ndarray, dict] | None:
+    """The cached clusters under ``key_path`` when they exist and fit (``key``, ``n``
+    examples, every representative its own); else ``None`` (a warning when unfit)."""
+    npy, meta = key_path.with_suffix(".npy"), key_path.with_suffix(".json")
+    if not (npy.is_file() and meta.is_file()):
+        return None
+    try:
+        rep_of = np.load(npy, allow_pickle=False)
+        facts = json.loads(meta.read_text())
+        ok = (
+            rep_of.dtype == np.int64
+            and rep_of.shape == (n,)
+            and isinstance(facts, dict)
+            and facts.get("key") == key
+            and isinstance(facts.get("facts"), dict)
+            and (n == 0 or (rep_of.min() >= 0 and rep_of.max() < n))
+            and np.array_equal(rep_of[rep_of], rep_of)
+        )
+    except (OSError, ValueError) as exc:
+        log.warning("cluster cache %s is unreadable (%s); clustering again", npy, exc)
+        return None
+    if not ok:
+        log.warning("cluster cache %s does not fit this corpus; clustering again", npy)
+        return None
+    log.info("clusters read from the cache %s", npy)
+    return rep_of, {**facts["facts"], "cache": "hit", "cache_file": str(npy)}
 
 
 def round_robin_order(rep_of: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -367,8 +386,38 @@ def round_robin_order(rep_of: np.ndarray, seed: int) -> tuple[np.ndarray, np.nda
     return order, rounds
 
 
-@dataclass(frozen=True)
-class ClusterSelection:
+def check_clustering(strategy) -> None:
+    """The checks of a clustering strategy's ``tool``, ``mmseqs_command``, ``min_seq_id``,
+    ``coverage`` and ``threads`` (:class:`~bioprune.errors.ConfigError`)."""
+    check_choice("tool", strategy.tool, TOOLS)
+    check_choice("mmseqs_command", strategy.mmseqs_command, MMSEQS_COMMANDS)
+    for param in ("min_seq_id", "coverage"):
+        value = getattr(strategy, param)
+        if not 0.0 <= float(value) <= 1.0:
+            raise ConfigError(param, f"must lie in [0, 1], got {value}")
+    check_count("threads", strategy.threads, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusteringParameters:
+    """The clustering settings that ``cluster`` and ``cci-cluster`` share (the identity
+    threshold is each one's own: their defaults differ)."""
+
+    coverage: float = 0.8
+    tool: str = "mmseqs"
+    mmseqs_command: str = "easy-linclust"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """:class:`~bioprune.errors.ConfigError` naming the first invalid parameter."""
+        check_clustering(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSelection(ClusteringParameters):
     """One representative per sequence-identity cluster, sampled to the budget.
 
     Parameters
@@ -386,17 +435,17 @@ class ClusterSelection:
     """
 
     min_seq_id: float = 0.3
-    coverage: float = 0.8
-    tool: str = "mmseqs"
-    mmseqs_command: str = "easy-linclust"
     seed: int = 0
-    threads: int = 1
 
     name: ClassVar[str] = "cluster"
     uses_scores: ClassVar[bool] = False
 
     def select(
-        self, corpus, budget: int, workdir: str | Path, cache_dir: str | Path | None = None
+        self,
+        corpus,
+        budget: Budget,
+        workdir: str | Path,
+        cache_dir: str | Path | None = None,
     ) -> Selection:
         """Cluster ``corpus`` (a :class:`~bioprune.data.corpus.Corpus`) in ``workdir``.
 
@@ -404,7 +453,7 @@ class ClusterSelection:
         ``cache_dir`` the clusters are reused across calls (:func:`corpus_clusters`).
         """
         n = len(corpus)
-        budget = check_budget(budget, n, self.name, "sequences in the corpus")
+        budget = check_budget(as_count(budget, n), n, self.name, "sequences in the corpus")
         rep_of, facts = strategy_clusters(self, corpus, workdir, cache_dir)
         order, rounds = round_robin_order(rep_of, self.seed)
         chosen = np.sort(order[:budget])

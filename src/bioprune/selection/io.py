@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,14 +245,33 @@ def read_scores(path: str | Path) -> ScoreTable:
     decoded only when used (:attr:`ScoreTable.ids`, :meth:`ScoreTable.take_ids`).
     Scores are reordered by ``index`` when the file is not already in order.
     """
-    import json
-    from concurrent.futures import ThreadPoolExecutor
-
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     path = Path(path)
+    pf = _open_score_file(path)
+    scores, order, digest = _decode_scores(path, pf)
+    # Arrow's allocator keeps freed buffers for reuse; hand the decoded batches back.
+    pa.default_memory_pool().release_unused()
+    nan_count, inf_count = _check_score_values(path, scores)
+    return ScoreTable(
+        path, scores, digest, _file_metadata(path), order, nan_count=nan_count, inf_count=inf_count
+    )
+
+
+#: column -> (type test, what it should be)
+_SCORE_TYPES = {
+    "index": ("is_integer", "an integer"),
+    "id": ("is_string", "a string"),
+    "length": ("is_integer", "an integer"),
+    "score": ("is_floating", "a float"),
+    "loss": ("is_floating", "a float"),
+}
+
+
+def _open_score_file(path: Path):
+    """The Parquet file at ``path``, checked to be a score file (columns and their types)."""
+    import pyarrow as pa
+
     if path.is_dir():
         raise InputError(path, "is a directory, not a score file (give the .parquet file)")
     if not path.is_file():
@@ -275,49 +295,46 @@ def read_scores(path: str | Path) -> ScoreTable:
             f"score file lacks column(s) {', '.join(missing)}; "
             f"a score file has {', '.join(SCORE_COLUMNS)}",
         )
-    kinds = {
-        "index": (pa.types.is_integer, "an integer"),
-        "id": (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "a string"),
-        "length": (pa.types.is_integer, "an integer"),
-        "score": (pa.types.is_floating, "a float"),
-        "loss": (pa.types.is_floating, "a float"),
-    }
-    for col, (ok, expected) in kinds.items():
-        if not ok(schema.field(col).type):
+    for col, (test, expected) in _SCORE_TYPES.items():
+        kind = schema.field(col).type
+        ok = getattr(pa.types, test)(kind) or (col == "id" and pa.types.is_large_string(kind))
+        if not ok:
             raise ValueError(
-                f"score file {path}: column {col!r} has type {schema.field(col).type}, "
-                f"expected {expected}"
+                f"score file {path}: column {col!r} has type {kind}, expected {expected}"
             )
+    return pf
+
+
+def _decode_scores(path: Path, pf) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The scores in corpus-index order, the file row of each index (``None``: the file is
+    in order) and the file's checksum.
+
+    The checksum streams the file in a thread (hashlib releases the GIL) while the row
+    groups decode in parallel threads, each into its slice of the scores; a damaged page
+    is one line naming the file.
+    """
+    import pyarrow.compute as pc
+
     n = pf.metadata.num_rows
-    # The checksum streams the file in a thread (hashlib releases the GIL)
-    # while the columns are decoded.
+    scores = np.empty(n, dtype=np.float64)
+
+    def decode(batch, start: int) -> bool:
+        """Copy a batch's scores into place; whether its index is start, start + 1, ..."""
+        column = batch.column("index")
+        if column.null_count:
+            raise ValueError(f"score file {path}: {column.null_count} row(s) have no index")
+        in_order = np.array_equal(column.to_numpy(), np.arange(start, start + len(column)))
+        column = batch.column("score")
+        if column.null_count:
+            column = pc.fill_null(column, float("nan"))
+        scores[start : start + len(column)] = column.to_numpy()
+        return in_order
+
     with ThreadPoolExecutor(max_workers=1) as pool:
         checksum = pool.submit(artifacts.file_checksum, path)
-        scores = np.empty(n, dtype=np.float64)
-
-        def decode(batch, start: int) -> bool:
-            """Copy a batch's scores into place; whether its index is start, start + 1, ..."""
-            column = batch.column("index")
-            if column.null_count:
-                raise ValueError(f"score file {path}: {column.null_count} row(s) have no index")
-            in_order = np.array_equal(column.to_numpy(), np.arange(start, start + len(column)))
-            column = batch.column("score")
-            if column.null_count:
-                column = pc.fill_null(column, float("nan"))
-            scores[start : start + len(column)] = column.to_numpy()
-            return in_order
-
-        # Row groups decode in parallel threads, each into its slice of `scores`;
-        # a damaged page is one line naming the file.
         with reading(path, "score file"):
             ordered = all(_map_row_groups(path, ["index", "score"], decode))
-            index = None
-            if not ordered:  # rare: rows out of index order, so the whole index is needed
-                index = np.empty(n, dtype=np.int64)
-                start = 0
-                for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=["index"]):
-                    index[start : start + batch.num_rows] = batch.column(0).to_numpy()
-                    start += batch.num_rows
+            index = None if ordered else _read_index(pf, n)  # rare: rows out of index order
         order = None  # None: keep the file's row order
         if index is not None:
             order = np.argsort(index, kind="stable")
@@ -329,10 +346,25 @@ def read_scores(path: str | Path) -> ScoreTable:
                 )
             del index
             scores = scores[order]
-        digest = checksum.result()
-    # Arrow's allocator keeps freed buffers for reuse; hand the decoded batches back.
-    pa.default_memory_pool().release_unused()
-    nan_count, inf_count = _check_score_values(path, scores)
+        return scores, order, checksum.result()
+
+
+def _read_index(pf, n: int) -> np.ndarray:
+    """The whole ``index`` column (int64)."""
+    index = np.empty(n, dtype=np.int64)
+    start = 0
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=["index"]):
+        index[start : start + batch.num_rows] = batch.column(0).to_numpy()
+        start += batch.num_rows
+    return index
+
+
+def _file_metadata(path: Path) -> dict:
+    """The score file's key-value metadata, JSON values decoded (Arrow's schema left out)."""
+    import json
+
+    import pyarrow.parquet as pq
+
     meta = pq.read_metadata(path).metadata or {}
     decoded = {}
     for k, v in meta.items():
@@ -344,9 +376,7 @@ def read_scores(path: str | Path) -> ScoreTable:
             decoded[key] = json.loads(text)
         except ValueError:
             decoded[key] = text
-    return ScoreTable(
-        path, scores, digest, decoded, order, nan_count=nan_count, inf_count=inf_count
-    )
+    return decoded
 
 
 def _check_score_values(path: Path, scores: np.ndarray) -> tuple[int, int]:

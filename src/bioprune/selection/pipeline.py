@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bioprune import artifacts
-from bioprune.selection import make_strategy, strategy_parameters
 from bioprune.selection.base import Selection
+from bioprune.selection.budget import parse_budget
 from bioprune.selection.cci import position_keys
+from bioprune.selection.registry import make_strategy, strategy_parameters
 
 __all__ = ["excluded_text", "select_coreset"]
 
@@ -163,25 +165,30 @@ def select_coreset(
         Folder where ``cluster`` and ``cci-cluster`` keep the clusters of a corpus
         (:func:`bioprune.selection.cluster.corpus_clusters`); ``None``: not cached.
     """
-    from bioprune.cli.common import parse_budget
-    from bioprune.data.corpus import Corpus
-    from bioprune.selection.io import (
-        check_ids_match_corpus,
-        check_scores_name_corpus,
-        read_scores,
-        take_rows,
-        write_coreset_fasta,
-        write_ids,
-    )
+    from bioprune.selection.reduction import REDUCTIONS
 
     out = artifacts.check_output_dir(out, overwrite, inputs=(scores_path, corpus_path))
     strategy = make_strategy(method, **(params or {}))
-    if strategy.uses_scores and scores_path is None:
-        raise ValueError(f"method {method!r} ranks by influence: pass --scores SCORES.parquet")
-    from bioprune.selection.reduction import REDUCTIONS, rescale_scores
-
     if reduction not in REDUCTIONS:
         raise ValueError(f"--reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    _check_inputs(strategy, scores_path, corpus_path, reduction)
+    inputs = _Inputs.load(scores_path, corpus_path, budget, reduction)
+
+    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp, ThreadPoolExecutor(1) as pool:
+        sel, excluded, chosen_scores = _run(strategy, inputs, tmp, cluster_cache, pool)
+        wrote_fasta = _write_selection(tmp, inputs, sel, chosen_scores, fasta, pool)
+        meta = _selection_meta(strategy, inputs, sel, excluded, reduction, wrote_fasta, config)
+        artifacts.write_json(tmp / artifacts.SELECTION_META, meta)
+        if config:  # the command that made this directory, as every stage records it
+            artifacts.write_json(tmp / artifacts.RUN_CONFIG, config)
+    return meta
+
+
+def _check_inputs(strategy, scores_path, corpus_path, reduction: str) -> None:
+    """The inputs a strategy needs, and the reduction's: a one-line error naming the flag."""
+    method = strategy.name
+    if strategy.uses_scores and scores_path is None:
+        raise ValueError(f"method {method!r} ranks by influence: pass --scores SCORES.parquet")
     if reduction != "mean" and not strategy.uses_scores:
         raise ValueError(f"--reduction {reduction} rescales scores; method {method!r} uses none")
     if reduction != "mean" and corpus_path is None:
@@ -195,134 +202,172 @@ def select_coreset(
     if scores_path is None and corpus_path is None:
         raise ValueError("pass --scores or --corpus (random needs to know how many examples exist)")
 
-    corpus = Corpus(corpus_path) if corpus_path is not None else None
-    table = read_scores(scores_path) if scores_path is not None else None
-    if table is not None and corpus is not None:
-        check_scores_name_corpus(table, corpus)
-    n = len(corpus) if corpus is not None else len(table)
-    count = parse_budget(str(budget), n)
-    reduction_facts = None
-    if reduction != "mean":
-        seed, draws = _mask_facts(table)
-        table.scores = rescale_scores(table.scores, corpus.lengths, seed, draws, reduction)
-        reduction_facts = {"mask_seed": seed, "mask_draws": draws}
 
-    excluded = 0
-    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp, ThreadPoolExecutor(1) as pool:
-        # Every id is checked against the corpus in a thread (Arrow decodes and
-        # compares in C++ without the GIL) while the strategy runs here.
-        id_check = (
-            pool.submit(check_ids_match_corpus, table, corpus)
-            if table is not None and corpus is not None
-            else None
-        )
-        try:
-            if method == "cluster":
-                work = tmp / ".cluster-work"
-                sel = strategy.select(corpus, count, work, cache_dir=cluster_cache)
-                shutil.rmtree(work, ignore_errors=True)
-            elif strategy.uses_scores:
-                side, facts = _side_arrays(strategy, corpus, tmp, cluster_cache)
-                sel, excluded, chosen_scores = _score_based(strategy, table, count, side)
-                if facts:
-                    sel.details["clustering"] = facts
-            else:
-                sel = strategy.select(n, count)
-        except Exception:
-            if id_check is not None:
-                id_check.result()  # a score file of another corpus is the error to report
-            raise
-        if id_check is not None:
-            id_check.result()
+@dataclass
+class _Inputs:
+    """What a selection reads: the corpus and the score table (either may be absent), the
+    number of examples and the budget as a count."""
 
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    corpus: Any
+    table: Any
+    n: int
+    budget: str
+    count: int
+    reduction_facts: dict[str, int] | None
+    scores_path: str | Path | None
+    corpus_path: str | Path | None
 
-        idx = sel.indices
-        take = pa.array(idx, type=pa.int64())
-        if table is not None:
-            ids = table.take_ids(idx)  # the decoded column when checked, else streamed
-            if not strategy.uses_scores:
-                chosen_scores = table.scores[idx]
+    @classmethod
+    def load(cls, scores_path, corpus_path, budget, reduction: str) -> _Inputs:
+        from bioprune.data.corpus import Corpus
+        from bioprune.selection.io import check_scores_name_corpus, read_scores
+        from bioprune.selection.reduction import rescale_scores
+
+        corpus = Corpus(corpus_path) if corpus_path is not None else None
+        table = read_scores(scores_path) if scores_path is not None else None
+        if table is not None and corpus is not None:
+            check_scores_name_corpus(table, corpus)
+        n = len(corpus) if corpus is not None else len(table)
+        count = parse_budget(str(budget), n)
+        facts = None
+        if reduction != "mean":
+            seed, draws = _mask_facts(table)
+            table.scores = rescale_scores(table.scores, corpus.lengths, seed, draws, reduction)
+            facts = {"mask_seed": seed, "mask_draws": draws}
+        return cls(corpus, table, n, str(budget), count, facts, scores_path, corpus_path)
+
+
+def _run(strategy, inputs: _Inputs, tmp: Path, cluster_cache, pool: ThreadPoolExecutor):
+    """Run the strategy; returns the selection (corpus indices), how many scores were
+    excluded and the chosen examples' scores. Every id is checked against the corpus in
+    a thread (Arrow decodes and compares in C++ without the GIL) meanwhile."""
+    from bioprune.selection.io import check_ids_match_corpus
+
+    table, corpus, count = inputs.table, inputs.corpus, inputs.count
+    both = table is not None and corpus is not None
+    id_check = pool.submit(check_ids_match_corpus, table, corpus) if both else None
+    excluded, chosen_scores = 0, None
+    try:
+        if strategy.name == "cluster":
+            work = tmp / ".cluster-work"
+            sel = strategy.select(corpus, count, work, cache_dir=cluster_cache)
+            shutil.rmtree(work, ignore_errors=True)
+        elif strategy.uses_scores:
+            side, facts = _side_arrays(strategy, corpus, tmp, cluster_cache)
+            sel, excluded, chosen_scores = _score_based(strategy, table, count, side)
+            if facts:
+                sel.details["clustering"] = facts
         else:
-            ids = take_rows(corpus.sequences_path, "id", idx)
-            chosen_scores = np.full(len(idx), np.nan)
-        columns = {
-            "index": take,
-            "id": ids.cast(pa.string()),
-            "score": pa.array(chosen_scores, type=pa.float64()),
-            "stratum": (
-                pa.array(sel.stratum, type=pa.int32())
-                if sel.stratum is not None
-                else pa.nulls(len(idx), type=pa.int32())
-            ),
-        }
-        if sel.cluster is not None:
-            columns["cluster"] = pa.array(sel.cluster, type=pa.int64())
-        wrote_fasta = bool(fasta and corpus is not None)
-        # The FASTA (token gather + Arrow text kernels) is written in the thread
-        # while the table and ids.txt are written here.
-        fasta_job = (
-            pool.submit(
-                write_coreset_fasta, corpus, idx, columns["id"], tmp / artifacts.SELECTION_FASTA
-            )
-            if wrote_fasta
-            else None
+            sel = strategy.select(inputs.n, count)
+    except Exception:
+        if id_check is not None:
+            id_check.result()  # a score file of another corpus is the error to report
+        raise
+    if id_check is not None:
+        id_check.result()
+    if chosen_scores is None:
+        chosen_scores = (
+            table.scores[sel.indices] if table is not None else np.full(len(sel), np.nan)
         )
-        # Dictionary pages only for the few-valued columns (trying them on unique
-        # ids and scores is wasted work); the sorted index delta-encodes.
-        pq.write_table(
-            pa.table(columns),
-            tmp / artifacts.SELECTION_TABLE,
-            compression="zstd",
-            use_dictionary=[c for c in ("stratum", "cluster") if c in columns],
-            column_encoding={"index": "DELTA_BINARY_PACKED"},
-        )
-        write_ids(tmp / artifacts.SELECTION_IDS, columns["id"])
-        if fasta_job is not None:
-            fasta_job.result()
+    return sel, excluded, chosen_scores
 
-        parameters = strategy_parameters(strategy)
-        meta: dict[str, Any] = {
-            "format": "bioprune-selection",
-            "format_version": 1,
-            "method": method,
-            "parameters": parameters,
-            "seed": parameters.get("seed"),
-            "budget": {
-                "requested": str(budget),
-                "count": count,
-                "selected": len(idx),
-                "n": n,
-                "fraction_of_n": (len(idx) / n) if n else 0.0,
+
+def _write_selection(
+    tmp: Path, inputs: _Inputs, sel: Selection, chosen_scores, fasta: bool, pool
+) -> bool:
+    """selection.parquet, ids.txt and (with the corpus, unless ``fasta`` is off)
+    coreset.fasta; returns whether the FASTA was written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioprune.selection.io import take_rows, write_coreset_fasta, write_ids
+
+    idx, corpus = sel.indices, inputs.corpus
+    if inputs.table is not None:
+        ids = inputs.table.take_ids(idx)  # the decoded column when checked, else streamed
+    else:
+        ids = take_rows(corpus.sequences_path, "id", idx)
+    n_idx = len(idx)
+    stratum = sel.stratum
+    columns = {
+        "index": pa.array(idx, type=pa.int64()),
+        "id": ids.cast(pa.string()),
+        "score": pa.array(chosen_scores, type=pa.float64()),
+        "stratum": pa.array(stratum, type=pa.int32())
+        if stratum is not None
+        else pa.nulls(n_idx, type=pa.int32()),
+    }
+    if sel.cluster is not None:
+        columns["cluster"] = pa.array(sel.cluster, type=pa.int64())
+    wrote_fasta = bool(fasta and corpus is not None)
+    # The FASTA (token gather + Arrow text kernels) is written in the thread while the
+    # table and ids.txt are written here.
+    target = tmp / artifacts.SELECTION_FASTA
+    job = (
+        pool.submit(write_coreset_fasta, corpus, idx, columns["id"], target)
+        if wrote_fasta
+        else None
+    )
+    # Dictionary pages only for the few-valued columns (trying them on unique ids and
+    # scores is wasted work); the sorted index delta-encodes.
+    pq.write_table(
+        pa.table(columns),
+        tmp / artifacts.SELECTION_TABLE,
+        compression="zstd",
+        use_dictionary=[c for c in ("stratum", "cluster") if c in columns],
+        column_encoding={"index": "DELTA_BINARY_PACKED"},
+    )
+    write_ids(tmp / artifacts.SELECTION_IDS, columns["id"])
+    if job is not None:
+        job.result()
+    return wrote_fasta
+
+
+def _selection_meta(
+    strategy, inputs: _Inputs, sel: Selection, excluded: int, reduction: str,
+    wrote_fasta: bool, config: dict[str, Any] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """selection.json: method, parameters, budget asked and met, inputs, details."""
+    table, corpus, n = inputs.table, inputs.corpus, inputs.n
+    parameters = strategy_parameters(strategy)
+    scored = strategy.uses_scores
+    selected = len(sel.indices)
+    return {
+        "format": "bioprune-selection",
+        "format_version": 1,
+        "method": strategy.name,
+        "parameters": parameters,
+        "seed": parameters.get("seed"),
+        "budget": {
+            "requested": inputs.budget,
+            "count": inputs.count,
+            "selected": selected,
+            "n": n,
+            "fraction_of_n": (selected / n) if n else 0.0,
+        },
+        "reduction": reduction if scored else None,
+        "reduction_facts": inputs.reduction_facts,
+        "non_finite_scores_excluded": excluded if scored else None,
+        "nan_scores_excluded": table.nan_count if scored else None,
+        "inf_scores_excluded": table.inf_count if scored else None,
+        "inputs": {
+            "scores": str(inputs.scores_path) if inputs.scores_path is not None else None,
+            "scores_checksum": table.checksum if table is not None else None,
+            "corpus": str(inputs.corpus_path) if inputs.corpus_path is not None else None,
+            "corpus_checksum": corpus.checksum if corpus is not None else None,
+            # the score file's own provenance, so the chain to model and Fisher is kept
+            "scores_metadata": {
+                k: table.metadata[k]
+                for k in ("format", "corpus_checksum", "model_checksum", "fisher_checksum")
+                if table is not None and k in table.metadata
             },
-            "reduction": reduction if strategy.uses_scores else None,
-            "reduction_facts": reduction_facts,
-            "non_finite_scores_excluded": excluded if strategy.uses_scores else None,
-            "nan_scores_excluded": table.nan_count if strategy.uses_scores else None,
-            "inf_scores_excluded": table.inf_count if strategy.uses_scores else None,
-            "inputs": {
-                "scores": str(scores_path) if scores_path is not None else None,
-                "scores_checksum": table.checksum if table is not None else None,
-                "corpus": str(corpus_path) if corpus_path is not None else None,
-                "corpus_checksum": corpus.checksum if corpus is not None else None,
-                # the score file's own provenance, so the chain to model and Fisher is kept
-                "scores_metadata": {
-                    k: table.metadata[k]
-                    for k in ("format", "corpus_checksum", "model_checksum", "fisher_checksum")
-                    if table is not None and k in table.metadata
-                },
-            },
-            "details": sel.details,
-            "outputs": {
-                "ids": artifacts.SELECTION_IDS,
-                "table": artifacts.SELECTION_TABLE,
-                "fasta": artifacts.SELECTION_FASTA if wrote_fasta else None,
-            },
-            "config": config or {},
-            **artifacts.provenance(),
-        }
-        artifacts.write_json(tmp / artifacts.SELECTION_META, meta)
-        if config:  # the command that made this directory, as every stage records it
-            artifacts.write_json(tmp / artifacts.RUN_CONFIG, config)
-    return meta
+        },
+        "details": sel.details,
+        "outputs": {
+            "ids": artifacts.SELECTION_IDS,
+            "table": artifacts.SELECTION_TABLE,
+            "fasta": artifacts.SELECTION_FASTA if wrote_fasta else None,
+        },
+        "config": config or {},
+        **artifacts.provenance(),
+    }

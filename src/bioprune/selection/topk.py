@@ -4,6 +4,11 @@ Top I keeps the ``m`` examples with the largest self-influence ``I`` (method.md
 section 5); Bottom I, its mirror, keeps the ``m`` smallest, i.e. the most
 typical examples. Ties at the cut are broken by the smaller index, so the
 result is a pure function of the scores.
+
+>>> TopK().select(np.array([0.1, 3.0, 2.0, 3.0]), 2).indices.tolist()
+[1, 3]
+>>> BottomK().select(np.array([0.1, 3.0, 0.1, 2.0]), 2).indices.tolist()
+[0, 2]
 """
 
 from __future__ import annotations
@@ -11,46 +16,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
+import numpy as np  # noqa: F401 - the doctests use it
+from numpy.typing import ArrayLike
 
-from bioprune.selection.base import Selection, check_budget, check_scores, extreme_k
+from bioprune.selection.base import Budget, Selection, check_budget, check_scores, extreme_k
+from bioprune.selection.budget import as_count
 
 __all__ = ["BottomK", "TopK"]
 
 
-@dataclass(frozen=True)
-class TopK:
-    """The ``budget`` largest scores (ties: smaller position first).
+@dataclass(frozen=True, kw_only=True)
+class _Extreme:
+    """The ``budget`` largest (or smallest) scores, ties: smaller position first."""
 
-    Examples
-    --------
-    >>> TopK().select(np.array([0.1, 3.0, 2.0, 3.0]), 2).indices.tolist()
-    [1, 3]
-    """
+    largest: ClassVar[bool]
+    uses_scores: ClassVar[bool] = True
+
+    def select(self, scores: ArrayLike, budget: Budget) -> Selection:
+        """Choose ``budget`` (a count, a fraction or text) positions of ``scores``."""
+        scores = check_scores(scores, self.name)
+        budget = check_budget(as_count(budget, len(scores)), len(scores), self.name)
+        return Selection(indices=extreme_k(scores, budget, largest=self.largest))
+
+
+class TopK(_Extreme):
+    """The ``budget`` largest scores (Top I; ties: smaller position first)."""
 
     name: ClassVar[str] = "topk"
-    uses_scores: ClassVar[bool] = True
-
-    def select(self, scores: np.ndarray, budget: int) -> Selection:
-        scores = check_scores(scores, self.name)
-        budget = check_budget(budget, len(scores), self.name)
-        return Selection(indices=extreme_k(scores, budget, largest=True))
+    largest: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
-class BottomK:
-    """The ``budget`` smallest scores (ties: smaller position first).
-
-    Examples
-    --------
-    >>> BottomK().select(np.array([0.1, 3.0, 0.1, 2.0]), 2).indices.tolist()
-    [0, 2]
-    """
+class BottomK(_Extreme):
+    """The ``budget`` smallest scores (Bottom I; ties: smaller position first)."""
 
     name: ClassVar[str] = "bottomk"
-    uses_scores: ClassVar[bool] = True
-
-    def select(self, scores: np.ndarray, budget: int) -> Selection:
-        scores = check_scores(scores, self.name)
-        budget = check_budget(budget, len(scores), self.name)
-        return Selection(indices=extreme_k(scores, budget, largest=False))
+    largest: ClassVar[bool] = False
