@@ -71,10 +71,14 @@ def _worker(args) -> dict:
     from bioprune.data.batching import collate_masked, token_budget_batches
     from bioprune.data.corpus import Corpus
     from bioprune.data.masking import IGNORE_INDEX, mask_draw
-    from bioprune.influence.engine import MLMGradientRunner, resolve_device
-    from bioprune.influence.hooks import PerExampleGradients
+    from bioprune.influence.engine import MLMGradientRunner
+    from bioprune.influence.hooks import (
+        PerExampleGradients,
+        SelfInfluenceReduction,
+    )
     from bioprune.influence.params import select_parameters
     from bioprune.models.loading import load_masked_lm
+    from bioprune.runtime import resolve_device
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -133,8 +137,7 @@ def _worker(args) -> dict:
             tracker = PerExampleGradients(
                 model,
                 names,
-                mode="score",
-                weights=weights,
+                reduction=SelfInfluenceReduction(weights),
                 compute_dtype=autocast or torch.float32,
                 gather_last_layer=args.method == "score",
             ).__enter__()

@@ -78,12 +78,12 @@ def throughput(corpus, preset: str, steps: int, device: str, batch_size: int) ->
     from transformers import EsmForMaskedLM
 
     from bioprune.models.presets import build_config, count_parameters
-    from bioprune.training.distributed import setup_distributed
+    from bioprune.runtime import start_process
     from bioprune.training.recipe import MaskedLMRecipe, TrainingConfig
 
     torch.manual_seed(0)
     model = EsmForMaskedLM(build_config(preset, corpus.alphabet))
-    env = setup_distributed(device)
+    env = start_process(device)
     cfg = TrainingConfig(
         batch_size=batch_size, device=device, checkpoint_every=0, show_progress=False
     )

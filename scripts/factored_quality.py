@@ -111,12 +111,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     import pyarrow.parquet as pq
-    from rich.console import Console
 
     from bioprune.influence.fisher import FisherConfig, compute_fisher, load_fisher
     from bioprune.influence.score import ScoreConfig, compute_scores
 
-    console = Console(stderr=True)
     args.work.mkdir(parents=True, exist_ok=True)
     fisher = args.work / "fisher.safetensors"
     if args.fresh or not fisher.exists():
@@ -133,7 +131,6 @@ def main() -> None:
                 overwrite=True,
                 progress=False,
             ),
-            console=console,
         )
     seconds = {}
     for mode in ("exact", "factored"):
@@ -151,7 +148,6 @@ def main() -> None:
                     overwrite=True,
                     progress=False,
                 ),
-                console=console,
             )
             seconds[mode] = res.seconds
     exact = pq.read_table(args.work / "scores-exact.parquet").column("score").to_numpy()

@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # torchrun tests: a stuck rendezvous or collective fails after 2 minutes, not hangs
-# (child processes inherit it; see bioprune.influence.distributed.process_group_timeout).
+# (child processes inherit it; see bioprune.runtime.process_group_timeout).
 os.environ.setdefault("BIOPRUNE_DIST_TIMEOUT_S", "120")
 
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from bioprune.data.corpus import write_corpus
-from bioprune.influence.hooks import PerExampleGradients
+from bioprune.influence.hooks import PerExampleGradients, SelfInfluenceReduction
 from bioprune.influence.params import select_parameters
 from bioprune.models.esmc import EsmcConfig, EsmcForMaskedLM, esmc_ffn_size
 from tests import test_influence_exact as ex
@@ -147,7 +147,7 @@ def _scores(model, corpus, names, batches, weights, gather):
 
     out = {}
     tracker = PerExampleGradients(
-        model, names, mode="score", weights=weights, gather_last_layer=gather
+        model, names, reduction=SelfInfluenceReduction(weights), gather_last_layer=gather
     )
     with tracker:
         runner = MLMGradientRunner(

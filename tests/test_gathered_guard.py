@@ -22,7 +22,7 @@ from bioprune.influence.engine import (
     _major_minor,
     gathered_last_layer_supported,
 )
-from bioprune.influence.hooks import PerExampleGradients
+from bioprune.influence.hooks import FisherReduction, PerExampleGradients
 from bioprune.influence.params import select_parameters
 from tests.conftest import random_sequences
 from tests.test_influence_exact import small_model
@@ -58,7 +58,7 @@ def test_installed_release_is_used_where_supported(kind, caplog):
     """On the pinned transformers the gathered layer is on; at the lower bound it is off."""
     model = small_model(kind)
     with caplog.at_level(logging.WARNING, logger="bioprune"):
-        tracker = PerExampleGradients(model, ["lm_head.bias"], mode="fisher")
+        tracker = PerExampleGradients(model, ["lm_head.bias"], reduction=FisherReduction())
     assert tracker.gather_last_layer is IN_RANGE
     notes = [r for r in caplog.records if "gathered last layer off" in r.getMessage()]
     assert len(notes) == (0 if IN_RANGE else 1)
@@ -70,7 +70,10 @@ def test_explicit_plain_path_is_not_checked(monkeypatch):
 
     monkeypatch.setattr(engine, "gathered_last_layer_supported", boom)
     tracker = PerExampleGradients(
-        small_model("rotary"), ["lm_head.bias"], mode="fisher", gather_last_layer=False
+        small_model("rotary"),
+        ["lm_head.bias"],
+        reduction=FisherReduction(),
+        gather_last_layer=False,
     )
     assert not tracker.gather_last_layer
 
@@ -81,7 +84,7 @@ def test_other_release_falls_back_once_with_a_note(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="bioprune"):
         for _ in range(3):
             assert not gathered_last_layer_supported(model)
-            tracker = PerExampleGradients(model, ["lm_head.bias"], mode="fisher")
+            tracker = PerExampleGradients(model, ["lm_head.bias"], reduction=FisherReduction())
             assert not tracker.gather_last_layer
     notes = [r for r in caplog.records if "gathered last layer off" in r.getMessage()]
     assert len(notes) == 1

@@ -380,7 +380,7 @@ def test_fisher_of_another_model_is_refused_by_score(
 def test_damaged_fisher_resume_part_is_refused(
     damage, tiny_model_dir, tiny_corpus, tmp_path, monkeypatch, capsys
 ):
-    import bioprune.influence.fisher as fisher_mod
+    import bioprune.influence.runs as runs_mod
 
     out = tmp_path / "F.safetensors"
     args = ["fisher", "--model", tiny_model_dir, "--corpus", tiny_corpus.path]
@@ -391,7 +391,7 @@ def test_damaged_fisher_resume_part_is_refused(
         if parts_done >= 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(fisher_mod, "_maybe_die", die)
+    monkeypatch.setattr(runs_mod, "maybe_die", die)
     code, _ = run_cli(*args, monkeypatch=monkeypatch, capsys=capsys)
     assert code == 130
     part = out.with_name(out.name + ".parts") / "fisher-rank0.safetensors"
@@ -406,7 +406,7 @@ def test_damaged_fisher_resume_part_is_refused(
         with safe_open(str(part), "pt") as fh:
             meta = fh.metadata()
         save_file(sd, part, metadata=meta)
-    monkeypatch.setattr(fisher_mod, "_maybe_die", lambda n: None)
+    monkeypatch.setattr(runs_mod, "maybe_die", lambda n: None)
     before = snapshot(part.parent, tiny_model_dir, tiny_corpus.path)
     code, err = run_cli(*args, "--resume", monkeypatch=monkeypatch, capsys=capsys)
     reason = "cannot read Fisher resume part" if damage == "truncated" else "has shape (3,)"

@@ -237,7 +237,7 @@ TWO_STAGES = """
 import sys
 import torch.distributed as dist
 from bioprune.cli.main import app
-from bioprune.influence.distributed import process_group_timeout
+from bioprune.runtime import process_group_timeout
 dist.init_process_group("gloo", timeout=process_group_timeout())
 args = sys.argv[1:]
 cut = args.index("--then")
@@ -383,28 +383,30 @@ def test_bfloat16_autocast_stays_close_to_float32(
 
 
 def test_large_subsets_go_to_a_sidecar(tmp_path):
-    from bioprune.influence.fisher import INLINE_SUBSET_MAX, FisherConfig, _fisher_metadata
+    import torch
+    from safetensors import safe_open
+
+    from bioprune.influence.fisher import INLINE_SUBSET_MAX, Fisher
 
     subset = np.arange(INLINE_SUBSET_MAX + 1, dtype=np.int64) * 2
     out = tmp_path / "F.safetensors"
-    cfg = FisherConfig(model=tmp_path, corpus=tmp_path, out=out, subset_size="1")
-    meta = _fisher_metadata(cfg, out, subset, 5, "all", [], {}, {}, [], "m", "c", 0)
-    info = json.loads(meta["subset"])
-    assert info == {"file": "F.subset.npy", "count": len(subset)}
+    fisher = Fisher({"w": torch.ones(2)}, {"w": 1e-3}, {"subset": subset.tolist()})
+    fisher.save(out)
+    with safe_open(str(out), "pt") as fh:
+        info = json.loads(fh.metadata()["subset"])
     assert np.array_equal(np.load(tmp_path / info["file"]), subset)
 
 
 STUCK_RENDEZVOUS = """
-import torch
-from bioprune.influence.distributed import init_distributed
-init_distributed(torch.device("cpu"))
+from bioprune.runtime import start_process
+start_process("cpu")
 """
 
 
 def test_stuck_rendezvous_fails_instead_of_hanging(tmp_path, monkeypatch):
     import socket
 
-    from bioprune.influence.distributed import process_group_timeout
+    from bioprune.runtime import process_group_timeout
 
     monkeypatch.setenv("BIOPRUNE_DIST_TIMEOUT_S", "0")
     with pytest.raises(ValueError, match="BIOPRUNE_DIST_TIMEOUT_S"):

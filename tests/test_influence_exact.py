@@ -18,7 +18,7 @@ from bioprune.data.alphabet import get_alphabet
 from bioprune.data.corpus import write_corpus
 from bioprune.data.masking import IGNORE_INDEX, apply_mask, mask_draw
 from bioprune.influence.engine import MLMGradientRunner
-from bioprune.influence.hooks import PerExampleGradients
+from bioprune.influence.hooks import FisherReduction, PerExampleGradients, SelfInfluenceReduction
 from bioprune.influence.params import select_parameters
 from tests.conftest import random_sequences
 
@@ -102,7 +102,9 @@ def reference_scores(model, corpus, names, indices, draws, fisher, lambdas):
 
 
 def engine_fisher(model, corpus, names, batches, draws, chunk=None):
-    with PerExampleGradients(model, names, mode="fisher", max_chunk_elements=chunk) as tracker:
+    with PerExampleGradients(
+        model, names, reduction=FisherReduction(), max_chunk_elements=chunk
+    ) as tracker:
         runner = MLMGradientRunner(
             model, corpus.alphabet, corpus, tracker, seed=SEED, draws=draws, device=CPU
         )
@@ -110,16 +112,16 @@ def engine_fisher(model, corpus, names, batches, draws, chunk=None):
         for b in batches:
             res = runner.run_batch(np.asarray(b))
             assert not res.nonfinite.any()
-            tracker.commit()
+            tracker.reduction.commit()
             count += len(b)
         fired = set(tracker.fired)
-        return {n: tracker.totals[n] / (count * draws) for n in names}, fired
+        return {n: tracker.reduction.totals[n] / (count * draws) for n in names}, fired
 
 
 def engine_scores(model, corpus, names, batches, draws, weights, chunk=None):
     out_s, out_l = {}, {}
     tracker = PerExampleGradients(
-        model, names, mode="score", weights=weights, max_chunk_elements=chunk
+        model, names, reduction=SelfInfluenceReduction(weights), max_chunk_elements=chunk
     )
     with tracker:
         runner = MLMGradientRunner(
@@ -364,11 +366,11 @@ def test_overflowing_gradient_with_finite_loss_is_traced_to_its_example(corpus):
         def forward_backward(self, batch):
             loss = super().forward_backward(batch)
             if bool((batch["attention_mask"].sum(1) == lengths[victim] + 2).any()):
-                self.tracker.batch_sums["lm_head.bias"].fill_(float("inf"))
+                self.tracker.reduction.batch_sums["lm_head.bias"].fill_(float("inf"))
             return loss
 
     batch = np.array([victim, *[i for i in range(6) if i != victim]][:6])
-    with PerExampleGradients(model, names, mode="fisher") as tracker:
+    with PerExampleGradients(model, names, reduction=FisherReduction()) as tracker:
         runner = Overflowing(
             model, corpus.alphabet, corpus, tracker, seed=SEED, draws=1, device=CPU
         )

@@ -18,7 +18,12 @@ from bioprune.data.batching import collate_masked
 from bioprune.data.corpus import write_corpus
 from bioprune.data.masking import mask_draw
 from bioprune.influence.engine import MLMGradientRunner, encoder_at_selected
-from bioprune.influence.hooks import PerExampleGradients, gathered_module_names
+from bioprune.influence.hooks import (
+    FisherReduction,
+    PerExampleGradients,
+    SelfInfluenceReduction,
+    gathered_module_names,
+)
 from bioprune.influence.params import select_parameters
 from tests.conftest import random_sequences
 from tests.test_influence_exact import rel_err, small_model
@@ -64,7 +69,10 @@ ALL = sorted(i for b in BATCHES for i in b)
 def run(model, corpus, names, *, gather: bool, mode: str, weights=None, draws: int = 2):
     """Fisher totals or scores and losses of BATCHES, through one path."""
     tracker = PerExampleGradients(
-        model, names, mode=mode, weights=weights, gather_last_layer=gather
+        model,
+        names,
+        reduction=SelfInfluenceReduction(weights) if mode == "score" else FisherReduction(),
+        gather_last_layer=gather,
     )
     scores, losses = {}, {}
     with tracker:
@@ -79,10 +87,10 @@ def run(model, corpus, names, *, gather: bool, mode: str, weights=None, draws: i
                 if mode == "score":
                     scores[i] = res.score[j]
             if mode == "fisher":
-                tracker.commit()
+                tracker.reduction.commit()
         fired = set(tracker.fired)
     if mode == "fisher":
-        return {n: t.clone() for n, t in tracker.totals.items()}, losses, fired
+        return {n: t.clone() for n, t in tracker.reduction.totals.items()}, losses, fired
     return scores, losses, fired
 
 
@@ -130,7 +138,7 @@ def test_gathered_modules_see_selected_rows_only(corpus, kind):
         for n in watched
     ]
     order = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :s]
-    tracker = PerExampleGradients(model, ["lm_head.bias"], mode="fisher")
+    tracker = PerExampleGradients(model, ["lm_head.bias"], reduction=FisherReduction())
     with torch.no_grad():
         rows = encoder_at_selected(
             model, tracker, batch["input_ids"], batch["attention_mask"], order

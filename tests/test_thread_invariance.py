@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from bioprune.influence import fisher as fisher_mod
+from bioprune.influence import runs as runs_mod
 from bioprune.influence.score import read_scores_meta
 from tests.hostile import assert_one_line_error, run_cli
 from tests.test_influence_cli import save_small_model
@@ -44,7 +44,7 @@ def _interrupt_after_first_part(monkeypatch):
     def die(parts_done: int) -> None:
         raise _Interrupted
 
-    monkeypatch.setattr(fisher_mod, "_maybe_die", die)
+    monkeypatch.setattr(runs_mod, "maybe_die", die)
 
 
 @pytest.mark.parametrize("stage", ["fisher", "score"])

@@ -401,7 +401,7 @@ def test_bf16_autocast_path_trains(tiny_corpus, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(tiny_corpus, tmp_path):
-    from bioprune.training.distributed import setup_distributed
+    from bioprune.runtime import start_process
 
     def recipe(lr):
         from transformers import EsmForMaskedLM
@@ -413,7 +413,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(tiny_corpus, tmp_path):
         return MaskedLMRecipe(
             cfg, model, tiny_corpus, np.arange(20), np.zeros(0, np.int64), tmp_path / "m",
             recipe="pretrain", data_fingerprint={"corpus": tiny_corpus.checksum},
-            env=setup_distributed("cpu"),
+            env=start_process("cpu"),
         )  # fmt: skip
 
     first = recipe(1e-3)

@@ -49,33 +49,49 @@ CALIBRATION_QUANTILES = (0.1, 0.5, 0.9, 1.0)
 class PlanConfig:
     """Arguments of ``bioprune plan``."""
 
-    model: Path
-    corpus: Path
-    stage: str = "score"
-    device: str = "auto"
-    processes: int = 1
-    dtype: str = "float32"
-    batch_tokens: int = 8192  # score / fisher: padded tokens per batch
-    max_batch_size: int | None = None
-    part_batches: int = 16
-    subset_size: str | None = "1%"  # fisher: the subset the run would use
-    batch_size: int = 16  # pretrain: examples per step
-    epochs: int = 1  # pretrain: epochs predicted
-    seed: int = 0  # calibration sample and masks
-    repeats: int = 2  # timed runs per calibration batch (the fastest is kept)
-    max_calibration_tokens: int | None = None  # cap on a calibration batch (default: the budget)
+    model: Path = field(metadata={"help": "Model directory (HF format)."})
+    corpus: Path = field(metadata={"help": "Corpus directory (bioprune prepare)."})
+    stage: str = field(default="score", metadata={"help": "score, fisher or pretrain."})
+    device: str = field(
+        default="auto", metadata={"help": "auto (CUDA when available), cpu or cuda."}
+    )
+    processes: int = field(
+        default=1, metadata={"help": "Processes of the run (torchrun --nproc-per-node)."}
+    )
+    dtype: str = field(default="float32", metadata={"help": "float32 or bfloat16 (autocast)."})
+    batch_tokens: int = field(
+        default=8192,
+        metadata={"help": "score/fisher: padded tokens per batch, as the run's."},
+    )
+    max_batch_size: int | None = field(default=None, metadata={"help": "As the run's."})
+    part_batches: int = field(default=16, metadata={"help": "As the run's."})
+    subset_size: str | None = field(
+        default="1%", metadata={"help": "fisher: the run's subset (count or fraction)."}
+    )
+    batch_size: int = field(default=16, metadata={"help": "pretrain: examples per step."})
+    epochs: int = field(default=1, metadata={"help": "pretrain: epochs to predict."})
+    seed: int = field(default=0, metadata={"help": "Seed of the calibration sample and masks."})
+    repeats: int = field(
+        default=2,
+        metadata={"help": "Timed runs per calibration batch."},  # the fastest is kept
+    )
+    #: cap on a calibration batch (default: the budget); not an option of the command
+    max_calibration_tokens: int | None = field(default=None, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
+        from bioprune.errors import ConfigError
+
         if self.stage not in STAGES:
-            raise ValueError(f"--stage {self.stage!r}: choose one of {', '.join(STAGES)}")
-        for name in ("processes", "batch_tokens", "part_batches", "batch_size", "epochs"):
+            raise ConfigError("stage", f"{self.stage!r}: choose one of {', '.join(STAGES)}")
+        counts = ("processes", "batch_tokens", "part_batches", "batch_size", "epochs", "repeats")
+        for name in counts:
             if getattr(self, name) < 1:
-                flag = name.replace("_", "-")
-                raise ValueError(f"--{flag} must be >= 1 (got {getattr(self, name)})")
-        if self.repeats < 1:
-            raise ValueError(f"--repeats must be >= 1 (got {self.repeats})")
+                raise ConfigError(name, f"must be >= 1 (got {getattr(self, name)})")
         if self.seed < 0:
-            raise ValueError(f"--seed must be >= 0 (got {self.seed})")
+            raise ConfigError("seed", f"must be >= 0 (got {self.seed})")
 
 
 @dataclass
@@ -366,40 +382,29 @@ def _make_step(cfg: PlanConfig, model, alphabet, corpus, device, autocast):
     import torch
 
     if cfg.stage in ("score", "fisher"):
-        from bioprune.influence.engine import MLMGradientRunner
-        from bioprune.influence.hooks import PerExampleGradients
+        from bioprune.influence.engine import GradientPass
+        from bioprune.influence.hooks import FisherReduction, SelfInfluenceReduction
         from bioprune.influence.params import select_parameters
 
         names = select_parameters(model, "all").names
-
-        weights = None
+        reduction = FisherReduction()
         if cfg.stage == "score":  # the cost does not depend on the weights' values
             weights = {
                 n: torch.ones(model.get_parameter(n).shape, dtype=torch.float32, device=device)
                 for n in names
             }
-        tracker = PerExampleGradients(
-            model,
-            names,
-            mode=cfg.stage,
-            weights=weights,
-            compute_dtype=autocast or torch.float32,
-        ).__enter__()
-        runner = MLMGradientRunner(
-            model,
-            alphabet,
-            corpus,
-            tracker,
-            seed=cfg.seed,
-            draws=1,
-            device=device,
-            autocast_dtype=autocast,
-        )
+            reduction = SelfInfluenceReduction(weights)
+        grad = GradientPass(
+            model, alphabet, corpus, names, seed=cfg.seed, draws=1, device=device,
+            autocast=autocast,
+        )  # fmt: skip
+        tracker = grad.tracker(reduction).__enter__()
+        runner = grad.runner(tracker)
 
         def step(batch: np.ndarray) -> None:
             runner.run_batch(batch)
             if cfg.stage == "fisher":
-                tracker.commit()
+                reduction.commit()
 
         return step, lambda: tracker.__exit__(None, None, None)
 
@@ -441,12 +446,7 @@ def _sync(device) -> None:
 
 def plan_run(cfg: PlanConfig) -> Plan:
     """Calibrate on the real model and corpus, then predict the whole run (writes nothing)."""
-    import torch
-
-    from bioprune import artifacts
-    from bioprune.data.corpus import Corpus
-    from bioprune.influence.engine import resolve_device, resolve_dtype
-    from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
+    from bioprune.runtime import cpu_threads
 
     # start-up: what this process spent before the plan (interpreter, torch, CLI imports);
     # the run's process pays the same
@@ -455,19 +455,95 @@ def plan_run(cfg: PlanConfig) -> Plan:
     startup_wall = startup_cpu if startup_wall is None else max(startup_wall, 0.0)
     cfg.validate()
     with _Timer() as setup:  # what the stage does before its first batch
-        corpus = Corpus(cfg.corpus)
-        if len(corpus) == 0:
-            raise ValueError(f"{cfg.corpus}: the corpus is empty; nothing to plan")
-        device = resolve_device(cfg.device)
-        autocast = resolve_dtype(cfg.dtype)
-        autocast = None if autocast == torch.float32 else autocast
-        indices, parts = _stage_batches(cfg, corpus)
-        model, alphabet = load_masked_lm(cfg.model, device=device)
-        check_model_fits_corpus(model, alphabet, corpus, cfg.model)
-        artifacts.model_checksum(cfg.model)
+        corpus, device, autocast, indices, parts, model, alphabet = _load(cfg)
     rng = np.random.default_rng(cfg.seed)
     calib = _calibration_batches(cfg, corpus, indices, rng)
+    cal = _calibrate(cfg, model, alphabet, corpus, device, autocast, calib, len(indices))
+    del model
+    cal.fit()
+    warm_t = np.array([_padded(corpus, cal.warm_batch)[1]])
+    warm_fit = float(predict_batch_seconds(cal.time_coef, np.array([1]), warm_t)[0])
+    warm_fit_cpu = float(predict_batch_seconds(cal.cpu_coef, np.array([1]), warm_t)[0])
+    # the first batch's one-time cost: the warm-up beyond what the fit gives that example
+    fixed = {
+        "startup": startup_wall,
+        "setup": setup.wall,
+        "first_batch": max(0.0, cal.warm.wall - warm_fit),
+        "write": cal.write.wall,
+    }
+    fixed_cpu = {
+        "startup": startup_cpu,
+        "setup": setup.cpu,
+        "first_batch": max(0.0, cal.warm.cpu - warm_fit_cpu),
+        "write": cal.write.cpu,
+    }
+    run = _predict(cfg, corpus, parts, cal, fixed, fixed_cpu, device)
+    threads = cpu_threads(device) or 0
+    assumptions = _assumptions(cfg, cal, calib, run, fixed, fixed_cpu, device, threads)
+    return Plan(
+        stage=cfg.stage,
+        model=str(cfg.model),
+        corpus=str(cfg.corpus),
+        device=str(device),
+        dtype=cfg.dtype,
+        processes=cfg.processes,
+        threads_per_process=threads,
+        examples=len(indices),
+        **run["plan"],
+        fixed_seconds={k: float(v) for k, v in fixed.items()},
+        fixed_cpu_seconds={k: float(v) for k, v in fixed_cpu.items()},
+        baseline_mb=float(cal.baseline),
+        time_fit=dict(zip(FEATURES, map(float, cal.time_coef), strict=True)),
+        memory_fit=dict(zip(FEATURES[:3], map(float, cal.mem_coef), strict=True)),
+        calibration=cal.results,
+        calibration_seed=cfg.seed,
+        calibration_indices=[int(i) for b in calib for i in b],
+        assumptions=assumptions,
+    )
 
+
+def _load(cfg: PlanConfig):
+    """The stage's set-up: corpus, device, autocast dtype, its batches, the model."""
+    from bioprune import artifacts
+    from bioprune.data.corpus import Corpus
+    from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
+    from bioprune.runtime import autocast_dtype, resolve_device
+
+    corpus = Corpus(cfg.corpus)
+    if len(corpus) == 0:
+        raise ValueError(f"{cfg.corpus}: the corpus is empty; nothing to plan")
+    device = resolve_device(cfg.device)
+    autocast = autocast_dtype(cfg.dtype, device)
+    indices, parts = _stage_batches(cfg, corpus)
+    model, alphabet = load_masked_lm(cfg.model, device=device)
+    check_model_fits_corpus(model, alphabet, corpus, cfg.model)
+    artifacts.model_checksum(cfg.model)
+    return corpus, device, autocast, indices, parts, model, alphabet
+
+
+@dataclass
+class _Calibrated:
+    """What calibration measured, and the fits made from it (:meth:`fit`)."""
+
+    results: list
+    warm_batch: np.ndarray
+    warm: object  # _Timer
+    write: object  # _Timer
+    baseline: float
+    time_coef: np.ndarray | None = None
+    cpu_coef: np.ndarray | None = None
+    mem_coef: np.ndarray | None = None
+
+    def fit(self) -> None:
+        results = self.results
+        x = _features([c.examples for c in results], [c.padded_length for c in results])
+        self.time_coef = _fit(x, np.array([c.seconds for c in results]))
+        self.cpu_coef = _fit(x, np.array([max(c.cpu_seconds, 1e-6) for c in results]))
+        self.mem_coef = _fit(x[:, :3], np.array([max(c.working_mb, 1e-3) for c in results]))
+
+
+def _calibrate(cfg, model, alphabet, corpus, device, autocast, calib, n_examples) -> _Calibrated:
+    """Time (fastest of ``cfg.repeats``) and measure the memory of each calibration batch."""
     sampler = _PeakSampler(device)
     if cfg.stage == "pretrain":
         model.train(False)  # no dropout while timing; the cost is the same
@@ -481,52 +557,36 @@ def plan_run(cfg: PlanConfig) -> Plan:
             _sync(device)
         # the output's serialization, before the baseline: the run holds its libraries and
         # memory pools (pyarrow's: ~80 MB for score) while its batches run
-        write = _time_write(cfg, model, len(indices))
+        write = _time_write(cfg, model, n_examples)
         baseline = sampler.current_mb()
         results: list[Calibration] = []
         # smallest first, so that each batch's memory high-water mark is its own
         for batch in sorted(calib, key=lambda b: len(b) * _padded(corpus, b)[1] ** 2):
-            n, t = _padded(corpus, batch)
-            best = best_cpu = float("inf")
-            peak = 0.0
-            for _ in range(cfg.repeats):
-                with sampler:
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    step(batch)
-                    _sync(device)
-                    best = min(best, time.perf_counter() - t0)
-                    best_cpu = min(best_cpu, time.process_time() - c0)
-                peak = max(peak, sampler.peak)
-            results.append(Calibration(n, t, n * t, best, best_cpu, max(0.0, peak - baseline)))
-            log.info(
-                "calibration batch %d x %d: %.3f s, %.0f MB working", n, t, best, peak - baseline
-            )
+            results.append(_time_batch(cfg, corpus, batch, step, sampler, device, baseline))
     finally:
         close()
-    del model
-    x = _features([c.examples for c in results], [c.padded_length for c in results])
-    time_coef = _fit(x, np.array([c.seconds for c in results]))
-    cpu_coef = _fit(x, np.array([max(c.cpu_seconds, 1e-6) for c in results]))
-    mem_coef = _fit(x[:, :3], np.array([max(c.working_mb, 1e-3) for c in results]))
-    # the first batch's one-time cost: the warm-up beyond what the fit gives that example
-    warm_t = np.array([_padded(corpus, warm_batch)[1]])
-    warm_fit = float(predict_batch_seconds(time_coef, np.array([1]), warm_t)[0])
-    warm_fit_cpu = float(predict_batch_seconds(cpu_coef, np.array([1]), warm_t)[0])
-    fixed = {
-        "startup": startup_wall,
-        "setup": setup.wall,
-        "first_batch": max(0.0, warm.wall - warm_fit),
-        "write": write.wall,
-    }
-    fixed_cpu = {
-        "startup": startup_cpu,
-        "setup": setup.cpu,
-        "first_batch": max(0.0, warm.cpu - warm_fit_cpu),
-        "write": write.cpu,
-    }
-    once = ("startup", "setup", "first_batch")  # every process pays these
+    return _Calibrated(results, warm_batch, warm, write, baseline)
 
-    # the stage's batches over the whole corpus
+
+def _time_batch(cfg, corpus, batch, step, sampler, device, baseline: float) -> Calibration:
+    n, t = _padded(corpus, batch)
+    best = best_cpu = float("inf")
+    peak = 0.0
+    for _ in range(cfg.repeats):
+        with sampler:
+            t0, c0 = time.perf_counter(), time.process_time()
+            step(batch)
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+            best_cpu = min(best_cpu, time.process_time() - c0)
+        peak = max(peak, sampler.peak)
+    log.info("calibration batch %d x %d: %.3f s, %.0f MB working", n, t, best, peak - baseline)
+    return Calibration(n, t, n * t, best, best_cpu, max(0.0, peak - baseline))
+
+
+def _predict(cfg, corpus, parts, cal: _Calibrated, fixed, fixed_cpu, device) -> dict:
+    """The fits summed over the stage's own batches of the whole corpus, per process."""
+    once = ("startup", "setup", "first_batch")  # every process pays these
     batch_n, batch_t, rank_of = [], [], []
     real = 0
     for j, part in enumerate(parts):
@@ -537,8 +597,7 @@ def plan_run(cfg: PlanConfig) -> Plan:
             rank_of.append(j % cfg.processes)
             real += int((corpus.lengths[b] + 2).sum())
     bn, bt = np.array(batch_n), np.array(batch_t)
-    feats = _features(bn, bt)
-    per_batch_s = predict_batch_seconds(time_coef, bn, bt)
+    per_batch_s = predict_batch_seconds(cal.time_coef, bn, bt)
     epochs = cfg.epochs if cfg.stage == "pretrain" else 1
     ranks = np.array(rank_of)
     batch_per_process = [
@@ -549,23 +608,49 @@ def plan_run(cfg: PlanConfig) -> Plan:
         s + sum(fixed[k] for k in once) + (fixed["write"] if r == 0 else 0.0)
         for r, s in enumerate(batch_per_process)
     ]
-    batch_cpu = float(predict_batch_seconds(cpu_coef, bn, bt).sum() * epochs)
+    batch_cpu = float(predict_batch_seconds(cal.cpu_coef, bn, bt).sum() * epochs)
     cpu_total = batch_cpu + cfg.processes * sum(fixed_cpu[k] for k in once) + fixed_cpu["write"]
-    working = float((feats[:, :3] @ mem_coef).max()) if len(bn) else 0.0
-    peak = baseline + working
+    working = float((_features(bn, bt)[:, :3] @ cal.mem_coef).max()) if len(bn) else 0.0
     available = _available_mb(device)
-    fitted = None
-    if cfg.stage != "pretrain":
-        # the worst batch of a budget B: B tokens at the longest length (attention), and
-        # B / shortest examples (per-example buffers)
-        t_max, t_min = float(bt.max()), float(bt.min())
-        per_budget = mem_coef[0] + mem_coef[1] * t_max + mem_coef[2] / t_min
-        room = MEMORY_HEADROOM * available / cfg.processes - baseline
-        if per_budget > 0 and room > 0:
-            fitted = int(room / per_budget) // 256 * 256
-            fitted = max(fitted, int(t_max))
-    threads = int(torch.get_num_threads()) if device.type == "cpu" else 0
-    assumptions = [
+    plan = {
+        "batches": len(bn) * epochs,
+        "real_tokens": int(real) * epochs,
+        "padded_tokens": int((bn * bt).sum()) * epochs,
+        "batch_tokens": cfg.batch_tokens if cfg.stage != "pretrain" else None,
+        "seconds_total": float(sum(batch_per_process) + sum(fixed.values())),
+        "cpu_seconds_total": float(cpu_total),
+        "batch_seconds_total": float(sum(batch_per_process)),
+        "batch_cpu_seconds_total": batch_cpu,
+        "seconds_per_process": per_process,
+        "eta_seconds": float(max(per_process)),
+        "peak_mb_per_process": float(cal.baseline + working),
+        "peak_mb_total": float((cal.baseline + working) * cfg.processes),
+        "available_mb": float(available),
+        "fitted_batch_tokens": _fitted_budget(cfg, cal, bt, available),
+    }
+    return {"plan": plan, "working": working, "available": available}
+
+
+def _fitted_budget(cfg, cal: _Calibrated, bt: np.ndarray, available: float) -> int | None:
+    """The largest ``--batch-tokens`` whose worst batch fits the memory (fisher, score)."""
+    if cfg.stage == "pretrain":
+        return None
+    # the worst batch of a budget B: B tokens at the longest length (attention), and
+    # B / shortest examples (per-example buffers)
+    t_max, t_min = float(bt.max()), float(bt.min())
+    m = cal.mem_coef
+    per_budget = m[0] + m[1] * t_max + m[2] / t_min
+    room = MEMORY_HEADROOM * available / cfg.processes - cal.baseline
+    if per_budget > 0 and room > 0:
+        return max(int(room / per_budget) // 256 * 256, int(t_max))
+    return None
+
+
+def _assumptions(cfg, cal, calib, run, fixed, fixed_cpu, device, threads: int) -> list[str]:
+    """What the prediction assumes, in words (printed with the plan)."""
+    results, baseline = cal.results, cal.baseline
+    working, available = run["working"], run["available"]
+    return [
         f"time per batch = a*n*T + b*n*T^2 + c*n + d (n examples, T padded length), fitted by "
         f"non-negative least squares to {len(results)} calibration batches at framed lengths "
         f"{sorted({c.padded_length for c in results})} (quantiles "
@@ -611,36 +696,3 @@ def plan_run(cfg: PlanConfig) -> Plan:
         + ("pretrain's validation; " if cfg.stage == "pretrain" else "")
         + "the machine is assumed as busy as during calibration",
     ]
-    return Plan(
-        stage=cfg.stage,
-        model=str(cfg.model),
-        corpus=str(cfg.corpus),
-        device=str(device),
-        dtype=cfg.dtype,
-        processes=cfg.processes,
-        threads_per_process=threads,
-        examples=len(indices),
-        batches=len(bn) * epochs,
-        real_tokens=int(real) * epochs,
-        padded_tokens=int((bn * bt).sum()) * epochs,
-        batch_tokens=cfg.batch_tokens if cfg.stage != "pretrain" else None,
-        seconds_total=float(sum(batch_per_process) + sum(fixed.values())),
-        cpu_seconds_total=float(cpu_total),
-        batch_seconds_total=float(sum(batch_per_process)),
-        batch_cpu_seconds_total=batch_cpu,
-        fixed_seconds={k: float(v) for k, v in fixed.items()},
-        fixed_cpu_seconds={k: float(v) for k, v in fixed_cpu.items()},
-        seconds_per_process=per_process,
-        eta_seconds=float(max(per_process)),
-        peak_mb_per_process=float(peak),
-        peak_mb_total=float(peak * cfg.processes),
-        baseline_mb=float(baseline),
-        available_mb=float(available),
-        fitted_batch_tokens=fitted,
-        time_fit=dict(zip(FEATURES, map(float, time_coef), strict=True)),
-        memory_fit=dict(zip(FEATURES[:3], map(float, mem_coef), strict=True)),
-        calibration=results,
-        calibration_seed=cfg.seed,
-        calibration_indices=[int(i) for b in calib for i in b],
-        assumptions=assumptions,
-    )

@@ -100,38 +100,13 @@ def fisher(
     """
     from bioprune.influence.fisher import FisherConfig, compute_fisher
 
-    cfg = FisherConfig(
-        model=model,
-        corpus=corpus,
-        out=out,
-        subset_size=subset_size,
-        subset_from=subset_from,
-        seed=seed,
-        mask_draws=mask_draws,
-        params=params,
-        damping=damping,
-        batch_tokens=batch_tokens,
-        max_batch_size=max_batch_size,
-        part_batches=part_batches,
-        device=device,
-        dtype=dtype,
-        on_nonfinite=on_nonfinite,
-        save_masks=save_masks,
-        resume=resume,
-        overwrite=overwrite,
-        checkpoint_seconds=checkpoint_seconds,
-        progress=not no_progress,
-        progress_every_s=log_every_s,
-        fisher_mode=fisher_mode,
-    )
-    res = compute_fisher(cfg, console=console)
-    if _is_main():
-        secs = max(res.seconds, 1e-9)
+    cfg = config_from(FisherConfig, locals())
+    res = run_stage(compute_fisher, cfg)
+    if res is not None:
         console.print(
             f"wrote [bold]{out}[/]: {len(res.names)} tensors, {res.numel:,} parameters, "
             f"M = {res.examples:,} examples x K = {mask_draws} draw(s); this run "
-            f"{res.processed:,} examples in {res.seconds:.1f} s "
-            f"({res.processed / secs:,.1f} ex/s, {res.tokens / secs:,.0f} tok/s)"
+            f"{res.processed:,} examples {this_run(res)}"
         )
         if res.skipped:
             console.print(
@@ -140,10 +115,38 @@ def fisher(
             )
 
 
-def _is_main() -> bool:
-    import os
+def config_from(cls, values: dict):
+    """The config ``cls`` from a command's parameters (the same names, but for
+    ``--no-progress`` and ``--log-every-s``, which set ``progress`` and ``progress_every_s``);
+    fields without an option keep their defaults."""
+    import dataclasses
 
-    return os.environ.get("RANK", "0") == "0"
+    values = {**values, "progress": not values["no_progress"]}
+    values["progress_every_s"] = values["log_every_s"]
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+
+def run_stage(compute, cfg):
+    """Run ``compute(cfg, progress=...)`` with the CLI's progress display (rank 0 only).
+
+    Returns the result on rank 0, ``None`` on the other ranks (which print nothing).
+    """
+    from bioprune.cli.progress import rich_progress
+    from bioprune.runtime import launch_env
+
+    main = launch_env()[0] == 0
+    every_s = cfg.progress_every_s if main else None
+    with rich_progress(console, enabled=cfg.progress and main, every_s=every_s) as progress:
+        res = compute(cfg, progress=progress)
+    return res if main else None
+
+
+def this_run(res) -> str:
+    """``in 12.3 s (45.6 ex/s, 7,890 tok/s)`` for a fisher or score result."""
+    secs = max(res.seconds, 1e-9)
+    return (
+        f"in {res.seconds:.1f} s ({res.processed / secs:,.1f} ex/s, {res.tokens / secs:,.0f} tok/s)"
+    )
 
 
 def register(app: typer.Typer) -> None:

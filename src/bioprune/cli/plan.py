@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from bioprune.cli.common import console
+from bioprune.cli.options import with_options
+from bioprune.planning import PlanConfig
 
 
 def _duration(seconds: float) -> str:
@@ -19,27 +21,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+@with_options
 def plan(
-    model: Path = typer.Option(..., "--model", help="Model directory (HF format)."),
-    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory (bioprune prepare)."),
-    stage: str = typer.Option("score", "--stage", help="score, fisher or pretrain."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
-    processes: int = typer.Option(
-        1, "--processes", help="Processes of the run (torchrun --nproc-per-node)."
-    ),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 (autocast)."),
-    batch_tokens: int = typer.Option(
-        8192, "--batch-tokens", help="score/fisher: padded tokens per batch, as the run's."
-    ),
-    max_batch_size: int = typer.Option(None, "--max-batch-size", help="As the run's."),
-    part_batches: int = typer.Option(16, "--part-batches", help="As the run's."),
-    subset_size: str = typer.Option(
-        "1%", "--subset-size", help="fisher: the run's subset (count or fraction)."
-    ),
-    batch_size: int = typer.Option(16, "--batch-size", help="pretrain: examples per step."),
-    epochs: int = typer.Option(1, "--epochs", help="pretrain: epochs to predict."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample and masks."),
-    repeats: int = typer.Option(2, "--repeats", help="Timed runs per calibration batch."),
+    cfg: PlanConfig,
     json_out: Path = typer.Option(
         None, "--json", help="Also write the plan (figures, fit, assumptions) as JSON here."
     ),
@@ -53,27 +37,19 @@ def plan(
     Writes nothing unless --json is given.
     """
     from bioprune import artifacts
-    from bioprune.planning import PlanConfig, plan_run
+    from bioprune.planning import plan_run
 
     if json_out is not None:
-        artifacts.check_output_dir(json_out, overwrite, inputs=(model, corpus))
-    cfg = PlanConfig(
-        model=model,
-        corpus=corpus,
-        stage=stage,
-        device=device,
-        processes=processes,
-        dtype=dtype,
-        batch_tokens=batch_tokens,
-        max_batch_size=max_batch_size,
-        part_batches=part_batches,
-        subset_size=subset_size,
-        batch_size=batch_size,
-        epochs=epochs,
-        seed=seed,
-        repeats=repeats,
-    )
+        artifacts.check_output_dir(json_out, overwrite, inputs=(cfg.model, cfg.corpus))
     p = plan_run(cfg)
+    _print_plan(p)
+    if json_out is not None:
+        artifacts.write_json(json_out, {**p.to_dict(), **artifacts.provenance()})
+        console.print(f"wrote {json_out}")
+
+
+def _print_plan(p) -> None:
+    """The plan as the CLI shows it: figures, calibration, assumptions."""
     console.print(
         f"[bold]{p.stage}[/] of {p.examples:,} examples ({p.batches:,} batches, "
         f"{p.real_tokens:,} tokens, {p.padded_tokens:,} padded) on {p.device} ({p.dtype})"
@@ -108,9 +84,6 @@ def plan(
     console.print("  assumptions:")
     for a in p.assumptions:
         console.print(f"    - {a}", markup=False, highlight=False)
-    if json_out is not None:
-        artifacts.write_json(json_out, {**p.to_dict(), **artifacts.provenance()})
-        console.print(f"wrote {json_out}")
 
 
 def register(app: typer.Typer) -> None:

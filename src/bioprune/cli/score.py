@@ -20,7 +20,9 @@ from bioprune.cli.fisher import (
     PART_BATCHES,
     RESUME,
     SAVE_MASKS,
-    _is_main,
+    config_from,
+    run_stage,
+    this_run,
 )
 
 
@@ -60,34 +62,12 @@ def score(
     """
     from bioprune.influence.score import ScoreConfig, compute_scores
 
-    cfg = ScoreConfig(
-        model=model,
-        corpus=corpus,
-        fisher=fisher,
-        out=out,
-        mask_draws=mask_draws,
-        seed=seed,
-        params=params,
-        batch_tokens=batch_tokens,
-        max_batch_size=max_batch_size,
-        part_batches=part_batches,
-        device=device,
-        dtype=dtype,
-        on_nonfinite=on_nonfinite,
-        save_masks=save_masks,
-        resume=resume,
-        overwrite=overwrite,
-        progress=not no_progress,
-        progress_every_s=log_every_s,
-        fisher_mode=fisher_mode,
-    )
-    res = compute_scores(cfg, console=console)
-    if _is_main():
-        secs = max(res.seconds, 1e-9)
+    cfg = config_from(ScoreConfig, locals())
+    res = run_stage(compute_scores, cfg)
+    if res is not None:
         console.print(
             f"wrote [bold]{out}[/]: {res.examples:,} examples; this run scored "
-            f"{res.processed:,} in {res.seconds:.1f} s "
-            f"({res.processed / secs:,.1f} ex/s, {res.tokens / secs:,.0f} tok/s)"
+            f"{res.processed:,} {this_run(res)}"
         )
         if res.quantiles:
             q = "  ".join(f"{k} {v:.4g}" for k, v in res.quantiles.items())

@@ -47,12 +47,12 @@ from bioprune.influence.hooks import PerExampleGradients
 
 __all__ = [
     "BatchResult",
+    "GradientPass",
     "MLMGradientRunner",
     "encoder_at_selected",
     "gathered_last_layer",
     "gathered_last_layer_supported",
     "plan_parts",
-    "resolve_device",
 ]
 
 
@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 GATHERED_TRANSFORMERS = ((5, 6), (6, 0))
 
 _support_checked: dict[tuple, str | None] = {}
+#: Which loss an example's gradient is taken of (``MLMGradientRunner``): its mean masked
+#: loss, the sum (gradient x n_masked: scores x n_masked^2) or per masked token (scores x n).
+LOSS_REDUCTIONS = ("mean", "sum", "per-masked")
 
 
 def _major_minor(version: str) -> tuple[int, int]:
@@ -133,25 +136,6 @@ def gathered_last_layer_supported(model) -> bool:
                 reason,
             )
     return _support_checked[key] is None
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"--device {device!r}: choose auto, cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str) -> torch.dtype:
-    """``float32`` or ``bfloat16`` (autocast; statistics stay float32/float64)."""
-    table = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    if dtype not in table:
-        raise ValueError(f"--dtype {dtype!r}: choose float32 or bfloat16")
-    return table[dtype]
 
 
 def plan_parts(
@@ -290,6 +274,10 @@ class MLMGradientRunner:
     tracker : an entered :class:`PerExampleGradients`.
     seed, draws : mask seed and number of draws ``K`` (draws ``0..K-1``).
     autocast_dtype : ``torch.bfloat16`` for bf16 autocast, else ``None``.
+    loss_reduction : which loss the gradients are of: ``"mean"`` (the mean over
+        an example's selected positions, method.md section 3 and eq. 11),
+        ``"sum"`` (the sum: gradients x n, scores x n^2 for ``n`` selected
+        positions) or ``"per-masked"`` (scores x n). Reported losses are means.
     """
 
     def __init__(
@@ -303,7 +291,10 @@ class MLMGradientRunner:
         draws: int,
         device: torch.device,
         autocast_dtype: torch.dtype | None = None,
+        loss_reduction: str = "mean",
     ):
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"reduction {loss_reduction!r}: choose {' or '.join(LOSS_REDUCTIONS)}")
         if draws < 1:
             raise ValueError(f"--mask-draws must be >= 1 (got {draws})")
         if model.training:
@@ -316,6 +307,7 @@ class MLMGradientRunner:
         self.draws = int(draws)
         self.device = device
         self.autocast_dtype = autocast_dtype
+        self.loss_reduction = loss_reduction
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -347,11 +339,12 @@ class MLMGradientRunner:
         loss = loss_sum / self.draws
         nonfinite = ~torch.isfinite(loss)
         score = None
-        if self.tracker.mode == "score":
-            score_t = self.tracker.scores / self.draws
+        reduction = self.tracker.reduction
+        if reduction.per_example:
+            score_t = reduction.scores / self.draws
             nonfinite |= ~torch.isfinite(score_t)
             score = score_t.cpu().numpy()
-        elif not bool(nonfinite.any()) and not self.tracker.batch_is_finite():
+        elif not bool(nonfinite.any()) and not reduction.is_finite():
             # Finite losses but an overflowing gradient: find the examples one by one
             # (an example's gradient does not depend on its batch neighbours).
             if b == 1:
@@ -373,7 +366,7 @@ class MLMGradientRunner:
         return not bool(self.run_batch(np.array([index], dtype=np.int64)).nonfinite[0])
 
     def per_example_loss(self, batch: dict) -> torch.Tensor:
-        """Forward pass: ``(B,)`` mean cross-entropy over each example's selected positions.
+        """Forward pass: ``(B,)`` cross-entropy over each example's selected positions.
 
         Sets the tracker's masks; the LM head sees only the selected positions.
         """
@@ -407,12 +400,68 @@ class MLMGradientRunner:
         ).view(head_labels.shape)
         return ce.sum(1) / counts
 
+    def _scaled(self, loss: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The loss whose gradient is taken: the mean, or scaled for another reduction."""
+        if self.loss_reduction == "mean":
+            return loss
+        counts = (batch["labels"] != IGNORE_INDEX).sum(1).to(loss.dtype)
+        return loss * (counts if self.loss_reduction == "sum" else counts.sqrt())
+
     def forward_backward(self, batch: dict) -> torch.Tensor:
         """One pass: per-example losses (float64, detached) after the hooked backward."""
         loss = self.per_example_loss(batch)
         leaves = self.tracker.leaves
         if not leaves:
             raise RuntimeError("no stage input was made a leaf: the hooks are not installed")
-        torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
+        torch.autograd.grad(self._scaled(loss, batch).sum(), leaves, allow_unused=True)
         self.tracker.end_pass()
         return loss.detach().to(torch.float64)
+
+
+@dataclass
+class GradientPass:
+    """What a Fisher or score pass runs: the model, corpus, scored tensors, masks, precision.
+
+    The in-memory functions and the file-based runs of ``fisher`` and ``score``
+    build one and run their batches through :meth:`runner`, so both compute the
+    same numbers.
+    """
+
+    model: object
+    alphabet: Alphabet
+    corpus: object
+    names: list[str]
+    seed: int
+    draws: int
+    device: torch.device
+    autocast: torch.dtype | None = None
+    max_chunk_elements: int | None = None
+    on_nonfinite: str = "stop"
+    loss_reduction: str = "mean"
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return torch.float32 if self.autocast is None else self.autocast
+
+    def tracker(self, reduction) -> PerExampleGradients:
+        """Hooks on the scored tensors that hand squared gradients to ``reduction``."""
+        return PerExampleGradients(
+            self.model,
+            self.names,
+            reduction=reduction,
+            max_chunk_elements=self.max_chunk_elements,
+            compute_dtype=self.compute_dtype,
+        )
+
+    def runner(self, tracker: PerExampleGradients) -> MLMGradientRunner:
+        return MLMGradientRunner(
+            self.model,
+            self.alphabet,
+            self.corpus,
+            tracker,
+            seed=self.seed,
+            draws=self.draws,
+            device=self.device,
+            autocast_dtype=self.autocast,
+            loss_reduction=self.loss_reduction,
+        )

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bioprune.influence.hooks import PerExampleGradients
+from bioprune.influence.hooks import PerExampleGradients, SelfInfluenceReduction
 
 __all__ = [
     "FACTORED_RULE",
@@ -166,8 +166,9 @@ class FactoredSelfInfluence(PerExampleGradients):
     Parameters
     ----------
     model, names, weights, max_chunk_elements, compute_dtype, gather_last_layer :
-        as :class:`~bioprune.influence.hooks.PerExampleGradients` in ``"score"``
-        mode; ``weights`` must cover the tensors that are not factored.
+        as :class:`~bioprune.influence.hooks.PerExampleGradients` with a
+        ``SelfInfluenceReduction(weights)``; ``weights`` must cover the tensors that
+        are not factored.
     factors : name -> ``(u, v)`` float32 on the model's device, for ``nn.Linear``
         weights (:func:`factorable_tensors`).
     gram : ``"auto"`` (the cheaper of the Gram form and the rescaled ``G`` per
@@ -199,8 +200,7 @@ class FactoredSelfInfluence(PerExampleGradients):
         super().__init__(
             model,
             names,
-            mode="score",
-            weights=weights,
+            reduction=SelfInfluenceReduction(weights),
             max_chunk_elements=max_chunk_elements,
             compute_dtype=compute_dtype,
             gather_last_layer=gather_last_layer,
@@ -238,22 +238,14 @@ class FactoredSelfInfluence(PerExampleGradients):
         b_name = own.get("bias")
         sqrt_u, sqrt_v = self._sqrt[w_name]
 
-        def forward_hook(mod, inputs, output):
-            if not output.requires_grad:
-                return
-            a = inputs[0].detach()
-            self._expect(own)
+        def backward(mod, a, grad):
+            delta = self._delta(grad, region)
+            self.fired.add(w_name)
+            self.reduction.scores += self.factored_norms(delta, a, sqrt_u, sqrt_v).to(torch.float64)
+            if b_name is not None:
+                self._deliver(b_name, iter([(slice(None), delta.float().sum(1), 0)]))
 
-            def backward_hook(grad):
-                delta = self._delta(grad, region)
-                self.fired.add(w_name)
-                self.scores += self.factored_norms(delta, a, sqrt_u, sqrt_v).to(torch.float64)
-                if b_name is not None:
-                    self._deliver(b_name, iter([(slice(None), delta.float().sum(1), 0)]))
-
-            output.register_hook(backward_hook)
-
-        return forward_hook
+        return self._forward_hook(own, backward)
 
     def use_gram(self, t: int, n_in: int, n_out: int) -> bool:
         """Whether the Gram form (``T^2 (in + out)``) is cheaper than ``G`` (``T in out``)."""

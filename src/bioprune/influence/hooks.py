@@ -15,9 +15,11 @@ reduced at once, one module at a time:
   with ``xhat`` the normalised input;
 - the ESM LM head's output bias: ``sum_t delta_bt`` over the logits.
 
-Reductions: ``"score"`` adds ``sum_p G_bp^2 * w_p`` to example ``b``'s score
-(``w = 1 / (F + lambda)``, eq. 11); ``"fisher"`` adds ``sum_b G_b^2`` to a
-per-batch float32 buffer (eq. 9) that the caller commits to a float64 total.
+Reductions: what happens to the squared per-example gradients is a reduction
+object the tracker is given. :class:`SelfInfluenceReduction` adds
+``sum_p G_bp^2 * w_p`` to example ``b``'s score (``w = 1 / (F + lambda)``,
+eq. 11); :class:`FisherReduction` adds ``sum_b G_b^2`` to a per-batch float32
+buffer (eq. 9) that the caller commits to a float64 total.
 At no time are all tensors' per-example gradients held, and the batch weight
 gradients are never formed: every parameter gets ``requires_grad=False`` and
 autograd flows only through activations.
@@ -55,7 +57,12 @@ from torch import nn
 
 from bioprune.influence.params import stage_of
 
-__all__ = ["PerExampleGradients", "gathered_module_names"]
+__all__ = [
+    "FisherReduction",
+    "PerExampleGradients",
+    "SelfInfluenceReduction",
+    "gathered_module_names",
+]
 
 _LAYERNORM_TYPES = (nn.LayerNorm,)
 
@@ -85,6 +92,71 @@ def gathered_module_names(model: nn.Module) -> set[str]:
     return names
 
 
+class SelfInfluenceReduction:
+    """Per-example scores: example ``b`` gets ``sum_p G_bp^2 * w_p`` (eq. 11).
+
+    ``weights``: name -> ``1 / (F + lambda)`` (float32, on the model's device,
+    the tensor's shape). After a batch, ``scores`` holds one float64 sum per
+    example (over the passes, i.e. the mask draws).
+    """
+
+    per_example = True
+
+    def __init__(self, weights: dict[str, torch.Tensor]):
+        if weights is None:
+            raise ValueError("self-influence needs the weights 1 / (F + lambda)")
+        self.weights = weights
+        self.scores: torch.Tensor | None = None
+
+    def begin_batch(self, batch_size: int, shapes: dict, device) -> None:
+        self.scores = torch.zeros(batch_size, dtype=torch.float64, device=device)
+
+    def add(self, name: str, g2: torch.Tensor, rows: slice, lo: int, hi: int) -> None:
+        """``g2``: ``(examples, numel)`` squared gradients of rows ``lo:hi`` of ``name``."""
+        w = self.weights[name][lo:hi]  # whole tensor unless embedding rows
+        self.scores[rows] += (g2 @ w.reshape(-1)).to(torch.float64)
+
+
+class FisherReduction:
+    """Sums of squared gradients over the examples of a batch (eq. 9).
+
+    ``batch_sums`` (float32, per tensor) hold the current batch; :meth:`commit`
+    adds them to the float64 ``totals`` once the batch is known to be finite.
+    """
+
+    per_example = False
+
+    def __init__(self, totals: dict[str, torch.Tensor] | None = None):
+        self.batch_sums: dict[str, torch.Tensor] = {}
+        self.totals: dict[str, torch.Tensor] = {} if totals is None else totals
+
+    def begin_batch(self, batch_size: int, shapes: dict, device) -> None:
+        for name, shape in shapes.items():
+            buf = self.batch_sums.get(name)
+            if buf is None:
+                self.batch_sums[name] = torch.zeros(shape, dtype=torch.float32, device=device)
+            else:
+                buf.zero_()
+
+    def add(self, name: str, g2: torch.Tensor, rows: slice, lo: int, hi: int) -> None:
+        # Non-finite values are caught per batch (is_finite), not per element here.
+        target = self.batch_sums[name][lo:hi]
+        target.add_((g2[0] if g2.shape[0] == 1 else g2.sum(0)).reshape(target.shape))
+
+    def is_finite(self) -> bool:
+        """Whether every sum of squared gradients of this batch is finite."""
+        return all(bool(torch.isfinite(buf).all()) for buf in self.batch_sums.values())
+
+    def commit(self) -> None:
+        """Add this batch's sums of squared gradients to the float64 totals."""
+        for name, buf in self.batch_sums.items():
+            total = self.totals.get(name)
+            if total is None:
+                self.totals[name] = buf.to(torch.float64)
+            else:
+                total.add_(buf)
+
+
 class PerExampleGradients:
     """Install per-example gradient hooks on an ESM masked LM.
 
@@ -92,9 +164,8 @@ class PerExampleGradients:
     ----------
     model : ``EsmForMaskedLM`` in eval mode.
     names : scored tensor names (``named_parameters()`` names).
-    mode : ``"score"`` or ``"fisher"``.
-    weights : for ``"score"``, name -> ``1 / (F + lambda)`` (float32, on the
-        model's device, the tensor's shape).
+    reduction : what the squared per-example gradients become: a
+        :class:`SelfInfluenceReduction` (scores) or a :class:`FisherReduction`.
     max_chunk_elements : per-example gradients of a module are formed for at
         most this many scalars at a time (several examples per block when a
         whole per-example gradient fits, else one example and a band of the
@@ -113,13 +184,14 @@ class PerExampleGradients:
 
     Usage
     -----
-    >>> with PerExampleGradients(model, names, mode="score", weights=w) as tr:  # doctest: +SKIP
+    >>> red = SelfInfluenceReduction(w)  # doctest: +SKIP
+    >>> with PerExampleGradients(model, names, reduction=red) as tracker:  # doctest: +SKIP
     ...     tracker.begin_batch(batch_size)
     ...     tracker.set_masks(tokens=attention_mask, head=head_mask)
     ...     loss = per_example_losses(...).sum()
     ...     torch.autograd.grad(loss, tracker.leaves, allow_unused=True)
     ...     tracker.end_pass()
-    ...     tracker.scores          # (B,) float64, sum over passes
+    ...     red.scores          # (B,) float64, sum over passes
     """
 
     def __init__(
@@ -127,20 +199,14 @@ class PerExampleGradients:
         model: nn.Module,
         names: list[str],
         *,
-        mode: str,
-        weights: dict[str, torch.Tensor] | None = None,
+        reduction: SelfInfluenceReduction | FisherReduction,
         max_chunk_elements: int | None = None,
         compute_dtype: torch.dtype = torch.float32,
         gather_last_layer: bool = True,
     ):
-        if mode not in ("score", "fisher"):
-            raise ValueError(f"mode must be 'score' or 'fisher' (got {mode!r})")
-        if mode == "score" and weights is None:
-            raise ValueError("score mode needs the weights 1 / (F + lambda)")
         self.model = model
         self.names = list(names)
-        self.mode = mode
-        self.weights = weights
+        self.reduction = reduction
         if max_chunk_elements is None:
             on_gpu = next(model.parameters()).device.type == "cuda"
             max_chunk_elements = 1 << 27 if on_gpu else 1 << 21
@@ -162,9 +228,6 @@ class PerExampleGradients:
         self._saved_requires_grad: dict[str, bool] = {}
         # per-batch state
         self.leaves: list[torch.Tensor] = []
-        self.scores: torch.Tensor | None = None
-        self.batch_sums: dict[str, torch.Tensor] = {}
-        self.totals: dict[str, torch.Tensor] = {}
         self.fired: set[str] = set()
         self._masks: dict[str, torch.Tensor] = {}
         self._expected: dict[str, int] = defaultdict(int)
@@ -276,16 +339,7 @@ class PerExampleGradients:
         """Reset the per-example results for a batch of ``batch_size`` examples."""
         device = next(self.model.parameters()).device
         self._batch_size = batch_size
-        self.scores = torch.zeros(batch_size, dtype=torch.float64, device=device)
-        if self.mode == "fisher":
-            for name in self.names:
-                buf = self.batch_sums.get(name)
-                if buf is None:
-                    self.batch_sums[name] = torch.zeros(
-                        self.shapes[name], dtype=torch.float32, device=device
-                    )
-                else:
-                    buf.zero_()
+        self.reduction.begin_batch(batch_size, self.shapes, device)
 
     def set_masks(self, *, tokens: torch.Tensor, head: torch.Tensor) -> None:
         """Masks of real tokens ``(B, T)`` and of gathered LM-head rows ``(B, S)`` for a pass."""
@@ -301,19 +355,6 @@ class PerExampleGradients:
         self._expected.clear()
         self.leaves = []
 
-    def batch_is_finite(self) -> bool:
-        """Fisher mode: whether every sum of squared gradients of this batch is finite."""
-        return all(bool(torch.isfinite(buf).all()) for buf in self.batch_sums.values())
-
-    def commit(self) -> None:
-        """Fisher mode: add this batch's sums of squared gradients to the float64 totals."""
-        for name, buf in self.batch_sums.items():
-            total = self.totals.get(name)
-            if total is None:
-                self.totals[name] = buf.to(torch.float64)
-            else:
-                total.add_(buf)
-
     # -------------------------------------------------------------- handlers
     def _delta(self, grad: torch.Tensor, region: str) -> torch.Tensor:
         mask = self._masks[region]
@@ -328,26 +369,31 @@ class PerExampleGradients:
         for tensor_name in own.values():
             self._expected[tensor_name] += 1
 
-    def _make_linear_hook(self, module: nn.Linear, own: dict[str, str], region: str):
-        w_name, b_name = own.get("weight"), own.get("bias")
+    def _forward_hook(self, own: dict[str, str], backward):
+        """A forward hook that keeps the module's input and, once the output's gradient
+        arrives, calls ``backward(module, input, output_gradient)``."""
 
         def forward_hook(mod, inputs, output):
             if not output.requires_grad:
                 return
-            a = inputs[0].detach()
+            saved = inputs[0].detach()
             self._expect(own)
-
-            def backward_hook(grad):
-                delta = self._delta(grad, region)
-                if w_name is not None:
-                    out_f, in_f = mod.weight.shape
-                    self._deliver(w_name, self._linear_chunks(delta, a, out_f * in_f))
-                if b_name is not None:
-                    self._deliver(b_name, iter([(slice(None), delta.float().sum(1), 0)]))
-
-            output.register_hook(backward_hook)
+            output.register_hook(lambda grad: backward(mod, saved, grad))
 
         return forward_hook
+
+    def _make_linear_hook(self, module: nn.Linear, own: dict[str, str], region: str):
+        w_name, b_name = own.get("weight"), own.get("bias")
+
+        def backward(mod, a, grad):
+            delta = self._delta(grad, region)
+            if w_name is not None:
+                out_f, in_f = mod.weight.shape
+                self._deliver(w_name, self._linear_chunks(delta, a, out_f * in_f))
+            if b_name is not None:
+                self._deliver(b_name, iter([(slice(None), delta.float().sum(1), 0)]))
+
+        return self._forward_hook(own, backward)
 
     def _linear_chunks(
         self, delta: torch.Tensor, a: torch.Tensor, numel: int
@@ -389,23 +435,15 @@ class PerExampleGradients:
         w_name = own["weight"]
         padding_idx = module.padding_idx
 
-        def forward_hook(mod, inputs, output):
-            if not output.requires_grad:
-                return
-            ids = inputs[0].detach()
-            self._expect(own)
+        def backward(mod, ids, grad):
+            delta = self._delta(grad, region).float()
+            keep = self._masks[region] > 0
+            if padding_idx is not None:
+                keep = keep & (ids != padding_idx)
+            delta = delta * keep.unsqueeze(-1).to(delta.dtype)
+            self._deliver(w_name, self._embedding_chunks(delta, ids, keep, mod.embedding_dim))
 
-            def backward_hook(grad):
-                delta = self._delta(grad, region).float()
-                keep = self._masks[region] > 0
-                if padding_idx is not None:
-                    keep = keep & (ids != padding_idx)
-                delta = delta * keep.unsqueeze(-1).to(delta.dtype)
-                self._deliver(w_name, self._embedding_chunks(delta, ids, keep, mod.embedding_dim))
-
-            output.register_hook(backward_hook)
-
-        return forward_hook
+        return self._forward_hook(own, backward)
 
     def _embedding_chunks(
         self, delta: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor, dim: int
@@ -427,40 +465,25 @@ class PerExampleGradients:
     def _make_layernorm_hook(self, module: nn.LayerNorm, own: dict[str, str], region: str):
         w_name, b_name = own.get("weight"), own.get("bias")
 
-        def forward_hook(mod, inputs, output):
-            if not output.requires_grad:
-                return
-            x = inputs[0].detach()
-            self._expect(own)
+        def backward(mod, x, grad):
+            delta = self._delta(grad, region).float()
+            if w_name is not None:
+                xhat = F.layer_norm(x.float(), mod.normalized_shape, eps=mod.eps)
+                gw = (delta * xhat).sum(1)
+                self._deliver(w_name, iter([(slice(None), gw, 0)]))
+            if b_name is not None:
+                self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
 
-            def backward_hook(grad):
-                delta = self._delta(grad, region).float()
-                if w_name is not None:
-                    xhat = F.layer_norm(x.float(), mod.normalized_shape, eps=mod.eps)
-                    gw = (delta * xhat).sum(1)
-                    self._deliver(w_name, iter([(slice(None), gw, 0)]))
-                if b_name is not None:
-                    self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
-
-            output.register_hook(backward_hook)
-
-        return forward_hook
+        return self._forward_hook(own, backward)
 
     def _make_output_bias_hook(self, module: nn.Module, own: dict[str, str], region: str):
         b_name = own["bias"]
 
-        def forward_hook(mod, inputs, output):
-            if not output.requires_grad:
-                return
-            self._expect(own)
+        def backward(mod, _saved, grad):
+            delta = self._delta(grad, region).float()
+            self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
 
-            def backward_hook(grad):
-                delta = self._delta(grad, region).float()
-                self._deliver(b_name, iter([(slice(None), delta.sum(1), 0)]))
-
-            output.register_hook(backward_hook)
-
-        return forward_hook
+        return self._forward_hook(own, backward)
 
     # ------------------------------------------------------------- reduction
     def _deliver(self, name: str, chunks: Iterator[tuple[slice, torch.Tensor, int]]) -> None:
@@ -489,14 +512,6 @@ class PerExampleGradients:
                 self._reduce(name, self._pending.pop(name), slice(None), 0)
 
     def _reduce(self, name: str, g: torch.Tensor, rows: slice, lo: int) -> None:
-        """Square ``g`` (destroys it) and add it to the scores or the Fisher buffer."""
+        """Square ``g`` (destroys it) and hand it to the reduction."""
         c = g.shape[0]
-        hi = lo + g.shape[1]
-        g2 = g.square_().reshape(c, -1)
-        if self.mode == "score":
-            w = self.weights[name][lo:hi]  # whole tensor unless embedding rows
-            self.scores[rows] += (g2 @ w.reshape(-1)).to(torch.float64)
-            return
-        # Non-finite values are caught per batch (batch_is_finite), not per element here.
-        target = self.batch_sums[name][lo:hi]
-        target.add_((g2[0] if c == 1 else g2.sum(0)).reshape(target.shape))
+        self.reduction.add(name, g.square_().reshape(c, -1), rows, lo, lo + g.shape[1])

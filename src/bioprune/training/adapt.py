@@ -75,7 +75,7 @@ def adapt(config: AdaptConfig, *, should_stop=None, console=None) -> dict[str, A
     from bioprune.data.corpus import Corpus
     from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
     from bioprune.models.presets import count_parameters
-    from bioprune.training.distributed import setup_distributed, teardown_distributed
+    from bioprune.runtime import start_process
     from bioprune.training.recipe import MaskedLMRecipe, check_training_output
 
     tc = config.training
@@ -102,7 +102,7 @@ def adapt(config: AdaptConfig, *, should_stop=None, console=None) -> dict[str, A
         "subset_file": artifacts.MODEL_SUBSET,
         "validation": "none: the adapted model only feeds scoring on the same subset",
     }
-    env = setup_distributed(tc.device)
+    env = start_process(tc.device)
     run = None
     try:
         run = MaskedLMRecipe(
@@ -115,4 +115,4 @@ def adapt(config: AdaptConfig, *, should_stop=None, console=None) -> dict[str, A
     finally:
         if run is not None:
             run.close()
-        teardown_distributed()
+        env.close()

@@ -168,8 +168,8 @@ def pretrain(config: PretrainConfig, *, should_stop=None, console=None) -> dict[
     the rich console progress goes to.
     """
     from bioprune.data.corpus import Corpus
+    from bioprune.runtime import start_process
     from bioprune.training.batches import validation_split
-    from bioprune.training.distributed import setup_distributed, teardown_distributed
     from bioprune.training.recipe import MaskedLMRecipe, check_training_output
 
     tc = config.training
@@ -191,7 +191,7 @@ def pretrain(config: PretrainConfig, *, should_stop=None, console=None) -> dict[
         "validation_masks": "mask_draw(seed, index, draw=0), fixed across evaluations",
         "command": "pretrain",
     }
-    env = setup_distributed(tc.device)
+    env = start_process(tc.device)
     run = None
     try:
         run = MaskedLMRecipe(
@@ -204,4 +204,4 @@ def pretrain(config: PretrainConfig, *, should_stop=None, console=None) -> dict[
     finally:
         if run is not None:
             run.close()
-        teardown_distributed()
+        env.close()

@@ -279,7 +279,7 @@ class MaskedLMRecipe:
     recipe : name recorded in ``training.json`` ("pretrain" or "adapt").
     data_fingerprint : checksums of the inputs (corpus, selection, init model),
         recorded and compared on resume.
-    env : :class:`~bioprune.training.distributed.DistEnv` of this process.
+    env : :class:`~bioprune.runtime.Process` of this process.
     """
 
     def __init__(
@@ -335,7 +335,7 @@ class MaskedLMRecipe:
         """Optimizer, schedule, autocast; restore the checkpoint when resuming."""
         import torch
 
-        from bioprune.training.distributed import broadcast_parameters
+        from bioprune.runtime import autocast_dtype, broadcast_parameters
         from bioprune.training.schedule import lambda_lr
 
         c = self.config
@@ -361,8 +361,7 @@ class MaskedLMRecipe:
             eps=1e-8,
         )
         self.scheduler = lambda_lr(self.optimizer, c.warmup_steps, c.schedule, self.planned_steps)
-        use_bf16 = c.dtype == "bfloat16" or (c.dtype == "auto" and self.device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.autocast_dtype = autocast_dtype(c.dtype, self.device)
         self.framed_lengths = self.corpus.lengths + 2
         ckpt = self.ckpt_dir / CHECKPOINT_FILE
         self._lock()
@@ -530,7 +529,7 @@ class MaskedLMRecipe:
 
     def _interruption(self, should_stop) -> str | None:
         """``"time"``, the stop request's reason, or None; the same on every rank."""
-        from bioprune.training.distributed import all_reduce_sum
+        from bioprune.runtime import all_reduce_sum
 
         c, st = self.config, self.state
         by_time = bool(c.max_time_s and st.wall_s >= c.max_time_s)
@@ -571,7 +570,7 @@ class MaskedLMRecipe:
         import torch
         import torch.nn.functional as F
 
-        from bioprune.training.distributed import all_reduce_gradients
+        from bioprune.runtime import all_reduce_gradients
 
         c, st = self.config, self.state
         draws = {
@@ -683,7 +682,7 @@ class MaskedLMRecipe:
         import torch
         import torch.nn.functional as F
 
-        from bioprune.training.distributed import all_reduce_sum
+        from bioprune.runtime import all_reduce_sum
 
         c = self.config
         order = self.val_indices[np.argsort(-self.framed_lengths[self.val_indices], kind="stable")]
@@ -739,8 +738,6 @@ class MaskedLMRecipe:
         """Rank 0 writes ``OUT.ckpt/checkpoint.pt`` atomically (temp file + rename)."""
         import torch
 
-        from bioprune.training.distributed import barrier
-
         if self.env.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             # A checkpoint is a point to continue from: never "done", whatever
@@ -767,7 +764,7 @@ class MaskedLMRecipe:
             }
             with artifacts.atomic_path(self.ckpt_dir / CHECKPOINT_FILE) as tmp:
                 torch.save(payload, tmp)
-        barrier(self.env)
+        self.env.barrier()
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore everything :meth:`save_checkpoint` wrote; refuse a different run's.
@@ -908,8 +905,6 @@ class MaskedLMRecipe:
         """
         import shutil
 
-        from bioprune.training.distributed import barrier
-
         info = {
             **self.summary(),
             **self.config.extra,
@@ -930,7 +925,7 @@ class MaskedLMRecipe:
                     hf_logging.enable_progress_bar()
             if not self._keeps_checkpoint():
                 shutil.rmtree(self.ckpt_dir, ignore_errors=True)
-        barrier(self.env)
+        self.env.barrier()
         return info
 
     def _write_model_dir(self, replace: bool, info: dict, extra_files) -> None:
