@@ -11,9 +11,10 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -45,6 +46,16 @@ PROGRESS = typer.Option(
     help="Progress: a bar on a terminal, plain lines in a log (--no-progress: none, unless "
     "--log-every-s is given).",
 )
+WEIGHT_DECAY = typer.Option(0.01, "--weight-decay", help="AdamW weight decay.")
+CHECKPOINT_EVERY = typer.Option(
+    1000, "--checkpoint-every", help="Checkpoint to OUT.ckpt every N steps (0: never)."
+)
+LOG_EVERY = typer.Option(
+    10, "--log-every", help="A curve row (window mean of the training loss) every N steps."
+)
+DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+DTYPE = typer.Option("auto", "--dtype", help="Autocast: auto (bf16 on GPU), float32 or bfloat16.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT and its checkpoint.")
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(d|h|m|min|s|sec)?", re.IGNORECASE)
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0, "sec": 1.0}
@@ -120,6 +131,55 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(s, h)
 
 
+#: Command parameters whose TrainingConfig field is named (or typed) differently.
+_RENAMED = {
+    "max_time": "max_time_s",
+    "progress": "show_progress",
+    "log_every_s": "progress_every_s",
+}
+
+
+def training_config(params: dict[str, Any], **fixed: Any):
+    """The :class:`TrainingConfig` of a command's parameters (``dict(locals())``).
+
+    Parameters named like a field are copied, the CLI spellings in
+    :data:`_RENAMED` mapped (``--max-time`` parsed), ``fixed`` added; other
+    parameters are ignored and unnamed fields keep their defaults.
+    """
+    from dataclasses import fields
+
+    from bioprune.training.recipe import TrainingConfig
+
+    names = {f.name for f in fields(TrainingConfig)}
+    values = {_RENAMED.get(k, k): v for k, v in params.items()}
+    values["max_time_s"] = parse_duration(params.get("max_time"))
+    return TrainingConfig(**{k: v for k, v in values.items() if k in names}, **fixed)
+
+
+def run_training(run: Callable[..., dict], config) -> tuple[dict, StopRequest]:
+    """Run ``run(config, should_stop=..., progress=...)`` with the CLI's signals and progress.
+
+    SIGINT/SIGTERM become a stop request; the library's progress events become
+    the bar or the lines (``--progress``, ``--log-every-s``) on the console.
+    """
+    from bioprune.cli.train_progress import TrainingPrinter
+
+    tc = config.training
+    printer = TrainingPrinter(console, enabled=tc.show_progress, every_s=tc.progress_every_s)
+    with stop_on_signals() as stop, printer:
+        info = run(config, should_stop=stop, progress=printer)
+    return info, stop
+
+
+def finish(
+    info: dict, out: Path, stop: StopRequest, summary: str, *, highlight: bool = False
+) -> None:
+    """On rank 0: print the one-line ``summary``, then :func:`report_stop`."""
+    if os.environ.get("RANK", "0") == "0":
+        console.print(summary, highlight=highlight, soft_wrap=True)  # one line in a log file
+        report_stop(info, out, stop)
+
+
 def report_stop(info: dict, out: Path, stop: StopRequest) -> None:
     """After a stopped run: say where its model and checkpoint are; exit 130/143 on a signal.
 
@@ -153,7 +213,7 @@ def pretrain(
     init: Path = typer.Option(None, "--init", help="Start from this model directory instead."),
     dropout: float = typer.Option(0.0, "--dropout", help="Dropout of a --preset model."),
     lr: float = typer.Option(1e-4, "--lr", help="Peak AdamW learning rate (paper: 1e-4)."),
-    weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay."),
+    weight_decay: float = WEIGHT_DECAY,
     warmup_steps: int = typer.Option(2000, "--warmup-steps", help="Linear warmup steps."),
     schedule: str = typer.Option(
         "inverse-sqrt", "--schedule", help="After warmup: inverse-sqrt, constant or linear."
@@ -177,84 +237,45 @@ def pretrain(
     eval_every: int = typer.Option(
         0, "--eval-every", help="Validate every N steps (0: at each epoch end)."
     ),
-    checkpoint_every: int = typer.Option(
-        1000, "--checkpoint-every", help="Checkpoint to OUT.ckpt every N steps (0: never)."
-    ),
-    log_every: int = typer.Option(
-        10, "--log-every", help="A curve row (window mean of the training loss) every N steps."
-    ),
+    checkpoint_every: int = CHECKPOINT_EVERY,
+    log_every: int = LOG_EVERY,
     log_every_s: float = LOG_EVERY_S,
     max_time: str = MAX_TIME,
     keep_checkpoint: bool = KEEP_CHECKPOINT,
     seed: int = typer.Option(0, "--seed", help="Seed of init, split, epoch order and masks."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    dtype: str = typer.Option(
-        "auto", "--dtype", help="Autocast: auto (bf16 on GPU), float32 or bfloat16."
-    ),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
     resume: bool = typer.Option(
         False,
         "--resume",
         help="Continue from OUT.ckpt if present (a larger --max-steps/--epochs/--max-time "
         "extends the run).",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT and its checkpoint."),
+    overwrite: bool = OVERWRITE,
     progress: bool = PROGRESS,
 ) -> None:
     """Pretrain a masked LM on a corpus or a coreset (paper A.3/A.4: AdamW 1e-4, warmup 2,000 then inverse-sqrt, batch 16, 10 epochs); torchrun for several processes."""  # noqa: E501
     from bioprune.training.pretrain import PretrainConfig
     from bioprune.training.pretrain import pretrain as run_pretrain
-    from bioprune.training.recipe import TrainingConfig
 
+    params = dict(locals())
     config = PretrainConfig(
-        corpus=corpus,
-        out=out,
-        selection=selection,
-        preset=preset,
-        init=init,
-        dropout=dropout,
+        **{k: params[k] for k in ("corpus", "out", "selection", "preset", "init", "dropout")},
         val_fraction=val_fraction,
-        training=TrainingConfig(
-            lr=lr,
-            weight_decay=weight_decay,
-            warmup_steps=warmup_steps,
-            schedule=schedule,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            epochs=epochs,
-            max_steps=max_steps,
-            max_tokens=max_tokens,
-            max_time_s=parse_duration(max_time),
-            keep_checkpoint=keep_checkpoint,
-            seed=seed,
-            eval_every=eval_every,
-            checkpoint_every=checkpoint_every,
-            log_every=log_every,
-            device=device,
-            dtype=dtype,
-            resume=resume,
-            overwrite=overwrite,
-            show_progress=progress,
-            progress_every_s=log_every_s,
-        ),
+        training=training_config(params),
     )
-    with stop_on_signals() as stop:
-        info = run_pretrain(config, should_stop=stop, console=console)
-    if _is_rank_zero():
-        val = info["val_loss"]
-        console.print(
-            f"wrote [bold]{out}[/]: {info['steps']} steps ({info['stopped_by']}), "
-            f"{info['tokens_seen']:,} tokens, train loss {info['train_loss_final']:.4f}"
-            + (f", val loss {val:.4f} (ppl {info['val_perplexity']:.2f})" if val else "")
-            + f", {info['wall_s']:.1f} s",
-            soft_wrap=True,  # one line in a log file, whatever the console width
-        )
-        report_stop(info, out, stop)
-
-
-def _is_rank_zero() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
+    info, stop = run_training(run_pretrain, config)
+    val = info["val_loss"]
+    finish(
+        info,
+        out,
+        stop,
+        f"wrote [bold]{out}[/]: {info['steps']} steps ({info['stopped_by']}), "
+        f"{info['tokens_seen']:,} tokens, train loss {info['train_loss_final']:.4f}"
+        + (f", val loss {val:.4f} (ppl {info['val_perplexity']:.2f})" if val else "")
+        + f", {info['wall_s']:.1f} s",
+        highlight=True,
+    )
 
 
 def register(app: typer.Typer) -> None:
