@@ -17,6 +17,7 @@ the epoch is in the curve.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,9 @@ def adapt(
 ) -> dict[str, Any]:
     """Adapt ``config.model`` for one epoch on a random subset; write ``config.out``.
 
-    Returns the ``training.json`` record. Under ``torchrun`` every rank calls
-    this; rank 0 writes the outputs. ``should_stop`` (a callable, see
-    :meth:`MaskedLMRecipe.train`) stops the run at the next step boundary with a
-    checkpoint and a usable model (``stopped_by`` in the record); ``progress``
-    receives :class:`~bioprune.training.progress.TrainingEvent` objects.
+    Returns the ``training.json`` record; the subset's indices are saved beside
+    the model. ``should_stop``, ``progress`` and ``torchrun`` work as for
+    :func:`~bioprune.training.pretrain.pretrain`.
     """
     from bioprune.data.corpus import Corpus
     from bioprune.models.loading import load_masked_lm
@@ -104,7 +103,7 @@ def _adapt_run(
     """Draw the subset, train every parameter for one epoch on it; ``(model, record)``."""
     from bioprune.models.loading import check_model_fits_corpus
     from bioprune.models.presets import count_parameters
-    from bioprune.training.recipe import run_recipe
+    from bioprune.training.recipe import MaskedLMRecipe, run_recipe
 
     subset = random_subset(len(corpus), subset_size, tc.seed)
     check_model_fits_corpus(model, alphabet, corpus, name)
@@ -118,11 +117,13 @@ def _adapt_run(
         "subset_file": artifacts.MODEL_SUBSET,
         "validation": "none: the adapted model only feeds scoring on the same subset",
     }
-    record = run_recipe(
-        replace(tc, extra=extra), model, corpus, subset, np.zeros(0, np.int64), out,
-        recipe="adapt", data_fingerprint=data, should_stop=should_stop, progress=progress,
-        extra_files={artifacts.MODEL_SUBSET: subset},
+    make = partial(
+        MaskedLMRecipe, replace(tc, extra=extra), model, corpus, subset, np.zeros(0, np.int64),
+        out, recipe="adapt", data_fingerprint=data, progress=progress,
     )  # fmt: skip
+    record = run_recipe(
+        make, tc.device, should_stop=should_stop, extra_files={artifacts.MODEL_SUBSET: subset}
+    )
     return model, {**record, "subset_indices": subset} if out is None else record
 
 

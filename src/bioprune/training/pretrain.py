@@ -177,7 +177,7 @@ def _train_pretrain(
     from bioprune.models.loading import check_model_fits_corpus
     from bioprune.models.presets import count_parameters
     from bioprune.training.batches import validation_split
-    from bioprune.training.recipe import run_recipe
+    from bioprune.training.recipe import MaskedLMRecipe, run_recipe
 
     train_idx, val_idx = validation_split(indices, val_fraction, tc.seed)
     with own_rng(tc.device):
@@ -190,10 +190,13 @@ def _train_pretrain(
             "validation_masks": "mask_draw(seed, index, draw=0), fixed across evaluations",
             "command": "pretrain",
         }
+        make = partial(
+            MaskedLMRecipe, replace(tc, extra=extra), model, corpus, train_idx, val_idx, out,
+            recipe="pretrain", data_fingerprint=data, progress=progress,
+        )  # fmt: skip
         record = run_recipe(
-            replace(tc, extra=extra), model, corpus, train_idx, val_idx, out,
-            recipe="pretrain", data_fingerprint=data, should_stop=should_stop,
-            progress=progress, extra_files={artifacts.MODEL_VALIDATION: val_idx},
+            make, tc.device, should_stop=should_stop,
+            extra_files={artifacts.MODEL_VALIDATION: val_idx},
         )  # fmt: skip
     return model, record
 

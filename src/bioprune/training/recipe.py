@@ -977,39 +977,31 @@ def own_rng(device: str) -> Iterator[None]:
 
 
 def run_recipe(
-    config: TrainingConfig,
-    model,
-    corpus,
-    train_indices: np.ndarray,
-    val_indices: np.ndarray,
-    out: str | Path | None,
+    make: Callable[..., MaskedLMRecipe],
+    device: str,
     *,
-    recipe: str,
-    data_fingerprint: dict[str, Any],
     extra_files: dict[str, np.ndarray] | None = None,
     should_stop: Callable[[], bool | str | None] | None = None,
-    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Set up, train and (with ``out``) save one run: what ``pretrain`` and ``adapt`` share.
+    """Set up, train and (with an output) save one run: what ``pretrain`` and ``adapt`` share.
 
-    Returns the ``training.json`` record (without ``out``: the summary of the
-    run, nothing written). ``model`` is trained in place. Under ``torchrun``
-    every rank calls this; rank 0 writes the outputs.
+    ``make(env=...)`` builds the :class:`MaskedLMRecipe` (a ``functools.partial``
+    of it with everything but ``env``) once the process environment of
+    ``device`` is set up. Returns the ``training.json`` record (for a run in
+    memory, ``out=None``: its summary, nothing written). The model is trained in
+    place. Under ``torchrun`` every rank calls this; rank 0 writes the outputs.
     """
     from bioprune.training.distributed import setup_distributed, teardown_distributed
 
-    env = setup_distributed(config.device)
+    env = setup_distributed(device)
     run = None
     try:
-        with own_rng(config.device):
-            run = MaskedLMRecipe(
-                config, model, corpus, train_indices, val_indices, out, recipe=recipe,
-                data_fingerprint=data_fingerprint, env=env, progress=progress,
-            )  # fmt: skip
+        with own_rng(device):
+            run = make(env=env)
             run.setup()
             run.train(should_stop)
-        if out is None:
-            return {**run.summary(), **config.extra}
+        if run.out is None:
+            return {**run.summary(), **run.config.extra}
         return run.save(extra_files)
     finally:
         if run is not None:

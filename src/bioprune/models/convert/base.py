@@ -18,7 +18,15 @@ from typing import Any
 from bioprune.data.alphabet import Alphabet
 from bioprune.errors import InputError
 
-__all__ = ["Converted", "Source", "build_model", "tensor_list"]
+__all__ = [
+    "Converted",
+    "Source",
+    "build_model",
+    "directory_source",
+    "esm_config_from_hf",
+    "pickle_source",
+    "tensor_list",
+]
 
 log = logging.getLogger("bioprune")
 
@@ -114,6 +122,13 @@ def build_model(converted: Converted, where: Path):
     return model.eval()
 
 
+def pickle_source(path: Path, trust: bool) -> Source:
+    """A source that is one pickled checkpoint, read by the restricted unpickler."""
+    from bioprune.models.convert.safe_load import load_checkpoint
+
+    return Source(path, "pickle", load_checkpoint(path, trust=trust), trust)
+
+
 def directory_source(path: Path, trust: bool, fmt: str) -> Source:
     """A source that is a HF-style model directory (config.json + weights)."""
     from bioprune.errors import InputError
@@ -121,6 +136,25 @@ def directory_source(path: Path, trust: bool, fmt: str) -> Source:
     if not path.is_dir():
         raise InputError(path, f"{fmt} expects a directory (config.json + weights)")
     return Source(path, "directory", None, trust)
+
+
+def esm_config_from_hf(raw: dict, alphabet: Alphabet, *, position: str, ln_before: bool):
+    """The ``EsmConfig`` of a HF-style ``config.json`` dict (ESM-2 or RNA-FM port)."""
+    from bioprune.models.convert.esm_family import esm_config
+
+    config = esm_config(
+        alphabet,
+        hidden=int(raw["hidden_size"]),
+        layers=int(raw["num_hidden_layers"]),
+        heads=int(raw["num_attention_heads"]),
+        ffn=int(raw["intermediate_size"]),
+        position=position,
+        max_positions=int(raw["max_position_embeddings"]),
+        ln_before=ln_before,
+        token_dropout=bool(raw.get("token_dropout", False)),
+    )
+    config.layer_norm_eps = float(raw.get("layer_norm_eps", 1e-12))
+    return config
 
 
 def directory_config(path: Path, model_type: str) -> tuple[Path, dict]:

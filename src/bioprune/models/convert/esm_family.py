@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bioprune.data.alphabet import get_alphabet
 from bioprune.errors import InputError
-from bioprune.models.convert.base import Converted, Source
+from bioprune.models.convert.base import Converted, Source, pickle_source
 from bioprune.models.convert.fairseq import (
     add_zero_contact_head,
     map_fairseq_state,
@@ -112,9 +112,7 @@ class RnaFm:
         emb = [v for k, v in obj["model"].items() if k.endswith("embed_tokens.weight")]
         return bool(emb) and emb[0].shape[0] == len(get_alphabet("rna"))
 
-    @staticmethod
-    def load(path: Path, trust: bool) -> Source:
-        return Source(path, "pickle", load_checkpoint(path, trust=trust), trust)
+    load = staticmethod(pickle_source)
 
     @staticmethod
     def convert(source: Source) -> Converted:
@@ -201,9 +199,7 @@ class FairEsm:
             and "cfg" in obj
         )
 
-    @staticmethod
-    def load(path: Path, trust: bool) -> Source:
-        return Source(path, "pickle", load_checkpoint(path, trust=trust), trust)
+    load = staticmethod(pickle_source)
 
     @staticmethod
     def convert(source: Source) -> Converted:
