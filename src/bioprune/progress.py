@@ -53,6 +53,12 @@ class ProgressEvent:
     line: ``unit`` (``"step"``, ``"examples"``...), ``loss`` (latest training
     loss) and ``tokens`` (tokens processed since this call started, for tok/s).
 
+    A stage's first event *opens* it and is not drawn as progress: send it
+    before the work starts, with ``done`` = the work done before this call (0
+    for a fresh run, the checkpoint's step for a resumed one), so rates and
+    ETAs count only this call's work; then one event per unit of work (or
+    batch). The CLI's adapter writes a stage's last line when its block ends.
+
     >>> event = ProgressEvent("score", 10, 100, unit="examples")
     >>> event.stage, event.done, event.total, event.loss
     ('score', 10, 100, None)

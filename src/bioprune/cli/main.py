@@ -73,6 +73,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False,
         "--version",
@@ -80,8 +81,19 @@ def _root(
         callback=_print_version,
         is_eager=True,
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also show debug messages from the library."
+    ),
 ) -> None:
     """Global options."""
+    import logging
+
+    from bioprune.cli.common import console
+    from bioprune.cli.progress import log_to_console
+
+    # library messages (the ``bioprune`` logger) become the command's lines on
+    # stderr until the command ends; logging is restored afterwards
+    ctx.with_resource(log_to_console(console, logging.DEBUG if verbose else logging.INFO))
 
 
 def main() -> None:
