@@ -211,7 +211,7 @@ def test_cci_keys_are_the_corpus_positions_keys():
         cci.select(scores, 30, keys=position_keys(4, 299))
     with pytest.raises(ValueError, match="sampling is 'stream'"):
         CoverageCentric(sampling="stream").select(scores, 30, keys=position_keys(4, 300))
-    with pytest.raises(ValueError, match="sampling must be one of keys, stream"):
+    with pytest.raises(ValueError, match="sampling: must be one of keys, stream"):
         CoverageCentric(sampling="choice")
 
 

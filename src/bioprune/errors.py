@@ -27,17 +27,19 @@ import errno
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
     "BioPruneError",
+    "ConfigError",
     "DiskFullError",
     "InputError",
     "MissingIdsError",
     "Terminated",
     "UnsafeFileError",
+    "check_choice",
     "disk_full_error",
     "reading",
 ]
@@ -63,6 +65,47 @@ class InputError(BioPruneError, ValueError):
 
     def __reduce__(self):  # keep picklable across processes (two-argument __init__)
         return (type(self), (str(self.path), self.reason))
+
+
+class ConfigError(BioPruneError, ValueError):
+    """An invalid argument, named by its Python parameter: ``str()`` is ``"param: reason"``.
+
+    Raised by every config's ``validate()`` and by functions that refuse an argument; the CLI
+    prints it as ``--flag-name: reason`` (exit 2), taking the flag from :attr:`flag` when a
+    command set it, else from the parameter (``max_tokens`` -> ``--max-tokens``).
+
+    >>> str(ConfigError("max_tokens", "must be positive, got 0"))
+    'max_tokens: must be positive, got 0'
+    >>> isinstance(ConfigError("beta", "x"), ValueError)
+    True
+    """
+
+    def __init__(self, param: str, reason: str, *, flag: str | None = None) -> None:
+        self.param = param
+        self.reason = reason
+        #: the CLI flag that set ``param``, when it is not ``--`` + the dashed parameter name
+        self.flag = flag
+        super().__init__(f"{param}: {reason}")
+
+    def __reduce__(self):  # keep picklable across processes (keyword-only flag)
+        return (_config_error, (self.param, self.reason, self.flag))
+
+
+def _config_error(param: str, reason: str, flag: str | None) -> ConfigError:
+    return ConfigError(param, reason, flag=flag)
+
+
+def check_choice(param: str, value: object, choices: Iterable[object]) -> None:
+    """:class:`ConfigError` unless ``value`` is one of ``choices``.
+
+    >>> check_choice("sampling", "choice", ("keys", "stream"))
+    Traceback (most recent call last):
+    ...
+    bioprune.errors.ConfigError: sampling: must be one of keys, stream, got 'choice'
+    """
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(param, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
 class UnsafeFileError(InputError):

@@ -1,16 +1,19 @@
-"""Shared CLI plumbing: one error style, a rich console, budget parsing."""
+"""Shared CLI plumbing: one error style, a rich console."""
 
 from __future__ import annotations
 
 import signal
 import sys
 import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from bioprune.errors import DISK_FULL_ERRNOS, BioPruneError, Terminated
+from bioprune.errors import DISK_FULL_ERRNOS, BioPruneError, ConfigError, Terminated
+from bioprune.selection.budget import parse_budget  # noqa: F401  (re-exported for the commands)
 
 console = Console(stderr=True)
 
@@ -29,7 +32,34 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def flag_name(param: str) -> str:
+    """The CLI flag of a Python parameter: ``max_tokens`` -> ``--max-tokens``."""
+    return "--" + param.strip("_").replace("_", "-")
+
+
+@contextmanager
+def flag_names(overrides: Mapping[str, str]) -> Iterator[None]:
+    """Inside a command: a :class:`ConfigError` about a parameter in ``overrides`` names that
+    flag instead of ``--dashed-param`` (for a command whose flag differs from the parameter).
+
+    >>> try:
+    ...     with flag_names({"budget": "--size"}):
+    ...         raise ConfigError("budget", "must be positive")
+    ... except ConfigError as exc:
+    ...     print(_error_line(exc))
+    --size: must be positive
+    """
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.flag is None and exc.param in overrides:
+            exc.flag = overrides[exc.param]
+        raise
+
+
 def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, ConfigError):
+        return f"{exc.flag or flag_name(exc.param)}: {exc.reason}"
     if isinstance(exc, OSError) and not isinstance(exc, BioPruneError) and exc.filename:
         # "[Errno 2] No such file or directory: 'x'" -> "x: no such file or directory"
         reason = (exc.strerror or str(exc)).lower()
@@ -96,28 +126,3 @@ def _fail(message: str) -> None:
         f"[bold red]error:[/] {escape(message)}", highlight=False, emoji=False, soft_wrap=True
     )
     sys.exit(2)
-
-
-def parse_budget(text: str, n: int, what: str = "budget") -> int:
-    """``"1000"`` -> 1000; ``"0.1"`` or ``"10%"`` -> a fraction of ``n`` (floor).
-
-    A value with a decimal point or a percent sign is a fraction; an integer is a count.
-    """
-    t = text.strip()
-    try:
-        if t.endswith("%"):
-            frac = float(t[:-1]) / 100.0
-        elif any(c in t for c in ".eE"):
-            frac = float(t)
-        else:
-            count = int(t)
-            if count < 0:
-                raise ValueError
-            return count
-    except ValueError:
-        raise ValueError(
-            f"{what} {text!r} is neither a count (e.g. 1000) nor a fraction (e.g. 0.1 or 10%)"
-        ) from None
-    if not 0.0 <= frac <= 1.0:
-        raise ValueError(f"{what} fraction {text!r} must lie between 0 and 1")
-    return int(frac * n)

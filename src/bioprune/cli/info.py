@@ -3,64 +3,103 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from bioprune.cli.common import console
+from bioprune.cli.options import with_options
 
 
-def info(
-    corpus_dir: Path = typer.Argument(
-        ...,
-        help="A corpus directory written by `prepare`, or a model directory (architecture, "
-        "parameters, vocabulary, provenance, and the training state of pretrain/adapt/export).",
-    ),
-    plot: Path = typer.Option(
-        None,
-        "--plot",
-        help="Also write a PNG: length histogram (log y-axis when skewed) and residue composition.",
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the statistics as JSON on stdout instead of tables."
-    ),
-    verify: bool = typer.Option(
-        False,
-        "--verify",
-        help="Also recompute the content checksum (tokens, lengths, sequences.parquet) and "
-        "compare it with manifest.json; a mismatch is an error. Every open already checks "
-        "sizes, dtypes, offsets, row counts and token ids.",
-    ),
-) -> None:
+@dataclass(frozen=True)
+class InfoOptions:
+    """The options of ``bioprune info``."""
+
+    corpus_dir: Path = field(
+        metadata={
+            "argument": True,
+            "help": "A corpus directory written by `prepare`, or a model directory (architecture, "
+            "parameters, vocabulary, provenance, and the training state of pretrain/adapt/export).",
+        }
+    )
+    plot: Optional[Path] = field(
+        default=None,
+        metadata={
+            "help": "Also write a PNG: length histogram (log y-axis when skewed) and residue "
+            "composition."
+        },
+    )
+    as_json: bool = field(
+        default=False,
+        metadata={
+            "flag": "--json",
+            "help": "Print the statistics as JSON on stdout instead of tables.",
+        },
+    )
+    verify: bool = field(
+        default=False,
+        metadata={
+            "help": "Also recompute the content checksum (tokens, lengths, sequences.parquet) and "
+            "compare it with manifest.json; a mismatch is an error. Every open already checks "
+            "sizes, dtypes, offsets, row counts and token ids."
+        },
+    )
+
+
+@with_options
+def info(opts: InfoOptions) -> None:
     """Show a corpus (sequences, residues, length quantiles, composition, the records
     prepare skipped; checked on open, --verify also checks the content checksum) or a
     model directory (architecture, parameters, vocabulary, positions, provenance,
     training state)."""
-    from rich.table import Table
-
     from bioprune.data.corpus import Corpus
     from bioprune.data.stats import corpus_stats, plot_stats
     from bioprune.models.describe import describe_model, is_model_dir
 
-    if is_model_dir(corpus_dir):
-        _show_model(describe_model(corpus_dir), as_json)
+    if is_model_dir(opts.corpus_dir):
+        _show_model(describe_model(opts.corpus_dir), opts.as_json)
         return
-    corpus = Corpus(corpus_dir, allow_empty=True)
-    stats = corpus_stats(corpus, verify=verify)
-    if verify:
+    corpus = Corpus(opts.corpus_dir, allow_empty=True)
+    stats = corpus_stats(corpus, verify=opts.verify)
+    if opts.verify:
         console.print(
-            f"[green]verified[/] {escape(str(corpus_dir))}: content checksum matches manifest.json"
+            f"[green]verified[/] {escape(str(opts.corpus_dir))}: content checksum matches "
+            "manifest.json"
         )
-    if plot is not None:
-        plot_stats(corpus, stats, plot)
-        console.print(f"wrote [bold]{plot}[/]")
-    if as_json:
+    if opts.plot is not None:
+        plot_stats(corpus, stats, opts.plot)
+        console.print(f"wrote [bold]{opts.plot}[/]")
+    if opts.as_json:
         typer.echo(json.dumps(stats, indent=2))
         return
+    _show_corpus(opts.corpus_dir, stats)
 
-    out = Console()  # the tables are this command's result: stdout
+
+def _show_corpus(corpus_dir: Path, stats: dict) -> None:
+    """The tables of a corpus's statistics (this command's result: stdout)."""
+    out = Console()
+    out.print(_overview_table(corpus_dir, stats))
+    out.print(_lengths_table(stats))
+    out.print(_composition_table(stats))
+    if stats["counts"]:
+        from rich.table import Table
+
+        counts = Table(title="prepare", title_justify="left")
+        counts.add_column("count")
+        counts.add_column("records", justify="right")
+        for key, value in stats["counts"].items():
+            counts.add_row(key, f"{value:,}")
+        out.print(counts)
+        out.print(_hygiene_caption(stats.get("hygiene"), stats["counts"]), highlight=False)
+
+
+def _overview_table(corpus_dir: Path, stats: dict):
+    from rich.table import Table
+
     overview = Table(title=f"corpus {corpus_dir}", title_justify="left", show_header=False)
     overview.add_column("key")
     overview.add_column("value", overflow="fold")
@@ -80,14 +119,22 @@ def info(
         )
     for note in stats["notes"]:
         overview.add_row("note", note)
-    out.print(overview)
+    return overview
+
+
+def _lengths_table(stats: dict):
+    from rich.table import Table
 
     lengths = Table(title="length (residues)", title_justify="left")
     for name in stats["lengths"]:
         lengths.add_column(name, justify="right")
     lengths.add_row(*(f"{v:,.1f}" if name == "mean" else f"{v:,.0f}"
                       for name, v in stats["lengths"].items()))  # fmt: skip
-    out.print(lengths)
+    return lengths
+
+
+def _composition_table(stats: dict):
+    from rich.table import Table
 
     comp = Table(title="residue composition", title_justify="left")
     comp.add_column("token")
@@ -100,16 +147,7 @@ def info(
     absent = [t for t, c in stats["composition"].items() if not c["count"]]
     if absent:
         comp.caption = f"absent: {' '.join(absent)}"
-    out.print(comp)
-
-    if stats["counts"]:
-        counts = Table(title="prepare", title_justify="left")
-        counts.add_column("count")
-        counts.add_column("records", justify="right")
-        for key, value in stats["counts"].items():
-            counts.add_row(key, f"{value:,}")
-        out.print(counts)
-        out.print(_hygiene_caption(stats.get("hygiene"), stats["counts"]), highlight=False)
+    return comp
 
 
 def _hygiene_caption(h: dict | None, counts: dict) -> str:

@@ -2,36 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from bioprune.cli.common import console
+from bioprune.cli.options import with_options
 
 
-def inspect(
-    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory the selection came from."),
-    selection: Path = typer.Option(
-        ..., "--selection", help="Selection directory written by `bioprune select`."
-    ),
-    out: Path = typer.Option(..., "--out", help="Directory for the PNG plots and summary.json."),
-    scores: Optional[Path] = typer.Option(
-        None, "--scores", help="Score file: adds the influence histogram (with CCI strata)."
-    ),
-    labels: Optional[Path] = typer.Option(
-        None,
-        "--labels",
-        help="TSV id<TAB>label (header optional, further columns ignored): per-label coverage.",
-    ),
-    label_group: Optional[list[str]] = typer.Option(
-        None,
-        "--label-group",
-        help="Count the label values matching this glob pattern as one (e.g. 'dup-of:*'); "
-        "repeatable, the first matching pattern wins.",
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
-) -> None:
+@dataclass(frozen=True)
+class InspectOptions:
+    """The options of ``bioprune inspect``."""
+
+    corpus: Path = field(metadata={"help": "Corpus directory the selection came from."})
+    selection: Path = field(metadata={"help": "Selection directory written by `bioprune select`."})
+    out: Path = field(metadata={"help": "Directory for the PNG plots and summary.json."})
+    scores: Optional[Path] = field(
+        default=None,
+        metadata={"help": "Score file: adds the influence histogram (with CCI strata)."},
+    )
+    labels: Optional[Path] = field(
+        default=None,
+        metadata={
+            "help": "TSV id<TAB>label (header optional, further columns ignored): per-label "
+            "coverage."
+        },
+    )
+    label_group: Optional[list[str]] = field(
+        default=None,
+        metadata={
+            "help": "Count the label values matching this glob pattern as one (e.g. 'dup-of:*'); "
+            "repeatable, the first matching pattern wins."
+        },
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing OUT."})
+
+
+@with_options
+def inspect(opts: InspectOptions) -> None:
     """Length distributions, residue composition, per-label coverage and the score
     histogram of the coreset against the corpus; with --scores also score vs length
     (Spearman, a warning when |rho| > 0.5), by label, duplicate pairs and CCI strata."""
@@ -40,16 +50,16 @@ def inspect(
 
     with _warnings_to_console():  # the length warning (docs/science.md), one plain line
         summary = inspect_coreset(
-            corpus,
-            selection,
-            out,
-            scores_path=scores,
-            labels_path=labels,
-            label_groups=label_group or None,
-            overwrite=overwrite,
+            opts.corpus,
+            opts.selection,
+            opts.out,
+            scores_path=opts.scores,
+            labels_path=opts.labels,
+            label_groups=opts.label_group or None,
+            overwrite=opts.overwrite,
         )
     line = (
-        f"wrote [bold]{out}[/]: {len(summary['plots'])} plots; coreset "
+        f"wrote [bold]{opts.out}[/]: {len(summary['plots'])} plots; coreset "
         f"{summary['n_coreset']:,} of {summary['n_corpus']:,} "
         f"(median length {summary['lengths']['coreset'].get('median', 0):.0f} vs "
         f"{summary['lengths']['corpus'].get('median', 0):.0f})"

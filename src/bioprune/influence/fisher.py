@@ -138,7 +138,7 @@ def resolve_subset(
     ``.npy`` or text file of indices (one per line), or a model directory
     written by ``bioprune adapt`` (its ``subset_indices.npy``).
     """
-    from bioprune.cli.common import parse_budget
+    from bioprune.selection.budget import parse_budget
 
     n = len(corpus)
     if subset_from is not None:

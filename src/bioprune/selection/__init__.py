@@ -25,19 +25,26 @@ A strategy's ``needs`` (a class attribute, empty when absent) names the
 per-example arrays beyond the scores that the pipeline gives ``select`` as
 keyword arguments: ``lengths`` (the corpus's residue counts) and ``clusters``
 (from :func:`bioprune.selection.cluster.corpus_clusters`).
+
+Every strategy takes keyword parameters only and validates them when built (a
+:class:`~bioprune.errors.ConfigError` naming the parameter); ``select`` takes the
+budget as a count, a fraction of the examples (``0.01``) or text (``"10%"``):
+
+>>> import numpy as np
+>>> from bioprune.selection import CoverageCentric
+>>> scores = np.random.default_rng(0).random(1000)
+>>> picks = CoverageCentric(beta=0.05, strata=50, seed=0).select(scores, budget=0.01)
+>>> len(picks)
+10
+
+The names are imported on first use, so ``import bioprune.selection`` (and the CLI,
+which parses budgets with :mod:`bioprune.selection.budget`) stays cheap.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 from typing import Any
-
-from bioprune.selection.base import Selection
-from bioprune.selection.cci import CoverageCentric
-from bioprune.selection.cci_variants import LengthStratifiedCCI, RedundancyAwareCCI
-from bioprune.selection.cluster import ClusterSelection
-from bioprune.selection.random_subset import RandomSelection
-from bioprune.selection.topk import BottomK, TopK
 
 __all__ = [
     "STRATEGIES",
@@ -49,44 +56,37 @@ __all__ = [
     "RedundancyAwareCCI",
     "Selection",
     "TopK",
+    "as_count",
     "make_strategy",
+    "parse_budget",
     "strategy_parameters",
 ]
 
-#: Registry: method name -> strategy class.
-STRATEGIES: dict[str, type] = {
-    cls.name: cls
-    for cls in (
-        RandomSelection,
-        TopK,
-        BottomK,
-        CoverageCentric,
-        ClusterSelection,
-        LengthStratifiedCCI,
-        RedundancyAwareCCI,
-    )
+#: public name -> the module that defines it
+_WHERE = {
+    "STRATEGIES": "registry",
+    "make_strategy": "registry",
+    "strategy_parameters": "registry",
+    "Selection": "base",
+    "CoverageCentric": "cci",
+    "LengthStratifiedCCI": "cci_variants",
+    "RedundancyAwareCCI": "cci_variants",
+    "ClusterSelection": "cluster",
+    "RandomSelection": "random_subset",
+    "TopK": "topk",
+    "BottomK": "topk",
+    "as_count": "budget",
+    "parse_budget": "budget",
 }
 
 
-def make_strategy(name: str, **params: Any):
-    """The strategy ``name`` built from the subset of ``params`` it takes.
-
-    Options that the strategy has no field for are ignored, so a caller (the
-    CLI) may pass every option it knows; :func:`strategy_parameters` returns
-    what was actually used, for the metadata.
-
-    >>> make_strategy("cci", beta=0.1, strata=10, seed=3, min_seq_id=0.5)
-    CoverageCentric(beta=0.1, strata=10, seed=3, sampling='keys')
-    """
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"unknown selection method {name!r}; choose one of {', '.join(STRATEGIES)}"
-        )
-    cls = STRATEGIES[name]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in params.items() if k in fields})
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
 
 
-def strategy_parameters(strategy) -> dict[str, Any]:
-    """The parameters a strategy was built with (JSON-ready)."""
-    return dataclasses.asdict(strategy)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

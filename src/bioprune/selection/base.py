@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-__all__ = ["Selection", "check_budget", "check_scores", "extreme_k"]
+from bioprune.errors import ConfigError
+
+__all__ = ["Selection", "check_budget", "check_count", "check_scores", "extreme_k"]
 
 
 @dataclass
@@ -58,7 +61,17 @@ def check_budget(budget: int, pool: int, method: str, pool_name: str = "examples
     return budget
 
 
-def check_scores(scores: np.ndarray, method: str) -> np.ndarray:
+def check_count(param: str, value: Any, low: int, high: int | None = None) -> None:
+    """:class:`~bioprune.errors.ConfigError` unless ``value`` is an integer in ``low..high``."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok and isinstance(value, (float, np.floating)):
+        ok = float(value).is_integer()  # 10.0 is 10
+    if not ok or value < low or (high is not None and value > high):
+        where = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(param, f"must be an integer {where}, got {value!r}")
+
+
+def check_scores(scores: ArrayLike, method: str) -> np.ndarray:
     """A 1-D float64 view of ``scores``; non-finite values are an error here.
 
     The pipeline drops NaN scores (examples the influence engine could not

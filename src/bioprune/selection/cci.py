@@ -47,12 +47,16 @@ from fractions import Fraction
 from typing import ClassVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from bioprune.selection.base import Selection, check_budget, check_scores
+from bioprune.errors import ConfigError, check_choice
+from bioprune.selection.base import Selection, check_budget, check_count, check_scores
+from bioprune.selection.budget import as_count
 
 __all__ = [
     "SAMPLINGS",
     "CoverageCentric",
+    "allocate_cells",
     "bin_scores",
     "hard_cutoff_count",
     "position_keys",
@@ -176,12 +180,12 @@ def bin_scores(scores: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.nd
     return bins, counts
 
 
-def check_sampling(name: str, sampling: str) -> None:
-    """Reject a ``sampling`` outside :data:`SAMPLINGS`."""
-    if sampling not in SAMPLINGS:
-        raise ValueError(
-            f"{name}: sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}"
-        )
+def check_cci_parameters(strategy) -> None:
+    """The checks every CCI variant makes of its ``beta``, ``strata`` and ``sampling``."""
+    check_choice("sampling", strategy.sampling, SAMPLINGS)
+    if not 0.0 <= float(strategy.beta) < 1.0:
+        raise ConfigError("beta", f"must lie in [0, 1), got {strategy.beta}")
+    check_count("strata", strategy.strata, 1, _MAX_STRATA)
 
 
 def sampling_keys(
@@ -200,7 +204,104 @@ def sampling_keys(
     return keys
 
 
-@dataclass(frozen=True)
+def visiting_order(counts: np.ndarray) -> np.ndarray:
+    """The non-empty cells, fewest members first (equal counts: smaller cell first)."""
+    nonempty = np.flatnonzero(counts)
+    return nonempty[np.lexsort((nonempty, counts[nonempty]))]
+
+
+def allocate_cells(
+    cell: np.ndarray,
+    n_cells: int,
+    budget: int,
+    rng: np.random.Generator | None,
+    keys: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CCI's fewest-first allocation of ``budget`` over cells (Algorithm 1, step 3).
+
+    ``cell[i]`` is example ``i``'s cell in ``0..n_cells - 1``; any other value (``-1``,
+    ``n_cells``) is outside the pool. The non-empty cells are visited fewest members
+    first; each takes ``min(size, floor(remaining / cells left))`` members: with
+    ``rng.choice(members, take, replace=False)`` (``stream``; members in ascending
+    position order) or, when ``keys`` is given (``rng`` then unused), the members with
+    the smallest keys. Returns the chosen positions (sorted), each one's cell, the pool
+    size of every cell and the picks of every cell. The budget must not exceed the pool
+    (checked by the caller).
+    """
+    n = len(cell)
+    in_pool = np.flatnonzero((cell >= 0) & (cell < n_cells))
+    c = cell[in_pool]
+    counts = np.bincount(c, minlength=n_cells).astype(np.int64)
+    # by cell, positions ascending; 16-bit keys get NumPy's O(n) radix sort
+    key = c.astype(np.uint16) if n_cells <= 1 << 16 else c
+    grouped = in_pool[np.argsort(key, kind="stable")]
+    del c, key, in_pool
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    visit = visiting_order(counts)
+    remaining = int(budget)
+    taken = np.zeros(n_cells, dtype=np.int64)
+    # Picks are distinct positions: marking them in an n-long mask and reading it back
+    # orders them in O(n) (cheaper than sorting the picks).
+    chosen = np.zeros(n, dtype=bool)
+    for j, b in enumerate(visit):  # a loop over cells, never over examples
+        take = min(int(counts[b]), remaining // (len(visit) - j))
+        if take:
+            members = grouped[starts[b] : starts[b + 1]]
+            if keys is not None:
+                chosen[smallest_keys(members, keys, take)] = True
+            else:
+                chosen[rng.choice(members, size=take, replace=False)] = True
+            taken[b] = take
+            remaining -= take
+    if remaining:  # impossible by CCI's allocation argument (method.md); guard it
+        raise RuntimeError(f"allocation left {remaining} of the budget unassigned")
+    picks = np.flatnonzero(chosen).astype(np.int64)
+    return picks, cell[picks], counts, taken
+
+
+def drop_hardest(scores: np.ndarray, n_hard: int) -> tuple[np.ndarray, float]:
+    """The positions of the ``n_hard`` largest scores (ties at the cut: the smaller
+    position is dropped first) and the largest score left (NaN when none is).
+
+    One partition finds both the hard cut ``t`` (the ``n_hard``-th largest score) and the
+    pool's maximum (the next one).
+    """
+    n = len(scores)
+    pool = n - n_hard
+    if not n_hard:
+        return np.zeros(0, dtype=np.int64), float(np.max(scores)) if n else math.nan
+    if not pool:
+        return np.arange(n, dtype=np.int64), math.nan
+    cut = np.partition(scores, [pool - 1, pool])
+    t, hi = float(cut[pool]), float(cut[pool - 1])
+    del cut
+    # everything above t is dropped, then the ties at t with the smallest positions
+    strict = np.flatnonzero(scores > t)
+    ties = np.flatnonzero(scores == t)[: n_hard - len(strict)]
+    return np.concatenate([strict, ties]), hi
+
+
+def strata_table(edges: np.ndarray, counts: np.ndarray, taken: np.ndarray) -> list[dict]:
+    """One row per stratum for ``selection.json``: its edges, pool, picks and visit order."""
+    strata = len(counts)
+    visit_rank = np.full(strata, -1, dtype=np.int64)
+    visit = visiting_order(counts)
+    visit_rank[visit] = np.arange(len(visit))
+    return [
+        {
+            "stratum": b,
+            "lower": float(edges[b]),
+            "upper": float(edges[b + 1]),
+            "upper_inclusive": b == strata - 1,
+            "pool": int(counts[b]),
+            "picks": int(taken[b]),
+            "visit_order": int(visit_rank[b]) if counts[b] else None,
+        }
+        for b in range(strata)
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
 class CoverageCentric:
     """Coverage-centric influence selection (Algorithm 1).
 
@@ -234,124 +335,47 @@ class CoverageCentric:
     uses_scores: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.beta) < 1.0:
-            raise ValueError(f"cci: beta must lie in [0, 1), got {self.beta}")
-        if int(self.strata) != self.strata or not 1 <= self.strata <= _MAX_STRATA:
-            raise ValueError(
-                f"cci: strata must be an integer in 1..{_MAX_STRATA}, got {self.strata}"
-            )
-        check_sampling(self.name, self.sampling)
+        check_cci_parameters(self)
 
     def select(
-        self, scores: np.ndarray, budget: int, *, keys: np.ndarray | None = None
+        self, scores: ArrayLike, budget: int | float | str, *, keys: np.ndarray | None = None
     ) -> Selection:
-        """Choose ``budget`` positions of ``scores`` (float64, shape ``(n,)``, all finite).
+        """Choose ``budget`` positions of ``scores`` (shape ``(n,)``, all finite).
 
-        ``keys`` (``sampling="keys"`` only): the positions' permanent random
-        numbers, by default :func:`position_keys` ``(seed, n)``; a caller that
-        selects from a subset of a corpus passes the corpus keys of that subset
-        so that picks stay tied to corpus positions.
+        ``budget``: a count, a fraction of ``n`` or text (:func:`~bioprune.selection.
+        budget.as_count`). ``keys`` (``sampling="keys"`` only): the positions' permanent
+        random numbers, by default :func:`position_keys` ``(seed, n)``; a caller that
+        selects from a subset of a corpus passes the corpus keys of that subset so that
+        picks stay tied to corpus positions.
         """
         scores = check_scores(scores, self.name)
         n, strata = len(scores), int(self.strata)
         keys = sampling_keys(self.name, self.sampling, self.seed, n, keys)
         n_hard = hard_cutoff_count(n, self.beta)
-        pool = n - n_hard
         budget = check_budget(
-            budget,
-            pool,
+            as_count(budget, n),
+            n - n_hard,
             self.name,
             f"examples left after dropping the floor(n*beta) = floor({n}*{self.beta}) = "
             f"{n_hard} hardest",
         )
-        details: dict = {
-            "n": n,
-            "beta": float(self.beta),
-            "strata": strata,
-            "dropped_hardest": n_hard,
-            "sampling": self.sampling,
-        }
-        # One partition finds both the hard cut t (the n_hard-th largest score)
-        # and the pool's maximum (the next one); the pool's minimum is the global
-        # minimum because only the largest scores are dropped.
-        hard = np.zeros(0, dtype=np.int64)
-        hi = float(np.max(scores)) if n else math.nan
-        if n_hard and pool:
-            cut = np.partition(scores, [pool - 1, pool])
-            t, hi = float(cut[pool]), float(cut[pool - 1])
-            del cut
-            # everything above t is dropped, then the ties at t with the smallest indices
-            strict = np.flatnonzero(scores > t)
-            ties = np.flatnonzero(scores == t)[: n_hard - len(strict)]
-            hard = np.concatenate([strict, ties])
-        elif n_hard:
-            hard = np.arange(n, dtype=np.int64)
+        details: dict = {"n": n, "beta": float(self.beta), "strata": strata,
+                         "dropped_hardest": n_hard, "sampling": self.sampling}  # fmt: skip
+        hard, hi = drop_hardest(scores, n_hard)
         details["hard_cutoff_score"] = float(scores[hard].min()) if n_hard else None
-        if pool == 0:
+        if n_hard == n:
             empty = np.zeros(0, dtype=np.int64)
             return Selection(empty, np.zeros(0, np.int32), details={**details, "strata_table": []})
-
+        # the pool's minimum is the global minimum: only the largest scores are dropped
         lo = float(np.min(scores))
         if not math.isfinite(hi - lo):
             raise ValueError(f"cci: the score range [{lo}, {hi}] is too wide to bin in float64")
         edges = strata_edges(lo, hi, strata)
-        bins, counts = bin_scores(scores, edges)
-        counts -= np.bincount(bins[hard], minlength=strata)
-        bins[hard] = strata  # a sentinel bin after the real ones
-        counts = np.append(counts, n_hard)
-        # Grouped by bin, positions ascending within each bin: a stable sort of
-        # 16-bit keys is NumPy's O(n) radix sort (int32 keys would use timsort).
-        order = np.argsort(bins, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        counts = counts[:strata]
-
-        nonempty = np.flatnonzero(counts)
-        visit = nonempty[np.lexsort((nonempty, counts[nonempty]))]  # fewest first, then bin index
+        bins, _ = bin_scores(scores, edges)
+        bins[hard] = strata  # a cell after the real ones: outside the pool
+        del hard
         rng = np.random.default_rng(self.seed) if keys is None else None
-        remaining = budget
-        picks: list[np.ndarray] = []
-        taken = np.zeros(strata, dtype=np.int64)
-        visit_rank = np.full(strata, -1, dtype=np.int64)
-        for j, b in enumerate(visit):  # a loop over strata, never over examples
-            take = min(int(counts[b]), remaining // (len(visit) - j))
-            visit_rank[b] = j
-            if take:
-                members = order[starts[b] : starts[b + 1]]
-                if rng is None:
-                    picks.append(smallest_keys(members, keys, take))
-                else:
-                    picks.append(rng.choice(members, size=take, replace=False))
-                taken[b] = take
-                remaining -= take
-        if remaining:  # impossible by the allocation argument in method.md; guard it
-            raise RuntimeError(f"cci: allocation left {remaining} of the budget unassigned")
-
-        del order
-        # Picks are distinct positions: marking them in an n-long mask and reading
-        # it back orders them in O(n) (cheaper than sorting the picks); each one's
-        # stratum is then read from its bin label.
-        chosen = np.zeros(n, dtype=bool)
-        for p in picks:  # a loop over strata
-            chosen[p] = True
-        chosen = np.flatnonzero(chosen)
-        stratum = bins[chosen].astype(np.int32)
-        details.update(
-            score_min=lo,
-            score_max=hi,
-            edges=edges.tolist(),
-            strata_table=[
-                {
-                    "stratum": b,
-                    "lower": float(edges[b]),
-                    "upper": float(edges[b + 1]),
-                    "upper_inclusive": b == strata - 1,
-                    "pool": int(counts[b]),
-                    "picks": int(taken[b]),
-                    "visit_order": int(visit_rank[b]) if counts[b] else None,
-                }
-                for b in range(strata)
-            ],
-        )
-        return Selection(
-            indices=chosen.astype(np.int64, copy=False), stratum=stratum, details=details
-        )
+        chosen, stratum, counts, taken = allocate_cells(bins, strata, budget, rng, keys)
+        details.update(score_min=lo, score_max=hi, edges=edges.tolist(),
+                       strata_table=strata_table(edges, counts, taken))  # fmt: skip
+        return Selection(indices=chosen, stratum=stratum.astype(np.int32), details=details)

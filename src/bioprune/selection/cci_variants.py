@@ -75,67 +75,32 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from bioprune.selection.base import Selection, check_budget, check_scores, extreme_k
+from bioprune.errors import ConfigError, check_choice
+from bioprune.selection.base import (
+    Selection,
+    check_budget,
+    check_count,
+    check_scores,
+    extreme_k,
+)
+from bioprune.selection.budget import as_count
 from bioprune.selection.cci import (
     _MAX_STRATA,
     CoverageCentric,
+    allocate_cells,
     bin_scores,
-    check_sampling,
+    check_cci_parameters,
     hard_cutoff_count,
     sampling_keys,
-    smallest_keys,
     strata_edges,
 )
+from bioprune.selection.cluster import check_clustering
 
 __all__ = ["LENGTH_BINNINGS", "LengthStratifiedCCI", "RedundancyAwareCCI", "allocate_cells"]
 
 LENGTH_BINNINGS = ("quantile", "log")
-
-
-def allocate_cells(
-    cell: np.ndarray,
-    n_cells: int,
-    budget: int,
-    rng: np.random.Generator | None,
-    keys: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """CCI's fewest-first allocation of ``budget`` over cells.
-
-    ``cell[i]`` is example ``i``'s cell in ``0..n_cells - 1``, or ``-1`` outside
-    the pool. Each cell samples with ``rng.choice`` (``stream``) or, when
-    ``keys`` is given (``rng`` then unused), takes its members with the
-    smallest keys. Returns the chosen positions (sorted), each one's cell, the pool
-    size of every cell and the picks of every cell. The budget must not exceed
-    the pool (checked by the caller).
-    """
-    n = len(cell)
-    in_pool = np.flatnonzero(cell >= 0)
-    c = cell[in_pool]
-    counts = np.bincount(c, minlength=n_cells).astype(np.int64)
-    # by cell, positions ascending; 16-bit keys get NumPy's O(n) radix sort
-    key = c.astype(np.uint16) if n_cells <= 1 << 16 else c
-    grouped = in_pool[np.argsort(key, kind="stable")]
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    nonempty = np.flatnonzero(counts)
-    visit = nonempty[np.lexsort((nonempty, counts[nonempty]))]
-    remaining = int(budget)
-    taken = np.zeros(n_cells, dtype=np.int64)
-    chosen = np.zeros(n, dtype=bool)
-    for j, b in enumerate(visit):  # a loop over cells, never over examples
-        take = min(int(counts[b]), remaining // (len(visit) - j))
-        if take:
-            members = grouped[starts[b] : starts[b + 1]]
-            if keys is not None:
-                chosen[smallest_keys(members, keys, take)] = True
-            else:
-                chosen[rng.choice(members, size=take, replace=False)] = True
-            taken[b] = take
-            remaining -= take
-    if remaining:  # impossible by CCI's allocation argument; guard it
-        raise RuntimeError(f"allocation left {remaining} of the budget unassigned")
-    picks = np.flatnonzero(chosen).astype(np.int64)
-    return picks, cell[picks], counts, taken
 
 
 def _distinct(labels: np.ndarray) -> int:
@@ -144,14 +109,6 @@ def _distinct(labels: np.ndarray) -> int:
         return 0
     x = np.sort(labels)
     return int(np.count_nonzero(x[1:] != x[:-1])) + 1
-
-
-def _check_cci_params(name: str, beta: float, strata: int, sampling: str) -> None:
-    check_sampling(name, sampling)
-    if not 0.0 <= float(beta) < 1.0:
-        raise ValueError(f"{name}: beta must lie in [0, 1), got {beta}")
-    if int(strata) != strata or not 1 <= strata <= _MAX_STRATA:
-        raise ValueError(f"{name}: strata must be an integer in 1..{_MAX_STRATA}, got {strata}")
 
 
 def _side_array(values, n: int, name: str, what: str) -> np.ndarray:
@@ -163,7 +120,7 @@ def _side_array(values, n: int, name: str, what: str) -> np.ndarray:
     return values.astype(np.int64, copy=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LengthStratifiedCCI:
     """CCI with strata over score within log-length bins (``--stratify length``).
 
@@ -204,31 +161,23 @@ class LengthStratifiedCCI:
     needs: ClassVar[tuple[str, ...]] = ("lengths",)
 
     def __post_init__(self) -> None:
-        _check_cci_params(self.name, self.beta, self.strata, self.sampling)
-        if int(self.length_bins) != self.length_bins or not 1 <= self.length_bins <= _MAX_STRATA:
-            raise ValueError(
-                f"{self.name}: length_bins must be an integer in 1..{_MAX_STRATA}, "
-                f"got {self.length_bins}"
-            )
-        if self.length_binning not in LENGTH_BINNINGS:
-            raise ValueError(
-                f"{self.name}: length_binning must be one of {', '.join(LENGTH_BINNINGS)}, "
-                f"got {self.length_binning!r}"
-            )
+        check_cci_parameters(self)
+        check_count("length_bins", self.length_bins, 1, _MAX_STRATA)
+        check_choice("length_binning", self.length_binning, LENGTH_BINNINGS)
         if int(self.length_bins) * int(self.strata) > 1 << 24:
-            raise ValueError(f"{self.name}: length_bins x strata must be at most {1 << 24}")
+            raise ConfigError("length_bins", f"length_bins x strata must be at most {1 << 24}")
 
     def select(
         self,
-        scores: np.ndarray,
-        budget: int,
-        lengths: np.ndarray,
+        scores: ArrayLike,
+        budget: int | float | str,
+        lengths: ArrayLike,
         *,
         keys: np.ndarray | None = None,
     ) -> Selection:
         """Choose ``budget`` positions; ``lengths[i]`` is example ``i``'s residue count.
 
-        ``keys``: as for :meth:`bioprune.selection.cci.CoverageCentric.select`.
+        ``budget`` and ``keys``: as for :meth:`bioprune.selection.cci.CoverageCentric.select`.
         """
         scores = check_scores(scores, self.name)
         n, strata, nl = len(scores), int(self.strata), int(self.length_bins)
@@ -236,104 +185,102 @@ class LengthStratifiedCCI:
         lengths = _side_array(lengths, n, self.name, "lengths")
         if n and lengths.min() < 0:
             raise ValueError(f"{self.name}: lengths must be >= 0")
-        cell = np.full(n, -1, dtype=np.int64)
-        log_len = np.log(np.maximum(lengths, 1).astype(np.float64))
         details: dict = {
-            "n": n,
-            "beta": float(self.beta),
-            "strata": strata,
-            "length_bins": nl,
-            "length_binning": self.length_binning,
-            "sampling": self.sampling,
-        }
+            "n": n, "beta": float(self.beta), "strata": strata, "length_bins": nl,
+            "length_binning": self.length_binning, "sampling": self.sampling,
+        }  # fmt: skip
         if n == 0:
-            check_budget(budget, 0, self.name)
+            check_budget(as_count(budget, 0), 0, self.name)
             return Selection(np.zeros(0, np.int64), np.zeros(0, np.int32), details=details)
-        if self.length_binning == "log":
-            length_edges = strata_edges(float(log_len.min()), float(log_len.max()), nl)
-            lbin, lcounts = bin_scores(log_len, length_edges)
-        else:
-            rank = np.empty(n, dtype=np.int64)
-            short = lengths.max() < 1 << 16  # 16-bit keys: radix sort, O(n)
-            by_length = np.argsort(lengths.astype(np.uint16) if short else lengths, kind="stable")
-            rank[by_length] = np.arange(n)  # rank by (length, index)
-            lbin = (rank * nl // n).astype(np.uint16)
-            lcounts = np.bincount(lbin, minlength=nl)
+        lbin, lcounts, length_edges = self._length_bins(lengths)
         by_bin = np.argsort(lbin, kind="stable")  # grouped by length bin, positions ascending
-        lstarts = np.concatenate([[0], np.cumsum(lcounts)])
-        dropped, score_edges, hard_cut = [], [], []
-        for b in range(nl):  # a loop over length bins
-            members = by_bin[lstarts[b] : lstarts[b + 1]]
-            k = hard_cutoff_count(len(members), self.beta)
-            dropped.append(k)
-            s = scores[members]
-            hard = extreme_k(s, k, largest=True)  # ties: the smaller position is harder
-            hard_cut.append(float(s[hard].min()) if k else None)
-            keep = np.ones(len(members), dtype=bool)
-            keep[hard] = False
-            pool, s = members[keep], s[keep]
-            if not len(pool):
-                score_edges.append(None)
-                continue
-            edges = strata_edges(float(s.min()), float(s.max()), strata)
-            if not np.isfinite(edges).all():
-                raise ValueError(f"{self.name}: a score range is too wide to bin in float64")
-            sb, _ = bin_scores(s, edges)
-            cell[pool] = b * strata + sb.astype(np.int64)
-            score_edges.append(edges)
-        pool_size = int(np.count_nonzero(cell >= 0))
+        members = np.split(by_bin, np.cumsum(lcounts)[:-1])
+        cell, dropped, hard_cut, score_edges = self._cells(scores, members)
         budget = check_budget(
-            budget,
-            pool_size,
+            as_count(budget, n),
+            int(np.count_nonzero(cell >= 0)),
             self.name,
             f"examples left after dropping the floor(n_b*{self.beta}) hardest of each "
             f"length bin ({sum(dropped)} in all)",
         )
         rng = np.random.default_rng(self.seed) if keys is None else None
         picks, pick_cell, counts, taken = allocate_cells(cell, nl * strata, budget, rng, keys)
-        # per bin: the residue range it covers (log: its edges; quantile: its members')
-        if self.length_binning == "log":
-            lengths_edges = np.exp(length_edges)  # shown in residues; the ends exactly
-            lengths_edges[0], lengths_edges[-1] = max(lengths.min(), 1), max(lengths.max(), 1)
-            span = [(float(lengths_edges[b]), float(lengths_edges[b + 1])) for b in range(nl)]
-        else:
-            span = [
-                (float(lengths[m].min()), float(lengths[m].max())) if len(m) else (None, None)
-                for m in (by_bin[lstarts[b] : lstarts[b + 1]] for b in range(nl))
-            ]
-        details.update(
-            dropped_hardest=int(sum(dropped)),
-            length_table=[
-                {
-                    "length_bin": b,
-                    "length_lower": span[b][0],
-                    "length_upper": span[b][1],
-                    "upper_inclusive": b == nl - 1 or self.length_binning == "quantile",
-                    "members": int(lcounts[b]),
-                    "dropped_hardest": dropped[b],
-                    "hard_cutoff_score": hard_cut[b],
-                    "pool": int(counts[b * strata : (b + 1) * strata].sum()),
-                    "picks": int(taken[b * strata : (b + 1) * strata].sum()),
-                }
-                for b in range(nl)
-            ],
-            cells=[
-                {
-                    "cell": int(c),
-                    "length_bin": int(c) // strata,
-                    "stratum": int(c) % strata,
-                    "lower": float(score_edges[c // strata][c % strata]),
-                    "upper": float(score_edges[c // strata][c % strata + 1]),
-                    "pool": int(counts[c]),
-                    "picks": int(taken[c]),
-                }
-                for c in np.flatnonzero(counts)
-            ],
-        )
+        per_bin = [counts.reshape(nl, strata).sum(1), taken.reshape(nl, strata).sum(1)]
+        length_table = [
+            {"length_bin": b, "length_lower": lower, "length_upper": upper,
+             "upper_inclusive": b == nl - 1 or self.length_binning == "quantile",
+             "members": int(lcounts[b]), "dropped_hardest": dropped[b],
+             "hard_cutoff_score": hard_cut[b], "pool": int(per_bin[0][b]),
+             "picks": int(per_bin[1][b])}
+            for b, (lower, upper) in enumerate(_spans(lengths, length_edges, members))
+        ]  # fmt: skip
+        cells = [
+            {"cell": int(c), "length_bin": int(c) // strata, "stratum": int(c) % strata,
+             "lower": float(score_edges[c // strata][c % strata]),
+             "upper": float(score_edges[c // strata][c % strata + 1]),
+             "pool": int(counts[c]), "picks": int(taken[c])}
+            for c in np.flatnonzero(counts)
+        ]  # fmt: skip
+        details.update(dropped_hardest=int(sum(dropped)), length_table=length_table, cells=cells)
         return Selection(indices=picks, stratum=pick_cell.astype(np.int32), details=details)
 
+    def _length_bins(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Each example's length bin, the bins' sizes, and (``log``) the bins' log-length edges."""
+        n, nl = len(lengths), int(self.length_bins)
+        if self.length_binning == "log":
+            log_len = np.log(np.maximum(lengths, 1).astype(np.float64))
+            length_edges = strata_edges(float(log_len.min()), float(log_len.max()), nl)
+            return (*bin_scores(log_len, length_edges), length_edges)
+        rank = np.empty(n, dtype=np.int64)
+        short = lengths.max() < 1 << 16  # 16-bit keys: radix sort, O(n)
+        by_length = np.argsort(lengths.astype(np.uint16) if short else lengths, kind="stable")
+        rank[by_length] = np.arange(n)  # rank by (length, index)
+        lbin = (rank * nl // n).astype(np.uint16)
+        return lbin, np.bincount(lbin, minlength=nl), None
 
-@dataclass(frozen=True)
+    def _cells(self, scores: np.ndarray, members: list[np.ndarray]):
+        """Each example's cell (``length_bin * strata + stratum``; -1 for the dropped
+        hardest), and per length bin: how many were dropped, the hard cut-off score and the
+        score edges of its strata (``None`` for a bin left empty)."""
+        strata = int(self.strata)
+        cell = np.full(len(scores), -1, dtype=np.int64)
+        dropped, hard_cut, score_edges = [], [], []
+        for b, m in enumerate(members):  # a loop over length bins
+            k = hard_cutoff_count(len(m), self.beta)
+            dropped.append(k)
+            s = scores[m]
+            hard = extreme_k(s, k, largest=True)  # ties: the smaller position is harder
+            hard_cut.append(float(s[hard].min()) if k else None)
+            keep = np.ones(len(m), dtype=bool)
+            keep[hard] = False
+            pool, s = m[keep], s[keep]
+            if not len(pool):
+                score_edges.append(None)
+                continue
+            edges = strata_edges(float(s.min()), float(s.max()), strata)
+            if not np.isfinite(edges).all():
+                raise ValueError(f"{self.name}: a score range is too wide to bin in float64")
+            cell[pool] = b * strata + bin_scores(s, edges)[0].astype(np.int64)
+            score_edges.append(edges)
+        return cell, dropped, hard_cut, score_edges
+
+
+def _spans(
+    lengths: np.ndarray, length_edges: np.ndarray | None, members: list[np.ndarray]
+) -> list[tuple[float | None, float | None]]:
+    """The residue range each length bin covers: log binning, its edges (the outer ones
+    exactly the shortest and longest); quantile binning, its members' range."""
+    if length_edges is not None:
+        edges = np.exp(length_edges)  # shown in residues; the ends exactly
+        edges[0], edges[-1] = max(lengths.min(), 1), max(lengths.max(), 1)
+        return [(float(edges[b]), float(edges[b + 1])) for b in range(len(members))]
+    return [
+        (float(lengths[m].min()), float(lengths[m].max())) if len(m) else (None, None)
+        for m in members
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
 class RedundancyAwareCCI:
     """CCI on a pool thinned to at most ``max_per_cluster`` members per sequence cluster.
 
@@ -372,26 +319,25 @@ class RedundancyAwareCCI:
     needs: ClassVar[tuple[str, ...]] = ("clusters",)
 
     def __post_init__(self) -> None:
-        _check_cci_params(self.name, self.beta, self.strata, self.sampling)
-        if int(self.max_per_cluster) != self.max_per_cluster or self.max_per_cluster < 1:
-            raise ValueError(
-                f"{self.name}: max_per_cluster must be an integer >= 1, got {self.max_per_cluster}"
-            )
+        check_cci_parameters(self)
+        check_count("max_per_cluster", self.max_per_cluster, 1)
+        check_clustering(self)
 
     def select(
         self,
-        scores: np.ndarray,
-        budget: int,
-        clusters: np.ndarray,
+        scores: ArrayLike,
+        budget: int | float | str,
+        clusters: ArrayLike,
         *,
         keys: np.ndarray | None = None,
     ) -> Selection:
         """Choose ``budget`` positions; ``clusters[i]`` labels example ``i``'s cluster.
 
-        ``keys``: as for :meth:`bioprune.selection.cci.CoverageCentric.select`.
+        ``budget`` and ``keys``: as for :meth:`bioprune.selection.cci.CoverageCentric.select`.
         """
         scores = check_scores(scores, self.name)
         n, m = len(scores), int(self.max_per_cluster)
+        budget = as_count(budget, n)
         keys = sampling_keys(self.name, self.sampling, self.seed, n, keys)
         clusters = _side_array(clusters, n, self.name, "clusters")
         n_hard = hard_cutoff_count(n, self.beta)

@@ -27,14 +27,17 @@ from typing import ClassVar
 
 import numpy as np
 
-from bioprune.selection.base import Selection, check_budget
+from bioprune.errors import ConfigError, check_choice
+from bioprune.selection.base import Selection, check_budget, check_count
+from bioprune.selection.budget import as_count
 
 __all__ = [
     "ClusterSelection",
+    "check_clustering",
     "cluster_representatives",
     "corpus_clusters",
-    "strategy_clusters",
     "round_robin_order",
+    "strategy_clusters",
 ]
 
 TOOLS = ("mmseqs", "cd-hit")
@@ -367,7 +370,19 @@ def round_robin_order(rep_of: np.ndarray, seed: int) -> tuple[np.ndarray, np.nda
     return order, rounds
 
 
-@dataclass(frozen=True)
+def check_clustering(strategy) -> None:
+    """The checks of a clustering strategy's ``tool``, ``mmseqs_command``, ``min_seq_id``,
+    ``coverage`` and ``threads`` (:class:`~bioprune.errors.ConfigError`)."""
+    check_choice("tool", strategy.tool, TOOLS)
+    check_choice("mmseqs_command", strategy.mmseqs_command, MMSEQS_COMMANDS)
+    for param in ("min_seq_id", "coverage"):
+        value = getattr(strategy, param)
+        if not 0.0 <= float(value) <= 1.0:
+            raise ConfigError(param, f"must lie in [0, 1], got {value}")
+    check_count("threads", strategy.threads, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClusterSelection:
     """One representative per sequence-identity cluster, sampled to the budget.
 
@@ -395,8 +410,15 @@ class ClusterSelection:
     name: ClassVar[str] = "cluster"
     uses_scores: ClassVar[bool] = False
 
+    def __post_init__(self) -> None:
+        check_clustering(self)
+
     def select(
-        self, corpus, budget: int, workdir: str | Path, cache_dir: str | Path | None = None
+        self,
+        corpus,
+        budget: int | float | str,
+        workdir: str | Path,
+        cache_dir: str | Path | None = None,
     ) -> Selection:
         """Cluster ``corpus`` (a :class:`~bioprune.data.corpus.Corpus`) in ``workdir``.
 
@@ -404,7 +426,7 @@ class ClusterSelection:
         ``cache_dir`` the clusters are reused across calls (:func:`corpus_clusters`).
         """
         n = len(corpus)
-        budget = check_budget(budget, n, self.name, "sequences in the corpus")
+        budget = check_budget(as_count(budget, n), n, self.name, "sequences in the corpus")
         rep_of, facts = strategy_clusters(self, corpus, workdir, cache_dir)
         order, rounds = round_robin_order(rep_of, self.seed)
         chosen = np.sort(order[:budget])

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from bioprune import artifacts
-from bioprune.selection import make_strategy, strategy_parameters
 from bioprune.selection.base import Selection
 from bioprune.selection.cci import position_keys
+from bioprune.selection.registry import make_strategy, strategy_parameters
 
 __all__ = ["excluded_text", "select_coreset"]
 
@@ -163,8 +163,8 @@ def select_coreset(
         Folder where ``cluster`` and ``cci-cluster`` keep the clusters of a corpus
         (:func:`bioprune.selection.cluster.corpus_clusters`); ``None``: not cached.
     """
-    from bioprune.cli.common import parse_budget
     from bioprune.data.corpus import Corpus
+    from bioprune.selection.budget import parse_budget
     from bioprune.selection.io import (
         check_ids_match_corpus,
         check_scores_name_corpus,

@@ -12,11 +12,12 @@ from typing import ClassVar
 import numpy as np
 
 from bioprune.selection.base import Selection, check_budget
+from bioprune.selection.budget import as_count
 
 __all__ = ["RandomSelection"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RandomSelection:
     """``budget`` of ``n`` examples, uniformly without replacement.
 
@@ -36,9 +37,9 @@ class RandomSelection:
     name: ClassVar[str] = "random"
     uses_scores: ClassVar[bool] = False
 
-    def select(self, n: int, budget: int) -> Selection:
-        """Choose ``budget`` of the positions ``0..n-1``."""
-        budget = check_budget(budget, int(n), self.name)
+    def select(self, n: int, budget: int | float | str) -> Selection:
+        """Choose ``budget`` (a count, a fraction of ``n`` or text) of the positions ``0..n-1``."""
+        budget = check_budget(as_count(budget, int(n)), int(n), self.name)
         rng = np.random.default_rng(self.seed)
         picks = rng.choice(int(n), size=budget, replace=False) if budget else np.zeros(0)
         return Selection(indices=np.sort(picks).astype(np.int64, copy=False))

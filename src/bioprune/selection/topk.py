@@ -11,15 +11,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
+import numpy as np  # noqa: F401 - the doctests use it
+from numpy.typing import ArrayLike
 
 from bioprune.selection.base import Selection, check_budget, check_scores, extreme_k
+from bioprune.selection.budget import as_count
 
 __all__ = ["BottomK", "TopK"]
 
 
-@dataclass(frozen=True)
-class TopK:
+@dataclass(frozen=True, kw_only=True)
+class _Extreme:
+    """The ``budget`` largest (or smallest) scores, ties: smaller position first."""
+
+    largest: ClassVar[bool]
+    uses_scores: ClassVar[bool] = True
+
+    def select(self, scores: ArrayLike, budget: int | float | str) -> Selection:
+        """Choose ``budget`` (a count, a fraction or text) positions of ``scores``."""
+        scores = check_scores(scores, self.name)
+        budget = check_budget(as_count(budget, len(scores)), len(scores), self.name)
+        return Selection(indices=extreme_k(scores, budget, largest=self.largest))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopK(_Extreme):
     """The ``budget`` largest scores (ties: smaller position first).
 
     Examples
@@ -29,16 +45,11 @@ class TopK:
     """
 
     name: ClassVar[str] = "topk"
-    uses_scores: ClassVar[bool] = True
-
-    def select(self, scores: np.ndarray, budget: int) -> Selection:
-        scores = check_scores(scores, self.name)
-        budget = check_budget(budget, len(scores), self.name)
-        return Selection(indices=extreme_k(scores, budget, largest=True))
+    largest: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
-class BottomK:
+@dataclass(frozen=True, kw_only=True)
+class BottomK(_Extreme):
     """The ``budget`` smallest scores (ties: smaller position first).
 
     Examples
@@ -48,9 +59,4 @@ class BottomK:
     """
 
     name: ClassVar[str] = "bottomk"
-    uses_scores: ClassVar[bool] = True
-
-    def select(self, scores: np.ndarray, budget: int) -> Selection:
-        scores = check_scores(scores, self.name)
-        budget = check_budget(budget, len(scores), self.name)
-        return Selection(indices=extreme_k(scores, budget, largest=False))
+    largest: ClassVar[bool] = False
