@@ -31,9 +31,11 @@ def load_model(path: str | Path, *, device: Any = None, dtype: Any = None):
     return model
 
 
-def new_model(preset: str, alphabet: str = "rna", seed: int = 0, *, dropout: float = 0.0):
+def new_model(preset: str, alphabet: Any = "rna", seed: int = 0, *, dropout: float = 0.0):
     """A randomly initialised preset model (``tiny``, ``small``, ``esm2-8m``...).
 
+    ``alphabet`` is a name (``"rna"``, ``"protein"``) or an
+    :class:`~bioprune.data.alphabet.Alphabet` (``corpus.alphabet``).
     The weights depend only on ``(preset, alphabet, seed, dropout)``; the
     caller's torch random state is left unchanged.
     """

@@ -432,9 +432,10 @@ class MaskedLMRecipe:
         fh.close()
 
     def _notice(self, message: str) -> None:
-        """A one-line notice: logged, and passed to the progress callback."""
+        """A one-line notice: passed to the progress callback (the CLI prints it with the
+        progress, so not under ``--no-progress``) and logged at debug level."""
         if self.env.is_main:
-            log.info("%s", message)
+            log.debug("%s", message)
         self._emit("notice", message)
 
     def _emit(self, kind: str, message: str = "", *, force: bool = False) -> None:
@@ -535,7 +536,7 @@ class MaskedLMRecipe:
                 self.save_checkpoint()
         if interrupted is not None:
             st.stop_reason, st.done = interrupted, True
-            log.info("%s stopped by %s at step %d", self.recipe, interrupted, st.step)
+            log.debug("%s stopped by %s at step %d", self.recipe, interrupted, st.step)
         if self._kill_after and st.step == self._kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
         return st.done

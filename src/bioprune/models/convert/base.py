@@ -22,13 +22,14 @@ __all__ = [
     "Converted",
     "Source",
     "build_model",
+    "directory_model_type",
     "directory_source",
     "esm_config_from_hf",
     "pickle_source",
     "tensor_list",
 ]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.models")
 
 #: How many tensor names a message lists before "and N more".
 SHOWN = 8
@@ -127,6 +128,19 @@ def pickle_source(path: Path, trust: bool) -> Source:
     from bioprune.models.convert.safe_load import load_checkpoint
 
     return Source(path, "pickle", load_checkpoint(path, trust=trust), trust)
+
+
+def directory_model_type(source: Source) -> str | None:
+    """The ``model_type`` of a directory source's ``config.json``; None when unreadable."""
+    import json
+
+    if source.kind != "directory":
+        return None
+    try:
+        raw = json.loads((source.path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return raw.get("model_type") if isinstance(raw, dict) else None
 
 
 def directory_source(path: Path, trust: bool, fmt: str) -> Source:

@@ -21,6 +21,7 @@ from bioprune.models.convert.base import (
     Converted,
     Source,
     directory_config,
+    directory_model_type,
     directory_source,
     esm_config_from_hf,
 )
@@ -61,13 +62,7 @@ class HfEsm:
 
     @staticmethod
     def matches(source: Source) -> bool:
-        if source.kind != "directory":
-            return False
-        cfg = source.path / "config.json"
-        try:
-            return json.loads(cfg.read_text()).get("model_type") == "esm"
-        except (OSError, ValueError, AttributeError):
-            return False
+        return directory_model_type(source) == "esm"
 
     load = staticmethod(partial(directory_source, fmt="hf-esm"))
 

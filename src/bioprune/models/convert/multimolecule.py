@@ -20,7 +20,6 @@ port was made from it). Convert the original ``RNA-FM_pretrained.pth`` with
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from bioprune.models.convert.base import (
     Converted,
     Source,
     directory_config,
+    directory_model_type,
     directory_source,
     esm_config_from_hf,
 )
@@ -81,13 +81,7 @@ class MultiMolecule:
 
     @staticmethod
     def matches(source: Source) -> bool:
-        if source.kind != "directory":
-            return False
-        try:
-            raw = json.loads((source.path / "config.json").read_text())
-        except (OSError, ValueError):
-            return False
-        return isinstance(raw, dict) and raw.get("model_type") == "rnafm"
+        return directory_model_type(source) == "rnafm"
 
     load = staticmethod(partial(directory_source, fmt="multimolecule"))
 
