@@ -144,12 +144,14 @@ def adapt_model(
     should use as ``D_sub``) are ``model.bioprune_training["subset_indices"]``.
     Nothing is written.
     """
+    from bioprune.training.pretrain import corpus_record
+
     tc = replace(training or adaptation_defaults(), seed=seed)
     if not 1 <= subset_size <= len(corpus):
         raise ValueError(f"subset_size must lie in [1, {len(corpus)}] (got {subset_size})")
     if tc.epochs != 1:
         raise ValueError("adaptation is exactly one epoch over the subset (paper A.5)")
-    data = {"corpus": str(getattr(corpus, "path", None)), "corpus_checksum": corpus.checksum}
+    data = corpus_record(corpus)
     model, record = _adapt_run(
         model, corpus.alphabet, corpus, subset_size, tc, data, None, progress=progress
     )

@@ -290,7 +290,7 @@ def pretrain_model(
         raise ValueError(f"val_fraction must lie in [0, 1) (got {val_fraction})")
     if indices is None:
         indices = np.arange(len(corpus), dtype=np.int64)
-    data = {"corpus": str(getattr(corpus, "path", None)), "corpus_checksum": corpus.checksum}
+    data = corpus_record(corpus)
     if model is None:
         make_model = partial(_preset_model, preset, corpus.alphabet, dropout, tc.seed)
     else:
@@ -302,6 +302,12 @@ def pretrain_model(
     model.eval()
     model.bioprune_training = record
     return model
+
+
+def corpus_record(corpus) -> dict[str, Any]:
+    """Where a corpus came from, for ``training.json``: its directory or ``"in memory"``."""
+    path = getattr(corpus, "path", None)
+    return {"corpus": str(path) if path else "in memory", "corpus_checksum": corpus.checksum}
 
 
 def _given_model(model, alphabet):
