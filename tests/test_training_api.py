@@ -192,3 +192,40 @@ def seen(monkeypatch):
 
     monkeypatch.setattr(MaskedLMRecipe, "train_step", record)
     return batches
+
+
+def test_training_printer_draws_what_the_recipe_reports():
+    """The CLI side: notices printed when progress is on; step lines with loss, tok/s and
+    the validation note; a final forced line; nothing at all with progress off."""
+    import io
+
+    from rich.console import Console
+
+    from bioprune.cli.train_progress import TrainingPrinter
+    from bioprune.training.progress import TrainingEvent
+
+    def draw(enabled: bool, every_s: float | None) -> str:
+        buf = io.StringIO()
+        console = Console(file=buf, width=200, force_terminal=False)
+        with TrainingPrinter(console, enabled=enabled, every_s=every_s) as printer:
+            printer(TrainingEvent("pretrain", 0, 4, "pretrain: 4 planned steps", kind="notice"))
+            printer(TrainingEvent("pretrain", 0, 4, kind="start"))
+            for step in (1, 2, 3, 4):
+                printer(
+                    TrainingEvent(
+                        "pretrain", step, 4, "val loss 2.5000" if step == 4 else "",
+                        loss=3.0 - step / 10, tokens=100 * step, seconds=float(step),
+                        force=step == 4,
+                    )
+                )  # fmt: skip
+            printer(TrainingEvent("pretrain", 4, 4, kind="end"))
+        return buf.getvalue()
+
+    lines = draw(True, 3600.0).splitlines()  # rate-limited: the first step and the forced last
+    assert lines[0] == "pretrain: 4 planned steps"
+    assert lines[1].startswith("pretrain: step 1/4 (25.0%) | loss 2.9000 | ")
+    assert lines[2].startswith("pretrain: step 4/4 (100.0%) | loss 2.6000 | ")
+    assert "tok/s" in lines[2] and lines[2].endswith("| val loss 2.5000") and len(lines) == 3
+    assert draw(False, None) == ""  # --no-progress
+    quiet_but_lines = draw(False, 0.0).splitlines()  # --no-progress --log-every-s 0
+    assert len(quiet_but_lines) == 4 and quiet_but_lines[0].startswith("pretrain: step 1/4")

@@ -269,11 +269,8 @@ def pretrain_model(
     modified. Files are written only with ``out`` (a model directory, as the
     command writes; ``overwrite`` replaces one). The caller's torch random state
     is restored afterwards. The run's ``training.json`` record is on the
-    returned model as ``model.bioprune_training``.
-
-    >>> import bioprune as bp  # doctest: +SKIP
-    >>> corpus = bp.Corpus.open("corpus/")  # doctest: +SKIP
-    >>> model = pretrain_model(corpus, preset="tiny", steps=100)  # doctest: +SKIP
+    returned model as ``model.bioprune_training``. Examples: docs/training.md
+    ("From Python") and docs/api.md (run as doctests).
     """
     from bioprune.training.recipe import check_training_output
 
