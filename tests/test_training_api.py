@@ -229,3 +229,15 @@ def test_training_printer_draws_what_the_recipe_reports():
     assert draw(False, None) == ""  # --no-progress
     quiet_but_lines = draw(False, 0.0).splitlines()  # --no-progress --log-every-s 0
     assert len(quiet_but_lines) == 4 and quiet_but_lines[0].startswith("pretrain: step 1/4")
+
+
+def test_importing_training_and_models_stays_cheap():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bioprune.training, bioprune.models; "
+        "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
