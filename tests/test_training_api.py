@@ -241,3 +241,16 @@ def test_importing_training_and_models_stays_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_invalid_arguments_name_the_parameter(tiny_corpus, tiny_model_dir):
+    from bioprune.errors import ConfigError
+    from bioprune.models import load_model
+    from bioprune.training import adapt_model, pretrain_model
+
+    with pytest.raises(ConfigError, match=r"^val_fraction: must lie in"):
+        pretrain_model(tiny_corpus, val_fraction=1.5, **FAST)
+    with pytest.raises(TypeError, match="stpes"):  # a misspelt keyword is an error
+        pretrain_model(tiny_corpus, stpes=3)
+    with pytest.raises(ConfigError, match=r"^subset_size: must lie in \[1, 48\]"):
+        adapt_model(load_model(tiny_model_dir), tiny_corpus, subset_size=49)

@@ -25,6 +25,7 @@ import numpy as np
 
 from bioprune import artifacts
 from bioprune.data.subsets import random_subset
+from bioprune.errors import ConfigError
 from bioprune.progress import ProgressCallback
 from bioprune.training.recipe import TrainingConfig
 
@@ -148,9 +149,9 @@ def adapt_model(
 
     tc = replace(training or adaptation_defaults(), seed=seed)
     if not 1 <= subset_size <= len(corpus):
-        raise ValueError(f"subset_size must lie in [1, {len(corpus)}] (got {subset_size})")
+        raise ConfigError("subset_size", f"must lie in [1, {len(corpus)}] (got {subset_size})")
     if tc.epochs != 1:
-        raise ValueError("adaptation is exactly one epoch over the subset (paper A.5)")
+        raise ConfigError("training", "adaptation is exactly one epoch (epochs=1, paper A.5)")
     data = corpus_record(corpus)
     model, record = _adapt_run(
         model, corpus.alphabet, corpus, subset_size, tc, data, None, progress=progress

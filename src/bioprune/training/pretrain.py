@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bioprune import artifacts
+from bioprune.errors import ConfigError
 from bioprune.progress import ProgressCallback
 from bioprune.training.recipe import TrainingConfig, own_rng
 
@@ -284,7 +285,7 @@ def pretrain_model(
         check_training_output(out, overwrite, resume=False)
         tc = replace(tc, overwrite=overwrite, resume=False)
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie in [0, 1) (got {val_fraction})")
+        raise ConfigError("val_fraction", f"must lie in [0, 1) (got {val_fraction})")
     if indices is None:
         indices = np.arange(len(corpus), dtype=np.int64)
     data = corpus_record(corpus)
