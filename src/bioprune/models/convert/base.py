@@ -20,6 +20,7 @@ from bioprune.errors import InputError
 
 __all__ = [
     "Converted",
+    "DirectoryFormat",
     "Source",
     "build_model",
     "directory_model_type",
@@ -169,6 +170,22 @@ def esm_config_from_hf(raw: dict, alphabet: Alphabet, *, position: str, ln_befor
     )
     config.layer_norm_eps = float(raw.get("layer_norm_eps", 1e-12))
     return config
+
+
+class DirectoryFormat:
+    """Base of the formats read from a HF-style directory whose ``config.json`` names
+    ``model_type``: recognising and opening one is the same for all of them."""
+
+    name: str
+    model_type: str
+
+    @classmethod
+    def matches(cls, source: Source) -> bool:
+        return directory_model_type(source) == cls.model_type
+
+    @classmethod
+    def load(cls, path: Path, trust: bool) -> Source:
+        return directory_source(path, trust, cls.name)
 
 
 def directory_config(path: Path, model_type: str) -> tuple[Path, dict]:

@@ -10,7 +10,6 @@ config says (ESM-2: on, as trained).
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,10 +18,9 @@ from bioprune.data.alphabet import get_alphabet
 from bioprune.errors import InputError, reading
 from bioprune.models.convert.base import (
     Converted,
+    DirectoryFormat,
     Source,
     directory_config,
-    directory_model_type,
-    directory_source,
     esm_config_from_hf,
 )
 from bioprune.models.convert.safe_load import load_checkpoint
@@ -56,15 +54,10 @@ def read_directory_weights(path: Path, trust: bool) -> tuple[dict, Path]:
     raise InputError(path, "no model.safetensors or pytorch_model.bin")
 
 
-class HfEsm:
+class HfEsm(DirectoryFormat):
     name = "hf-esm"
+    model_type = "esm"
     description = "HuggingFace ESM-2 directory (facebook/esm2_*: config.json + weights)"
-
-    @staticmethod
-    def matches(source: Source) -> bool:
-        return directory_model_type(source) == "esm"
-
-    load = staticmethod(partial(directory_source, fmt="hf-esm"))
 
     @staticmethod
     def convert(source: Source) -> Converted:

@@ -20,7 +20,6 @@ port was made from it). Convert the original ``RNA-FM_pretrained.pth`` with
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,10 +28,9 @@ from bioprune.data.alphabet import get_alphabet
 from bioprune.errors import InputError
 from bioprune.models.convert.base import (
     Converted,
+    DirectoryFormat,
     Source,
     directory_config,
-    directory_model_type,
-    directory_source,
     esm_config_from_hf,
 )
 from bioprune.models.convert.fairseq import add_zero_contact_head
@@ -75,15 +73,10 @@ def _mm_name(token: str) -> str:
     return "<null>" if token.startswith("<null_") else token
 
 
-class MultiMolecule:
+class MultiMolecule(DirectoryFormat):
     name = "multimolecule"
+    model_type = "rnafm"
     description = "multimolecule's RNA-FM port (RnaFmForMaskedLM directory; not exact on <null_k>)"
-
-    @staticmethod
-    def matches(source: Source) -> bool:
-        return directory_model_type(source) == "rnafm"
-
-    load = staticmethod(partial(directory_source, fmt="multimolecule"))
 
     @staticmethod
     def convert(source: Source) -> Converted:
