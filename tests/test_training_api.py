@@ -254,3 +254,26 @@ def test_invalid_arguments_name_the_parameter(tiny_corpus, tiny_model_dir):
         pretrain_model(tiny_corpus, stpes=3)
     with pytest.raises(ConfigError, match=r"^subset_size: must lie in \[1, 48\]"):
         adapt_model(load_model(tiny_model_dir), tiny_corpus, subset_size=49)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (("--lr", "0"), "--lr: must be > 0 (got 0.0)"),
+        (("--schedule", "cosine"), "--schedule: must be one of inverse-sqrt, constant, linear"),
+        (("--log-every", "0"), "--log-every: must be >= 1 (got 0)"),
+        (("--val-fraction", "1"), "--val-fraction: must lie in [0, 1)"),
+    ],
+)
+def test_cli_names_the_flag_of_an_invalid_training_option(
+    flags, expected, tiny_corpus, tmp_path, monkeypatch, capsys
+):
+    from tests.hostile import assert_one_line_error
+
+    out = tmp_path / "m"
+    code, err = run_cli(
+        "pretrain", "--corpus", tiny_corpus.path, "--preset", "tiny", "--out", out, *flags,
+        monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert_one_line_error(code, err, expected)
+    assert not out.exists()

@@ -61,9 +61,9 @@ class AdaptConfig:
 
     def __post_init__(self) -> None:
         if self.subset_size < 1:
-            raise ValueError(f"subset size must be >= 1 (got {self.subset_size})")
+            raise ConfigError("subset_size", f"must be >= 1 (got {self.subset_size})")
         if self.training.epochs != 1:
-            raise ValueError("adaptation is exactly one epoch over the subset (paper A.5)")
+            raise ConfigError("training", "adaptation is exactly one epoch (epochs=1, paper A.5)")
 
 
 def adapt(

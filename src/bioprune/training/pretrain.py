@@ -51,11 +51,11 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if (self.preset is None) == (self.init is None):
-            raise ValueError("give exactly one of --preset NAME and --init MODEL_DIR")
+            raise ConfigError("preset", "give exactly one of --preset NAME and --init MODEL_DIR")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1) (got {self.dropout})")
+            raise ConfigError("dropout", f"must lie in [0, 1) (got {self.dropout})")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction must lie in [0, 1) (got {self.val_fraction})")
+            raise ConfigError("val_fraction", f"must lie in [0, 1) (got {self.val_fraction})")
 
 
 def selection_indices(selection: str | Path, corpus) -> tuple[np.ndarray, dict[str, Any]]:

@@ -211,26 +211,29 @@ class TrainingConfig:
     """Recipe-specific settings recorded in training.json (not validated here)."""
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.lr > 0, f"learning rate must be > 0 (got {self.lr})"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0 (got {self.weight_decay})"),
-            (self.warmup_steps >= 0, f"warmup steps must be >= 0 (got {self.warmup_steps})"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
-            (self.batch_size >= 1, f"batch size must be >= 1 (got {self.batch_size})"),
-            (self.grad_accum >= 1, f"gradient accumulation must be >= 1 (got {self.grad_accum})"),
-            (self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
-            (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
-            (self.max_tokens is None or self.max_tokens >= 1, "--max-tokens must be >= 1"),
-            (self.max_time_s is None or self.max_time_s > 0, "--max-time must be > 0"),
-            (self.seed >= 0, f"seed must be >= 0 (got {self.seed})"),
-            (self.eval_every >= 0, "--eval-every must be >= 0"),
-            (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
-            (self.log_every >= 1, "--log-every must be >= 1"),
-            (self.dtype in {"auto", "float32", "bfloat16"}, "--dtype: auto, float32 or bfloat16"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`~bioprune.errors.ConfigError` naming the first invalid field."""
+        from bioprune.errors import ConfigError
+
+        at_least = {
+            "weight_decay": 0, "warmup_steps": 0, "batch_size": 1, "grad_accum": 1, "epochs": 1,
+            "max_steps": 1, "max_tokens": 1, "seed": 0, "eval_every": 0, "checkpoint_every": 0,
+            "log_every": 1,
+        }  # fmt: skip
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ConfigError(name, f"must be >= {low} (got {value})")
+        for name in ("lr", "max_time_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(name, f"must be > 0 (got {value})")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError("schedule", f"must be one of {', '.join(SCHEDULES)}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError("dtype", "must be auto, float32 or bfloat16")
 
     def hyperparameters(self) -> dict[str, Any]:
         """Everything that shapes the trajectory, and the budget (recorded in training.json)."""
