@@ -24,7 +24,10 @@ from tests.hostile import assert_one_line_error
 
 SNAPSHOTS = Path(__file__).parent / "data" / "cli_options"
 #: The commands whose options come from a dataclass.
-CONVERTED = ("select", "inspect", "info", "prepare", "report", "study", "evaluate", "plan")
+CONVERTED = (
+    "select", "inspect", "info", "prepare", "report", "study", "evaluate", "plan",
+    "pretrain", "adapt", "init", "export", "convert",
+)  # fmt: skip
 
 
 def command_facts(name: str) -> dict:
