@@ -580,7 +580,7 @@ def _time_batch(cfg, corpus, batch, step, sampler, device, baseline: float) -> C
             best = min(best, time.perf_counter() - t0)
             best_cpu = min(best_cpu, time.process_time() - c0)
         peak = max(peak, sampler.peak)
-    log.info("calibration batch %d x %d: %.3f s, %.0f MB working", n, t, best, peak - baseline)
+    log.debug("calibration batch %d x %d: %.3f s, %.0f MB working", n, t, best, peak - baseline)
     return Calibration(n, t, n * t, best, best_cpu, max(0.0, peak - baseline))
 
 

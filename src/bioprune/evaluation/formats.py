@@ -165,7 +165,7 @@ def _beacon_spec(path: Path) -> TaskSpec:
         )
     assert train is not None and valid is not None and test is not None
     if train.name == "train_new.csv" and (path / "train.csv").is_file():
-        log.info("%s: reading train_new.csv (BEACON's training split), not train.csv", path)
+        log.debug("%s: reading train_new.csv (BEACON's training split), not train.csv", path)
     maps = [k for k in ("contact_map", "distance_map") if (path / k).is_dir()]
     if len(maps) > 1:
         raise InputError(

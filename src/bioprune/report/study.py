@@ -740,7 +740,7 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
         **artifacts.provenance(),
     }
     _write_report(out, overwrite, doc, summary)
-    log.info("wrote %s", out)
+    log.debug("wrote %s", out)
     return summary
 
 

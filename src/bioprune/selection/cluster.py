@@ -358,7 +358,7 @@ def _read_cache(key_path: Path, key: dict, n: int) -> tuple[np.ndarray, dict] | 
     if not ok:
         log.warning("cluster cache %s does not fit this corpus; clustering again", npy)
         return None
-    log.info("clusters read from the cache %s", npy)
+    log.debug("clusters read from the cache %s", npy)
     return rep_of, {**facts["facts"], "cache": "hit", "cache_file": str(npy)}
 
 

@@ -184,7 +184,7 @@ def run_study(
     if unlock:  # a run killed with SIGKILL leaves Snakemake's lock behind
         cmd += ["--unlock"]
     cmd += list(snakemake_args or [])
-    log.info("running %s", " ".join(cmd))
+    log.debug("running %s", " ".join(cmd))
     # Snakemake and every job run in this Python with this environment (PYTHONPATH included)
     proc = subprocess.run(cmd, text=True, capture_output=capture, check=False)
     output = (proc.stdout or "") + (proc.stderr or "") if capture else ""
