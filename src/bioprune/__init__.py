@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     # models and training
     "load_model": "bioprune.models",
     "new_model": "bioprune.models",
+    "adapt_model": "bioprune.training",
     "pretrain_model": "bioprune.training",
     # influence
     "Fisher": "bioprune.influence",
