@@ -16,7 +16,7 @@ import pytest
 
 from bioprune import artifacts
 from bioprune.cli.main import main
-from bioprune.progress import LineTasks, ProgressLines, format_duration, progress_style
+from bioprune.progress import ProgressEvent, ProgressLines, format_duration, progress_style
 from bioprune.training.pretrain import PretrainConfig, pretrain
 from bioprune.training.recipe import TrainingConfig, checkpoint_dir
 
@@ -94,11 +94,18 @@ def test_progress_lines_format_and_rate_limit():
     assert progress_style(True, None, False) == "lines"
     assert progress_style(False, None, False) == "off"
     assert progress_style(False, 5.0, True) == "lines"
-    tasks_out: list[str] = []
-    with LineTasks(tasks_out.append, every_s=0, prefix="evaluate ") as progress:
-        bar = progress.add_task("seed 0", total=4, status="")
-        progress.advance(bar)
-        progress.update(bar, completed=4, status="epoch 1: valid 0.5")
+    import io
+
+    from rich.console import Console
+
+    from bioprune.cli.progress import rich_progress
+
+    buf = io.StringIO()
+    with rich_progress(Console(file=buf), every_s=0, title="evaluate") as progress:
+        progress(ProgressEvent("seed 0", 0, 4))
+        progress(ProgressEvent("seed 0", 1, 4))
+        progress(ProgressEvent("seed 0", 4, 4, "epoch 1: valid 0.5"))
+    tasks_out = buf.getvalue().splitlines()
     assert tasks_out[0].startswith("evaluate seed 0: step 1/4 (25.0%)")
     assert tasks_out[-1].endswith("epoch 1: valid 0.5")
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_EVERY_S",
-    "LineTasks",
     "ProgressCallback",
     "ProgressEvent",
     "ProgressLines",
@@ -197,57 +196,3 @@ def _rate_unit(unit: str) -> str:
     return {"step": "step/s", "examples": "ex/s", "bytes": "B/s", "records": "rec/s"}.get(
         unit, f"{unit}/s"
     )
-
-
-class LineTasks:
-    """The few ``rich.progress.Progress`` calls a stage uses, written as plain lines.
-
-    ``add_task(description, total=..., **fields)``, ``advance(task, n)`` and
-    ``update(task, completed=..., advance=..., **fields)``; a ``status`` field is
-    appended to the line and ``prefix`` put before each description. A drop-in
-    for a bar where the console is not a terminal.
-    """
-
-    def __init__(
-        self,
-        write: Callable[[str], None],
-        *,
-        every_s: float = DEFAULT_EVERY_S,
-        unit: str = "step",
-        prefix: str = "",
-    ):
-        self.write, self.every_s, self.unit, self.prefix = write, every_s, unit, prefix
-        self._tasks: list[tuple[ProgressLines, dict]] = []
-
-    def __enter__(self) -> LineTasks:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is None:
-            for lines, fields in self._tasks:
-                if lines.lines and lines.done != lines.written_done:
-                    lines.update(lines.done, note=str(fields.get("status", "")), force=True)
-
-    def add_task(self, description: str, total: int | None = None, **fields) -> int:
-        self._tasks.append(
-            (
-                ProgressLines(
-                    self.prefix + description, total, self.unit, self.write, every_s=self.every_s
-                ),
-                fields,
-            )
-        )
-        return len(self._tasks) - 1
-
-    def advance(self, task: int, advance: int = 1) -> None:
-        self.update(task, advance=advance)
-
-    def update(self, task: int, *, completed=None, advance=None, **fields) -> None:
-        lines, saved = self._tasks[task]
-        saved.update(fields)
-        done = lines.done
-        if completed is not None:
-            done = completed
-        if advance is not None:
-            done += advance
-        lines.update(done, note=str(saved.get("status", "")))
