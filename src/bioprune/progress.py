@@ -35,6 +35,7 @@ __all__ = [
     "ProgressLines",
     "format_duration",
     "progress_style",
+    "rate_unit",
 ]
 
 #: Seconds between plain progress lines when the user gave no ``--log-every-s``.
@@ -175,9 +176,9 @@ class ProgressLines:
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
         speed = (
-            f"{rate:,.2f} {_rate_unit(self.unit)}"
+            f"{rate:,.2f} {rate_unit(self.unit)}"
             if rate < 10
-            else f"{rate:,.0f} {_rate_unit(self.unit)}"
+            else f"{rate:,.0f} {rate_unit(self.unit)}"
         )
         if tokens is not None and elapsed > 0:
             speed += f" {tokens / elapsed:,.0f} tok/s"
@@ -192,7 +193,8 @@ class ProgressLines:
         return " | ".join(parts)
 
 
-def _rate_unit(unit: str) -> str:
+def rate_unit(unit: str) -> str:
+    """``"examples"`` -> ``"ex/s"``: how a rate of ``unit`` is written."""
     return {"step": "step/s", "examples": "ex/s", "bytes": "B/s", "records": "rec/s"}.get(
         unit, f"{unit}/s"
     )

@@ -31,6 +31,7 @@ from bioprune.progress import (
     ProgressEvent,
     ProgressLines,
     progress_style,
+    rate_unit,
 )
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ def _stats(task: Task) -> Text:
     if fields.get("loss") is not None:
         parts.append(f"loss {fields['loss']:.4f}")
     if elapsed > 0:
-        unit = {"step": "step/s", "examples": "ex/s", "bytes": "B/s"}.get(
-            fields["unit"], f"{fields['unit']}/s"
-        )
+        unit = rate_unit(fields["unit"])
         parts.append(_rate((task.completed - fields["done0"]) / elapsed, unit))
         if fields.get("tokens") is not None:
             parts.append(f"{fields['tokens'] / elapsed:,.0f} tok/s")
