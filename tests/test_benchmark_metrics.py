@@ -244,9 +244,9 @@ def test_decoding_respects_its_constraints():
 
 @pytest.mark.parametrize("kind", ["distance_map", "contact_map"])
 def test_unknown_cells_do_not_affect_loss_or_gradients(kind):
-    import torch
-
     from types import SimpleNamespace
+
+    import torch
 
     from bioprune.evaluation.kinds import Standardizer as _Standardizer
     from bioprune.evaluation.kinds import get_kind
