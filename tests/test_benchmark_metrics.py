@@ -244,9 +244,12 @@ def test_decoding_respects_its_constraints():
 
 @pytest.mark.parametrize("kind", ["distance_map", "contact_map"])
 def test_unknown_cells_do_not_affect_loss_or_gradients(kind):
+    from types import SimpleNamespace
+
     import torch
 
-    from bioprune.evaluation.downstream import _Runner, _Standardizer
+    from bioprune.evaluation.kinds import Standardizer as _Standardizer
+    from bioprune.evaluation.kinds import get_kind
     from bioprune.evaluation.tasks import Split
 
     rng = np.random.default_rng(0)
@@ -259,14 +262,13 @@ def test_unknown_cells_do_not_affect_loss_or_gradients(kind):
     unknown[1, 5] = unknown[5, 1] = unknown[0, 7] = unknown[7, 0] = True
     truth[unknown] = -1
     split = Split("train", Path("train.csv"), [np.zeros(n, np.uint8)], [truth])
-    runner = _Runner.__new__(_Runner)
-    runner.kind, runner.device, runner.pos_weight = kind, torch.device("cpu"), 3.0
+    runner = SimpleNamespace(device=torch.device("cpu"), pos_weight=3.0)
     known = truth[truth >= 0]
     runner.scale = _Standardizer.fit(known) if kind == "distance_map" else _Standardizer()
 
     def loss_and_grad(out_np):
         out = torch.tensor(out_np[None], requires_grad=True)
-        loss = runner._loss(out, split, np.array([0]))
+        loss = get_kind(kind).loss(runner, out, split, np.array([0]))
         loss.backward()
         return loss.item(), out.grad[0].numpy()
 

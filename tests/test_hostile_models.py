@@ -427,7 +427,7 @@ def test_evaluate_unwritable_out_is_refused_before_training(
     def no_training(*a, **k):
         raise AssertionError("trained before checking --out")
 
-    monkeypatch.setattr(downstream, "evaluate_model", no_training)
+    monkeypatch.setattr(downstream, "evaluate", no_training)
     (tmp_path / "file").write_text("keep me")
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "x").write_text("keep me too")

@@ -26,7 +26,6 @@ so validation and reading are shared with bioprune's own CSV tasks.
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import os
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bioprune.errors import InputError, UnsafeFileError
-from bioprune.evaluation.tasks import TaskFileError, TaskSpec, _decode_text, _Table
+from bioprune.evaluation.tasks import TaskFileError, TaskSpec, _decode_text, _Table, csv_records
 
 __all__ = [
     "FORMATS",
@@ -239,33 +238,40 @@ def _lmdb_data_file(entry: Path) -> Path:
 
 def _csv_records(path: Path) -> list[tuple[int, list[str]]]:
     """``(line, fields)`` of every non-blank record of a CSV (header first), parsed strictly."""
-    reader = csv.reader(io.StringIO(_decode_text(path), newline=""), strict=True)
-    records = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise TaskFileError(path, f"malformed CSV: {exc}", start) from None
-        if any(v.strip() for v in record):
-            records.append((start, [v.strip() for v in record]))
+    records = [
+        (start, [v.strip() for v in record])
+        for start, _, record in csv_records(path)
+        if any(v.strip() for v in record)
+    ]
     if not records:
         raise TaskFileError(path, "empty file (expected a CSV header line)")
     return records
+
+
+def _two_columns(path: Path, records: list, files: str, columns: str) -> TaskFileError:
+    """The error for a header that is not the two columns read by position."""
+    header = records[0][1]
+    return TaskFileError(
+        path,
+        f"{files} hold two columns {columns}, read by position; this header has "
+        f"{len(header)} ({', '.join(header)})",
+        records[0][0],
+    )
+
+
+def _width_error(path: Path, line: int, reason: str) -> TaskFileError:
+    """A row with the wrong number of fields, at ``line`` of ``path``."""
+    return TaskFileError(path, reason, line)
 
 
 def _check_width(path: Path, records: list[tuple[int, list[str]]], what: str) -> None:
     header = records[0][1]
     for line, record in records[1:]:
         if len(record) != len(header):
-            raise TaskFileError(
-                path,
-                f"{len(record)} field(s) but the header has {len(header)} ({', '.join(header)}); "
-                f"BEACON's {what} rows have exactly {len(header)}",
-                line,
-            )
+            raise _width_error(
+                path, line, f"{len(record)} field(s) but the header has {len(header)} ("
+                f"{', '.join(header)}); BEACON's {what} rows have exactly {len(header)}",
+            )  # fmt: skip
 
 
 def _beacon_csv(spec: TaskSpec, split: str) -> _Table:
@@ -275,12 +281,7 @@ def _beacon_csv(spec: TaskSpec, split: str) -> _Table:
     layout = spec.source["layout"]
     if layout in ("contact_map", "distance_map"):
         if len(header) != 2:
-            raise TaskFileError(
-                path,
-                f"BEACON's {layout} CSVs hold two columns (id, seq), read by position; "
-                f"this header has {len(header)} ({', '.join(header)})",
-                records[0][0],
-            )
+            raise _two_columns(path, records, f"BEACON's {layout} CSVs", "(id, seq)")
         _check_width(path, records, layout)
         for line, r in records[1:]:
             if not r[0]:
@@ -292,12 +293,7 @@ def _beacon_csv(spec: TaskSpec, split: str) -> _Table:
     elif len(header) == 2:
         s_col, l_col = 0, 1  # (seq, label) by position, as BEACON's loaders read them
     else:
-        raise TaskFileError(
-            path,
-            f"BEACON's CSVs hold two columns (seq, label), read by position; this header "
-            f"has {len(header)} ({', '.join(header)})",
-            records[0][0],
-        )
+        raise _two_columns(path, records, "BEACON's CSVs", "(seq, label)")
     _check_width(path, records, "task")
     lines = [ln for ln, _ in records[1:]]
     seqs = [r[s_col] for _, r in records[1:]]
@@ -338,12 +334,8 @@ def _bprna_tables(spec: TaskSpec) -> dict[str, _Table]:
     need = ("file_name", "seq", "data_name")
     missing = [c for c in need if c not in header]
     if missing:
-        raise TaskFileError(
-            path,
-            f"missing column(s) {missing}; BEACON's bpRNA.csv has file_name, seq, data_name "
-            f"(columns: {', '.join(header)})",
-            records[0][0],
-        )
+        reason = f"missing column(s) {missing}; BEACON's bpRNA.csv has file_name, seq, data_name"
+        raise TaskFileError(path, f"{reason} (columns: {', '.join(header)})", records[0][0])
     _check_width(path, records, "bpRNA.csv")
     f_col, s_col, d_col = (header.index(c) for c in need)
     tables = {}
@@ -628,12 +620,10 @@ def _prismnet_table(tsv: Path) -> _Table:
         if line == 1 and fields[0].strip() == "Type":
             continue  # the header line (PrismNet's reader drops it too)
         if len(fields) != len(PRISMNET_COLUMNS):
-            raise TaskFileError(
-                tsv,
-                f"{len(fields)} tab-separated field(s); PrismNet's TSV rows have "
+            raise _width_error(
+                tsv, line, f"{len(fields)} tab-separated field(s); PrismNet's TSV rows have "
                 f"{len(PRISMNET_COLUMNS)} ({', '.join(PRISMNET_COLUMNS)})",
-                line,
-            )
+            )  # fmt: skip
         label = fields[5].strip()
         try:
             value = float(label)

@@ -51,7 +51,6 @@ import numpy as np
 __all__ = [
     "BEACON_LONG_RANGE",
     "DEFINITIONS",
-    "KIND_DEFINITIONS",
     "LONG_RANGE",
     "accuracy",
     "average_precision",
@@ -128,16 +127,14 @@ for _k in (1, 2, 5, 10):
         "j - i >= 23, of which only those with probability > 0.5 count; TP / (TP + FP) pooled "
         "over sequences"
     )
-#: Definitions that depend on the task kind (the same name means another thing there).
-KIND_DEFINITIONS: dict[tuple[str, str], str] = {
-    ("secondary_structure", "mcc"): "base pairs: per-sequence MCC over the L(L-1)/2 "
-    "upper-triangle cells, averaged over sequences",
-}
 
 
 def definition(kind: str, name: str) -> str:
-    """The one-line definition of metric ``name`` of a ``kind`` task."""
-    return KIND_DEFINITIONS.get((kind, name)) or DEFINITIONS.get(name, "")
+    """The one-line definition of metric ``name`` of a ``kind`` task: the kind's own
+    (:attr:`bioprune.evaluation.kinds.TaskKind.definitions`) or the shared one."""
+    from bioprune.evaluation.kinds import get_kind
+
+    return get_kind(kind).definitions.get(name) or DEFINITIONS.get(name, "")
 
 
 # ---- classification ----------------------------------------------------------

@@ -10,8 +10,12 @@ command line overrides ``task.yaml``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from bioprune.errors import ConfigError
+from bioprune.evaluation.kinds import KindView, get_kind
 
 __all__ = [
     "BENCHMARK_METRICS",
@@ -25,18 +29,9 @@ __all__ = [
 
 PROTOCOLS = ("finetune-linear", "finetune-mlp", "frozen-linear", "frozen-mlp")
 
-#: Metric that picks the best epoch on the valid split, and whether larger is better.
-PRIMARY_METRIC: dict[str, tuple[str, bool]] = {
-    "classification": ("accuracy", True),
-    "regression": ("mse", False),
-    "multilabel": ("mean_auc", True),
-    "secondary_structure": ("f1", True),
-    "residue_classification": ("accuracy", True),
-    "pair_classification": ("accuracy", True),
-    "pair_regression": ("mse", False),
-    "contact_map": ("precision_L", True),
-    "distance_map": ("mse", False),
-}
+#: Metric that picks the best epoch on the valid split, and whether larger is better
+#: (a view of the task-kind registry, :mod:`bioprune.evaluation.kinds`).
+PRIMARY_METRIC: Mapping[str, tuple[str, bool]] = KindView(lambda kind: kind.primary)
 
 _SMALLER_IS_BETTER = frozenset({"mse", "rmse", "mae", "mse_beacon"})
 _BEACON_CONTACT = tuple(
@@ -81,6 +76,15 @@ def select_metrics(kind: str, benchmark: str | None) -> tuple[tuple[str, ...] | 
     return headline, headline[0], headline[0] not in _SMALLER_IS_BETTER
 
 
+#: (parameter, is it out of range?, the rule) of every number of a :class:`Protocol`.
+_LIMITS = (
+    ("epochs", lambda v: v < 1, "at least 1"),
+    ("lr", lambda v: not v > 0, "positive"),
+    ("batch_size", lambda v: v < 1, "at least 1"),
+    ("weight_decay", lambda v: v < 0, ">= 0"),
+)
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How the head (and maybe the encoder) is trained."""
@@ -93,22 +97,22 @@ class Protocol:
 
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.name!r}; choose one of {list(PROTOCOLS)}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise ConfigError(
+                "protocol", f"unknown protocol {self.name!r}; choose one of {list(PROTOCOLS)}"
+            )
+        for param, out_of_range, rule in _LIMITS:
+            value = getattr(self, param)
+            if out_of_range(value):
+                raise ConfigError(param, f"must be {rule}, got {value}")
 
     @property
     def frozen(self) -> bool:
+        """The encoder is kept fixed: its outputs are computed once and cached."""
         return self.name.startswith("frozen")
 
     @property
     def mlp_head(self) -> bool:
+        """The head is a 2-layer MLP (else one linear layer)."""
         return self.name.endswith("mlp")
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,16 +127,10 @@ def default_protocol(kind: str, alphabet: str) -> dict[str, Any]:
     mean-pooled representation (30 epochs, batch 32, lr 1e-4; multi-label
     5e-5); RNA structure and interaction tasks train a head on the frozen
     encoder (10 epochs, lr 1e-5); protein tasks train a 2-layer MLP head on
-    the frozen encoder (50 epochs, lr 1e-5).
+    the frozen encoder (50 epochs, lr 1e-5). Each kind declares its own
+    (:meth:`bioprune.evaluation.kinds.TaskKind.default_protocol`).
     """
-    if kind in {"secondary_structure", "contact_map", "distance_map"}:
-        return {"protocol": "frozen-mlp", "epochs": 10, "lr": 1e-5, "batch_size": 32}
-    if alphabet == "protein":
-        return {"protocol": "frozen-mlp", "epochs": 50, "lr": 1e-5, "batch_size": 32}
-    if kind in {"pair_classification", "pair_regression", "residue_classification"}:
-        return {"protocol": "frozen-mlp", "epochs": 10, "lr": 1e-5, "batch_size": 32}
-    lr = 5e-5 if kind == "multilabel" else 1e-4
-    return {"protocol": "finetune-linear", "epochs": 30, "lr": lr, "batch_size": 32}
+    return get_kind(kind).default_protocol(alphabet)
 
 
 def resolve_protocol(
@@ -154,6 +152,8 @@ def resolve_protocol(
             batch_size=int(values["batch_size"]),
             weight_decay=float(values["weight_decay"]),
         )
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid protocol setting: {exc}") from None
     return protocol, source

@@ -16,15 +16,20 @@ import difflib
 import io
 import math
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bioprune.data.alphabet import ALPHABETS, Alphabet
 from bioprune.errors import InputError, reading
+from bioprune.evaluation.kinds import KindView, get_kind
 from bioprune.evaluation.structure import parse_dot_bracket, read_structure_file
+
+if TYPE_CHECKING:
+    from bioprune.evaluation.kinds import TaskKind
 
 __all__ = [
     "BENCHMARKS",
@@ -44,47 +49,13 @@ SPLITS = ("train", "valid", "test")
 #: Benchmarks whose distributed layouts bioprune reads (``TaskSpec.benchmark``).
 BENCHMARKS = ("beacon", "peer", "tape", "prismnet")
 
-#: Every task kind, with the columns it reads.
-KINDS: dict[str, tuple[str, ...]] = {
-    "classification": ("sequence", "label"),
-    "regression": ("sequence", "label"),
-    "multilabel": ("sequence", "labels"),
-    "secondary_structure": ("sequence", "structure"),  # or structure_file
-    "residue_classification": ("sequence", "tags"),
-    "pair_classification": ("sequence_a", "sequence_b", "label"),
-    "pair_regression": ("sequence_a", "sequence_b", "label"),
-    "contact_map": ("sequence", "contact_map"),
-    "distance_map": ("sequence", "distance_map"),
-}
-
-_REGRESSION_METRICS = ("spearman", "mse", "rmse", "mae", "r2")
-_CONTACT_METRICS = ("precision_L", "precision_L/2", "precision_L/5", "precision_L/10")
-_CLASS_METRICS = ("accuracy", "macro_f1", "mcc", "auc", "aupr")
+#: Every task kind, with the columns it reads (a view of the registry in
+#: :mod:`bioprune.evaluation.kinds`).
+KINDS: Mapping[str, tuple[str, ...]] = KindView(lambda kind: kind.columns)
 #: Metrics reported for each kind (method.md section 6 names, the usual companions and
 #: the benchmarks' own definitions, suffixed ``_beacon`` where they differ; the
 #: definitions are in ``bioprune.evaluation.metrics.DEFINITIONS``).
-KIND_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": _CLASS_METRICS,
-    "regression": _REGRESSION_METRICS,
-    "multilabel": ("mean_auc", "mean_auc_beacon", "mean_mcc"),
-    "secondary_structure": (
-        "precision", "recall", "f1", "mcc", "precision_beacon", "recall_beacon", "f1_beacon",
-    ),
-    "residue_classification": ("accuracy", "macro_f1", "per_sequence_accuracy"),
-    "pair_classification": _CLASS_METRICS,
-    "pair_regression": _REGRESSION_METRICS,
-    "contact_map": (
-        *_CONTACT_METRICS, "scored_sequences", *(f"{m}_beacon" for m in _CONTACT_METRICS),
-    ),
-    "distance_map": ("r2", "spearman", "mae", "mse", "r2_beacon", "mse_beacon"),
-}  # fmt: skip
-
-#: Kinds with one prediction per residue pair (pairwise head).
-PAIRWISE_KINDS = frozenset({"secondary_structure", "contact_map", "distance_map"})
-#: Kinds whose examples are two sequences.
-TWO_SEQUENCE_KINDS = frozenset({"pair_classification", "pair_regression"})
-#: Kinds whose targets are categorical at the sequence level.
-CATEGORICAL_KINDS = frozenset({"classification", "pair_classification"})
+KIND_METRICS: Mapping[str, tuple[str, ...]] = KindView(lambda kind: kind.metrics)
 
 #: Per-residue target of a residue that does not count (``valid_mask`` 0 in PEER/TAPE
 #: secondary structure): excluded from the loss (cross-entropy's ignore index) and metrics.
@@ -327,6 +298,55 @@ def _inside(
     return resolved
 
 
+def _split_files(
+    path: Path, base: Path, yaml_path: Path | None, options: dict[str, Any]
+) -> dict[str, Path]:
+    """Each split's file (``train``, ``valid``, then every test split), taking the names
+    task.yaml gives out of ``options``; each must exist inside the task directory."""
+    tests = options.get("test")
+    named = {s: options.pop(s, f"{s}.csv") for s in ("train", "valid")}
+    if isinstance(tests, dict):
+        options.pop("test")
+        named.update(tests)
+    else:
+        named["test"] = options.pop("test", "test.csv")
+    files = {}
+    for split, file in named.items():
+        f = _inside(base.resolve(), str(file), yaml_path or path, f"{split} split")
+        if not f.is_file():
+            where = f"named in {yaml_path}" if yaml_path and path.is_file() else f"in {base}"
+            other = (
+                ""
+                if yaml_path
+                else (
+                    "; nor is it a benchmark layout bioprune recognises (BEACON val.csv or "
+                    "bpRNA.csv, PEER/TAPE *.lmdb, a PrismNet .tsv)"
+                )
+            )
+            raise FileNotFoundError(f"task {path}: {split} split {f} not found ({where}){other}")
+        files[split] = f
+    return files
+
+
+def _headline_metrics(yaml_path: Path | None, headline: Any, kind: str | None) -> list[str] | None:
+    """task.yaml's ``metrics:`` as a list, checked against the kind's metrics when known."""
+    if headline is None:
+        return None
+    if isinstance(headline, str):
+        headline = [headline]
+    if not isinstance(headline, list) or not all(isinstance(m, str) for m in headline):
+        raise TaskFileError(yaml_path, "metrics must be a list of metric names")
+    if kind is not None:
+        unknown = [m for m in headline if m not in KIND_METRICS[kind]]
+        if unknown:
+            raise TaskFileError(
+                yaml_path,
+                f"metric(s) {unknown} are not computed for a {kind} task; "
+                f"choose among {list(KIND_METRICS[kind])}",
+            )
+    return headline
+
+
 def load_task_spec(path: str | Path, fmt: str | None = None) -> TaskSpec:
     """Resolve a task directory or task YAML into a :class:`TaskSpec`.
 
@@ -354,49 +374,14 @@ def load_task_spec(path: str | Path, fmt: str | None = None) -> TaskSpec:
     options: dict[str, Any] = {}
     if yaml_path is not None:
         options = _check_options(yaml_path, _read_yaml(yaml_path))
-    tests = options.get("test")
-    named = {s: options.pop(s, f"{s}.csv") for s in ("train", "valid")}
-    if isinstance(tests, dict):
-        options.pop("test")
-        named.update(tests)
-    else:
-        named["test"] = options.pop("test", "test.csv")
-    files = {}
-    for split, file in named.items():
-        name = str(file)
-        f = _inside(root, name, yaml_path or path, f"{split} split")
-        if not f.is_file():
-            where = f"named in {yaml_path}" if yaml_path and path.is_file() else f"in {base}"
-            other = (
-                ""
-                if yaml_path
-                else (
-                    "; nor is it a benchmark layout bioprune recognises (BEACON val.csv or "
-                    "bpRNA.csv, PEER/TAPE *.lmdb, a PrismNet .tsv)"
-                )
-            )
-            raise FileNotFoundError(f"task {path}: {split} split {f} not found ({where}){other}")
-        files[split] = f
+    files = _split_files(path, base, yaml_path, options)
     kind = options.pop("kind", None)
     name = str(options.pop("name", path.stem if path.is_file() else path.name))
     for informational in ("description", "source"):
         options.pop(informational, None)
     alphabet = options.pop("alphabet", None)
     benchmark = options.pop("benchmark", None)
-    headline = options.pop("metrics", None)
-    if headline is not None:
-        if isinstance(headline, str):
-            headline = [headline]
-        if not isinstance(headline, list) or not all(isinstance(m, str) for m in headline):
-            raise TaskFileError(yaml_path, "metrics must be a list of metric names")
-        if kind is not None:
-            unknown = [m for m in headline if m not in KIND_METRICS[kind]]
-            if unknown:
-                raise TaskFileError(
-                    yaml_path,
-                    f"metric(s) {unknown} are not computed for a {kind} task; "
-                    f"choose among {list(KIND_METRICS[kind])}",
-                )
+    headline = _headline_metrics(yaml_path, options.pop("metrics", None), kind)
     return TaskSpec(
         name=name,
         files=files,
@@ -458,26 +443,33 @@ def _decode_text(path: Path) -> str:
         ) from None
 
 
-def _read_csv(path: Path, root: Path | None = None) -> _Table:
-    """Parse a task CSV strictly: every row has the header's field count, quotes close on
-    their line, the header names task columns; errors name the file and line."""
+def csv_records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """``(first line, last line, fields)`` of every record of a UTF-8 CSV, parsed strictly;
+    a malformed record is a :class:`TaskFileError` naming its line."""
     reader = csv.reader(io.StringIO(_decode_text(path), newline=""), strict=True)
-    records: list[tuple[int, list[str]]] = []
     while True:
         start = reader.line_num + 1
         try:
             record = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
             reason = str(exc)
             if "unexpected end of data" in reason:
                 reason = "a quote opened on this line is never closed"
             raise TaskFileError(path, f"malformed CSV: {reason}", start) from None
-        if reader.line_num != start and any("\n" in v or "\r" in v for v in record):
+        yield start, reader.line_num, record
+
+
+def _read_csv(path: Path, root: Path | None = None) -> _Table:
+    """Parse a task CSV strictly: every row has the header's field count, quotes close on
+    their line, the header names task columns; errors name the file and line."""
+    records: list[tuple[int, list[str]]] = []
+    for start, end, record in csv_records(path):
+        if end != start and any("\n" in v or "\r" in v for v in record):
             raise TaskFileError(
                 path,
-                f"a quoted field runs over lines {start}-{reader.line_num}: an unclosed quote? "
+                f"a quoted field runs over lines {start}-{end}: an unclosed quote? "
                 "(task fields hold no line breaks)",
                 start,
             )
@@ -517,7 +509,7 @@ def _read_csv(path: Path, root: Path | None = None) -> _Table:
     return _Table(path, columns, rows, lines, root)
 
 
-def _float(text: str) -> float | None:
+def parse_float(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:
@@ -594,7 +586,7 @@ def _label_kind(labels: list[str], where: str) -> str:
             f"not one class or number: {hint}name the labels of each example in a 'labels' "
             "column, separated by ';' (a multilabel task), or set kind: in task.yaml"
         )
-    values = [_float(v) for v in labels]
+    values = [parse_float(v) for v in labels]
     if any(v is None for v in values):
         return "classification"
     if any(not float(v).is_integer() for v in values):  # type: ignore[arg-type]
@@ -664,56 +656,42 @@ def load_task(spec: TaskSpec, alphabet: Alphabet, max_length: int) -> TaskData:
         if not t.rows:
             raise ValueError(f"{t.path}: the {s} split is empty (no data rows)")
     train = tables["train"]
-    kind = fixed_kind or infer_kind(
+    name = fixed_kind or infer_kind(
         train.columns,
         [r.get("label", "") for r in train.rows] if "label" in train.columns else None,
         train.path,
     )
-    if "pair_matrix" in train.columns:  # BEACON bpRNA: (L, L) 0/1 matrices
-        splits = {}
-        for s, t in tables.items():
-            splits[s] = _read_pair_matrices(t, alphabet, max_length, None, kind)
-            splits[s].name = s
-        return TaskData(spec=spec, kind=kind, splits=splits, benchmark=spec.benchmark)
-    required = list(KINDS[kind])
-    if kind == "secondary_structure":
-        required = ["structure"] if "structure" in train.columns else ["structure_file"]
-        if "structure" in train.columns or "sequence" in train.columns:
-            required = ["sequence", *required]
+    kind = get_kind(name)
+    required = kind.required_columns(train.columns)
     for t in tables.values():
         missing = [c for c in required if c not in t.columns]
         if missing:
             raise ValueError(
-                f"{t.path}: missing column {', '.join(map(repr, missing))} needed by a {kind} "
+                f"{t.path}: missing column {', '.join(map(repr, missing))} needed by a {name} "
                 f"task (columns: {', '.join(t.columns)})"
             )
-    reader = _READERS[kind]
-    classes = list(fixed_classes) if fixed_classes is not None else _classes(kind, train)
+    classes = list(fixed_classes) if fixed_classes is not None else kind.classes(train)
     splits = {}
     for s in tables:
-        splits[s] = reader(tables[s], alphabet, max_length, classes, kind)
+        splits[s] = kind.read(tables[s], alphabet, max_length, classes)
         splits[s].name = s
-    return TaskData(spec=spec, kind=kind, splits=splits, classes=classes, benchmark=spec.benchmark)
+    return TaskData(spec=spec, kind=name, splits=splits, classes=classes, benchmark=spec.benchmark)
 
 
-def _classes(kind: str, train: _Table) -> list[str] | None:
-    if kind in CATEGORICAL_KINDS:
-        values = {r["label"] for r in train.rows}
-        if "" in values:
-            line = train.lines[[r["label"] for r in train.rows].index("")]
-            raise ValueError(f"{train.path} line {line}: empty label")
-        nums = {v: _float(v) for v in values}
-        if all(x is not None for x in nums.values()):
-            return sorted(values, key=lambda v: (nums[v], v))
-        return sorted(values)
-    if kind == "multilabel":
-        return sorted({x for r in train.rows for x in _label_set(r["labels"])})
-    if kind == "residue_classification":
-        return sorted({c for r in train.rows for c in _valid_tags(r)})
-    return None
+def categorical_classes(train: _Table) -> list[str]:
+    """The classes of a categorical task: the training labels, numerically sorted if
+    they are all numbers."""
+    values = {r["label"] for r in train.rows}
+    if "" in values:
+        line = train.lines[[r["label"] for r in train.rows].index("")]
+        raise ValueError(f"{train.path} line {line}: empty label")
+    nums = {v: parse_float(v) for v in values}
+    if all(x is not None for x in nums.values()):
+        return sorted(values, key=lambda v: (nums[v], v))
+    return sorted(values)
 
 
-def _valid_tags(row: dict[str, str]) -> str:
+def valid_tags(row: dict[str, str]) -> str:
     """The tags of the residues that count (``valid_mask`` 1, or every residue)."""
     mask = row.get("valid_mask")
     if mask is None:
@@ -721,7 +699,7 @@ def _valid_tags(row: dict[str, str]) -> str:
     return "".join(t for t, m in zip(row["tags"], mask, strict=False) if m == "1")
 
 
-def _label_set(text: str) -> list[str]:
+def label_set(text: str) -> list[str]:
     return [x.strip() for x in text.split(";") if x.strip()]
 
 
@@ -740,7 +718,7 @@ def _tokens(table: _Table, k: int, alphabet: Alphabet, column: str = "sequence")
     return alphabet.encode(seq)
 
 
-def _unseen(table: _Table, k: int, what: str, value: str, known: list[str]) -> ValueError:
+def unseen(table: _Table, k: int, what: str, value: str, known: list[str]) -> ValueError:
     shown = known if len(known) <= 20 else [*known[:20], "..."]
     return ValueError(
         f"{table.at(k)}: {what} {value!r} never occurs in the training "
@@ -748,68 +726,52 @@ def _unseen(table: _Table, k: int, what: str, value: str, known: list[str]) -> V
     )
 
 
-def _read_sequence_level(table, alphabet, max_length, classes, kind) -> Split:
+def read_sequence_level(
+    table: _Table, alphabet: Alphabet, max_length: int, classes, kind: TaskKind
+) -> Split:
+    """One sequence (or two, ``kind.two_sequences``) and one target per row; the kind
+    parses the target (``kind.target``) and stacks them (``kind.stack``)."""
     tokens, targets, cropped = [], [], 0
-    two = kind in TWO_SEQUENCE_KINDS
+    two = kind.two_sequences
     tokens_b: list[np.ndarray] = []
     index = {c: i for i, c in enumerate(classes)} if classes is not None else {}
+    cols = ("sequence_a", "sequence_b") if two else ("sequence",)
     for k, row in enumerate(table.rows):
-        cols = ("sequence_a", "sequence_b") if two else ("sequence",)
         toks = [_tokens(table, k, alphabet, c) for c in cols]
         cropped += any(len(t) > max_length for t in toks)
         toks = [t[:max_length] for t in toks]
         tokens.append(toks[0])
         if two:
             tokens_b.append(toks[1])
-        if kind == "multilabel":
-            hot = np.zeros(len(classes), dtype=np.float32)
-            for lab in _label_set(row["labels"]):
-                if lab not in index:
-                    raise _unseen(table, k, "label", lab, classes)
-                hot[index[lab]] = 1.0
-            targets.append(hot)
-        elif kind in CATEGORICAL_KINDS:
-            lab = row["label"]
-            if lab not in index:
-                raise _unseen(table, k, "label", lab, classes)
-            targets.append(index[lab])
-        else:
-            value = _float(row["label"])
-            if value is None or not math.isfinite(value):
-                raise ValueError(
-                    f"{table.at(k)}: label {row['label']!r} is not a "
-                    f"finite number, as a {kind} task needs"
-                )
-            targets.append(value)
-    if kind == "multilabel":
-        arr = np.stack(targets).astype(np.float32)
-    elif kind in CATEGORICAL_KINDS:
-        arr = np.asarray(targets, dtype=np.int64)
-    else:
-        arr = np.asarray(targets, dtype=np.float64)
+        targets.append(kind.target(table, k, row, index))
+    arr = kind.stack(targets)
     return Split(table.path.stem, table.path, tokens, arr, tokens_b if two else None, cropped)
 
 
-def _read_tags(table, alphabet, max_length, classes, kind) -> Split:
+def _check_length(
+    table: _Table, k: int, column: str, value: str, n: int, unit: str = "characters", note=""
+) -> None:
+    """Row ``k``'s ``column`` holds one character per residue of its ``n``-residue sequence."""
+    if len(value) != n:
+        raise ValueError(
+            f"{table.at(k)}: {column} has {len(value)} {unit} but the sequence has {n} "
+            f"residues{note}"
+        )
+
+
+def read_tags(table: _Table, alphabet: Alphabet, max_length: int, classes) -> Split:
+    """One tag per residue (``tags``; ``valid_mask`` 0 marks a residue that does not count)."""
     tokens, targets, cropped = [], [], 0
     index = {c: i for i, c in enumerate(classes)}
     for k, row in enumerate(table.rows):
         toks = _tokens(table, k, alphabet)
         tags = row["tags"]
-        if len(tags) != len(toks):
-            raise ValueError(
-                f"{table.at(k)}: tags has {len(tags)} characters but the "
-                f"sequence has {len(toks)} residues (one tag per residue)"
-            )
+        _check_length(table, k, "tags", tags, len(toks), note=" (one tag per residue)")
         mask = row.get("valid_mask", "1" * len(tags))
-        if len(mask) != len(tags):
-            raise ValueError(
-                f"{table.at(k)}: valid_mask has {len(mask)} entries but the sequence has "
-                f"{len(toks)} residues"
-            )
+        _check_length(table, k, "valid_mask", mask, len(toks), unit="entries")
         for pos, (c, m) in enumerate(zip(tags, mask, strict=True)):
             if m == "1" and c not in index:
-                raise _unseen(table, k, f"tag at position {pos + 1}", c, classes)
+                raise unseen(table, k, f"tag at position {pos + 1}", c, classes)
         cropped += len(toks) > max_length
         tokens.append(toks[:max_length])
         targets.append(
@@ -821,18 +783,15 @@ def _read_tags(table, alphabet, max_length, classes, kind) -> Split:
     return Split(table.path.stem, table.path, tokens, targets, None, cropped)
 
 
-def _read_structures(table, alphabet, max_length, classes, kind) -> Split:
+def read_structures(table: _Table, alphabet: Alphabet, max_length: int) -> Split:
+    """Base pairs from a dot-bracket ``structure`` or a BPSEQ/CT ``structure_file``."""
     tokens, targets, cropped = [], [], 0
     for k, row in enumerate(table.rows):
         where = f"{table.at(k)}"
         if "structure" in row and row.get("structure"):
             toks = _tokens(table, k, alphabet)
             structure = row["structure"]
-            if len(structure) != len(toks):
-                raise ValueError(
-                    f"{where}: structure has {len(structure)} characters but the sequence has "
-                    f"{len(toks)} residues"
-                )
+            _check_length(table, k, "structure", structure, len(toks))
             try:
                 pairs = parse_dot_bracket(structure)
             except ValueError as exc:
@@ -863,7 +822,8 @@ def _read_structures(table, alphabet, max_length, classes, kind) -> Split:
     return Split(table.path.stem, table.path, tokens, targets, None, cropped)
 
 
-def _read_maps(table, alphabet, max_length, classes, kind) -> Split:
+def read_maps(table: _Table, alphabet: Alphabet, max_length: int, kind: str) -> Split:
+    """An (L, L) ``.npy`` map per row, named in the ``kind`` column."""
     tokens, targets, cropped = [], [], 0
     for k, row in enumerate(table.rows):
         where = f"{table.at(k)}"
@@ -896,7 +856,7 @@ def _task_file(table: _Table, k: int, name: str, what: str) -> Path:
     return _inside(root, name, table.path, what, table.lines[k], base=table.path.parent)
 
 
-def _read_pair_matrices(table, alphabet, max_length, classes, kind) -> Split:
+def read_pair_matrices(table: _Table, alphabet: Alphabet, max_length: int) -> Split:
     """BEACON bpRNA rows: a sequence and an (L, L) 0/1 pair matrix (``pair_matrix``)."""
     tokens, targets, cropped = [], [], 0
     for k, row in enumerate(table.rows):
@@ -952,16 +912,3 @@ def _read_map(path: Path, kind: str) -> np.ndarray:
             path, f"{kind} has dtype {arr.dtype}, expected numbers (bool, integer or float)"
         )
     return arr
-
-
-_READERS = {
-    "classification": _read_sequence_level,
-    "regression": _read_sequence_level,
-    "multilabel": _read_sequence_level,
-    "pair_classification": _read_sequence_level,
-    "pair_regression": _read_sequence_level,
-    "residue_classification": _read_tags,
-    "secondary_structure": _read_structures,
-    "contact_map": _read_maps,
-    "distance_map": _read_maps,
-}
