@@ -34,7 +34,7 @@ DEMO = resources.files("bioprune") / "resources" / "demo" / "rna_corpus.fasta.gz
 TASK = resources.files("bioprune") / "resources" / "tasks" / "rna_family"
 
 
-def demo_sequences(n: int = 240, max_length: int = 160) -> tuple[list[str], list[str]]:
+def demo_sequences(n: int = 200, max_length: int = 160) -> tuple[list[str], list[str]]:
     """Ids and sequences of the first ``n`` demo RNAs of at most ``max_length`` nt."""
     ids: list[str] = []
     sequences: list[str] = []
@@ -84,7 +84,8 @@ def run(
 
     # a model pretrained on the coreset, evaluated downstream
     student = bp.pretrain_model(coreset, preset="tiny", steps=steps, lr=1e-3, seed=seed)
-    result = bp.evaluate(student, bp.Task.open(TASK), protocol="frozen-mlp", seeds=(seed,))
+    task = bp.Task.open(TASK)
+    result = bp.evaluate(student, task, protocol="frozen-mlp", seeds=(seed,), epochs=2)
     return {
         "corpus": corpus,
         "reference": reference,

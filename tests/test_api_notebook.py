@@ -61,7 +61,7 @@ def svg_backend():
 
 def test_whole_pipeline_in_memory_twice_silent_and_side_effect_free(capfd, svg_backend):
     notebook = _notebook()
-    ids, sequences = notebook.demo_sequences(n=240)
+    ids, sequences = notebook.demo_sequences(n=200)
     before = _global_state()
     capfd.readouterr()
     runs = []

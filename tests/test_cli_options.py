@@ -24,7 +24,7 @@ from tests.hostile import assert_one_line_error
 
 SNAPSHOTS = Path(__file__).parent / "data" / "cli_options"
 #: The commands whose options come from a dataclass.
-CONVERTED = ("select", "inspect", "info", "plan", "evaluate")
+CONVERTED = ("select", "inspect", "info", "plan", "evaluate", "prepare", "report", "study")
 
 
 def command_facts(name: str) -> dict:

@@ -349,9 +349,10 @@ def test_manifest_records_counts_sources_options_seed_and_version(tmp_path):
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"max_length": 0}, "--max-length"),
-        ({"on_long": "trim"}, "--on-long 'trim'"),
-        ({"on_invalid": "drop"}, "--on-invalid 'drop'"),
+        # ConfigError names the Python parameter (issue 13); the CLI prints the flag
+        ({"max_length": 0}, "max_length: must be at least 1"),
+        ({"on_long": "trim"}, "on_long: 'trim'"),
+        ({"on_invalid": "drop"}, "on_invalid: 'drop'"),
         ({"alphabet": "dna"}, "unknown alphabet"),
         ({"format": "genbank"}, "unknown --format"),
     ],
@@ -398,3 +399,23 @@ def test_byte_normalisation_equals_alphabet_normalize_on_every_byte(name):
     table = prepare_mod._normalize_bytes_table(a)
     for code in range(256):
         assert chr(table[code]) == a.normalize(chr(code)), code
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--on-long", "trim"], "--on-long: 'trim': choose one of crop, skip"),
+        (["--max-length", "0"], "--max-length: must be at least 1 residue"),
+        (["--alphabet", "dna"], "--alphabet: unknown alphabet 'dna'"),
+    ],
+)
+def test_cli_names_the_flag_of_an_invalid_option(tmp_path, monkeypatch, capsys, args, fragment):
+    from tests.hostile import assert_one_line_error, run_cli
+
+    f = _fasta(tmp_path / "a.fa", [("a", "", "AC")])
+    base = {"--alphabet": "rna", "--out": str(tmp_path / "c")}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    flat = [x for kv in base.items() for x in kv]
+    code, out = run_cli("prepare", str(f), *flat, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(code, out, fragment)
+    assert not (tmp_path / "c").exists()

@@ -10,6 +10,8 @@ import typer
 from rich.markup import escape
 
 from bioprune.cli.common import console
+from bioprune.cli.options import with_options
+from bioprune.data.policy import PrepareConfig
 
 _HELP = """Ingest FASTA / text / CSV / TSV / Parquet files into a corpus directory.
 
@@ -44,79 +46,9 @@ that looks complete).
 """
 
 
+@with_options
 def prepare(
-    inputs: list[Path] = typer.Argument(
-        ..., help="Input files, read in this order (the corpus index follows it)."
-    ),
-    alphabet: str = typer.Option(
-        ..., "--alphabet", help="rna (RNA-FM vocabulary) or protein (ESM-2 vocabulary)."
-    ),
-    out: Path = typer.Option(..., "--out", help="Corpus directory to write."),
-    max_length: int = typer.Option(
-        1022,
-        "--max-length",
-        help="Longest sequence kept, in residues (1022 = 1024 tokens with <cls> and <eos>, "
-        "the context of RNA-FM and ESM-2).",
-    ),
-    on_long: str = typer.Option(
-        "crop",
-        "--on-long",
-        help="Records longer than --max-length: 'crop' keeps the first --max-length "
-        "residues (counted as long_cropped); 'skip' drops the record (long_skipped). "
-        "Cropped-off residues are not validated.",
-    ),
-    on_invalid: str = typer.Option(
-        "error",
-        "--on-invalid",
-        help="Characters outside the alphabet (after upper-casing and T->U): 'error' stops "
-        "and names the file, record id, 1-based position and character; 'skip' drops the "
-        "record (invalid_skipped); 'replace' writes the unknown residue, N for RNA or X for "
-        "protein (invalid_replaced_records / invalid_replaced_chars).",
-    ),
-    dedupe_ids: bool = typer.Option(
-        False,
-        "--dedupe-ids",
-        help="Rename a repeated id ID_2, ID_3, ... (counted as ids_deduplicated) instead of "
-        "stopping with an error that names both records.",
-    ),
-    dedup: str = typer.Option(
-        "none",
-        "--dedup",
-        help="Exact duplicate sequences (after upper-casing, T->U, cropping): 'none' counts "
-        "them (exact_duplicates); 'exact' also skips each repeat, keeping the first "
-        "(duplicates_skipped).",
-    ),
-    drop_low_complexity: bool = typer.Option(
-        False,
-        "--drop-low-complexity",
-        help="Skip records flagged low complexity (normalised 3-mer entropy < 0.5 for RNA, "
-        "residue entropy < 0.5 for protein) or holding a run of >= 10 N/X "
-        "(low_complexity_skipped); without it they are only counted (low_complexity, n_runs).",
-    ),
-    column: str = typer.Option(
-        None, "--column", help="CSV/TSV/Parquet: the column holding the sequences (required)."
-    ),
-    id_column: str = typer.Option(
-        None,
-        "--id-column",
-        help="CSV/TSV/Parquet: the column holding ids; default: the 1-based row number.",
-    ),
-    fmt: str = typer.Option(
-        None,
-        "--format",
-        help="Force the format of every input: fasta, text, csv, tsv or parquet "
-        "(default: from each file's extension).",
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
-    allow_empty: bool = typer.Option(
-        False,
-        "--allow-empty",
-        help="Write the corpus even if no record survives (an empty input, or every record "
-        "skipped); without it that is an error, since later stages would have nothing to do.",
-    ),
-    seed: int = typer.Option(
-        0, "--seed", help="Recorded in the manifest for provenance (prepare is not random)."
-    ),
+    opts: PrepareConfig,
     progress_on: bool = typer.Option(
         True,
         "--progress/--no-progress",
@@ -130,54 +62,45 @@ def prepare(
         "elapsed, ETA) instead of the bar; default: a line every 30 s when not on a terminal.",
     ),
 ) -> None:
-    from bioprune.data.prepare import COUNT_KEYS, PrepareConfig
+    from bioprune.data.prepare import COUNT_KEYS
     from bioprune.data.prepare import prepare as run_prepare
-    from bioprune.progress import DEFAULT_EVERY_S, ProgressLines, progress_style
+    from bioprune.progress import progress_style
 
-    config = PrepareConfig(
-        inputs=inputs,
-        alphabet=alphabet,
-        out=out,
-        max_length=max_length,
-        on_long=on_long,
-        on_invalid=on_invalid,
-        dedupe_ids=dedupe_ids,
-        dedup=dedup,
-        drop_low_complexity=drop_low_complexity,
-        column=column,
-        id_column=id_column,
-        format=fmt,
-        overwrite=overwrite,
-        allow_empty=allow_empty,
-        seed=seed,
-    )
-    total_bytes = sum(p.stat().st_size for p in config.inputs)
+    total_bytes = sum(p.stat().st_size for p in opts.inputs)
     style = progress_style(progress_on, log_every_s, console.is_terminal)
-    if style != "bar":
-        lines = None
-        if style == "lines":
-            lines = ProgressLines(
-                "prepare",
-                total_bytes,
-                "bytes",
-                lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
-                every_s=DEFAULT_EVERY_S if log_every_s is None else log_every_s,
-            )
-        state = {"records": 0, "bytes": 0}
-
-        def on_batch_lines(nbytes: int, nrecords: int) -> None:
-            state["records"] += nrecords
-            state["bytes"] += nbytes
-            if lines is not None:
-                lines.update(state["bytes"], note=f"{state['records']:,} records")
-
-        with _warnings_to_console():
-            result = run_prepare(config, progress=on_batch_lines)
-        if lines is not None:
-            lines.update(total_bytes, note=f"{state['records']:,} records", force=True)
+    if style == "bar":
+        result = _prepare_with_bar(opts, total_bytes, run_prepare)
     else:
-        result = _prepare_with_bar(config, total_bytes, run_prepare)
-    _summary(result, out, alphabet, COUNT_KEYS)
+        result = _prepare_with_lines(opts, total_bytes, run_prepare, style, log_every_s)
+    _summary(result, opts.out, opts.alphabet, COUNT_KEYS)
+
+
+def _prepare_with_lines(config, total_bytes: int, run_prepare, style: str, every_s):
+    """Run prepare with plain progress lines (``style == "lines"``) or none (``"off"``)."""
+    from bioprune.progress import DEFAULT_EVERY_S, ProgressLines
+
+    lines = None
+    if style == "lines":
+        lines = ProgressLines(
+            "prepare",
+            total_bytes,
+            "bytes",
+            lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+            every_s=DEFAULT_EVERY_S if every_s is None else every_s,
+        )
+    state = {"records": 0, "bytes": 0}
+
+    def on_batch_lines(nbytes: int, nrecords: int) -> None:
+        state["records"] += nrecords
+        state["bytes"] += nbytes
+        if lines is not None:
+            lines.update(state["bytes"], note=f"{state['records']:,} records")
+
+    with _warnings_to_console():
+        result = run_prepare(config, progress=on_batch_lines)
+    if lines is not None:
+        lines.update(total_bytes, note=f"{state['records']:,} records", force=True)
+    return result
 
 
 def _prepare_with_bar(config, total_bytes: int, run_prepare):
@@ -248,14 +171,29 @@ class _ConsoleHandler(logging.Handler):
 
 @contextmanager
 def _warnings_to_console():
-    """Show the library's logged warnings (``bioprune`` logger) on the console for this run."""
+    """Show the library's logged warnings (``bioprune`` logger) as ``warning: ...`` lines.
+
+    Once: meanwhile the root command's plain log handler (``cli.progress``) leaves
+    warnings to this one.
+    """
+    from bioprune.cli.progress import ConsoleLogHandler
+
     logger = logging.getLogger("bioprune")
     handler = _ConsoleHandler(logging.WARNING)
+    plain = [h for h in logger.handlers if isinstance(h, ConsoleLogHandler)]
+    for h in plain:
+        h.addFilter(_below_warning)
     logger.addHandler(handler)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        for h in plain:
+            h.removeFilter(_below_warning)
+
+
+def _below_warning(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.WARNING
 
 
 def register(app: typer.Typer) -> None:

@@ -123,29 +123,21 @@ class _Adapter:
     def open(self) -> None:
         if self.style != "bar":
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            ProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich import progress as rp
 
-        class StatsColumn(ProgressColumn):
+        class StatsColumn(rp.ProgressColumn):
             def render(self, task: Task) -> Text:
                 return _stats(task)
 
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
+        self.bar = rp.Progress(
+            rp.TextColumn("[bold]{task.description}"),
+            rp.BarColumn(),
+            rp.MofNCompleteColumn(),
             StatsColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[message]}", markup=False),
+            rp.TimeElapsedColumn(),
+            rp.TextColumn("ETA"),
+            rp.TimeRemainingColumn(),
+            rp.TextColumn("{task.fields[message]}", markup=False),
             console=self.console,
             transient=False,
         )

@@ -36,6 +36,11 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _special_id(token: str) -> property:
+    """A read-only property: the id of the special token ``token`` in ``self.tokens``."""
+    return property(lambda self: self.tokens.index(token), doc=f"Id of {token}.")
+
+
 @dataclass(frozen=True, eq=False)
 class Alphabet:
     """A BioFM vocabulary.
@@ -61,25 +66,11 @@ class Alphabet:
     translate: dict[str, str] = field(default_factory=dict)
 
     # ---- special token ids -------------------------------------------------
-    @property
-    def cls_id(self) -> int:
-        return self.tokens.index("<cls>")
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokens.index("<pad>")
-
-    @property
-    def eos_id(self) -> int:
-        return self.tokens.index("<eos>")
-
-    @property
-    def unk_id(self) -> int:
-        return self.tokens.index("<unk>")
-
-    @property
-    def mask_id(self) -> int:
-        return self.tokens.index("<mask>")
+    cls_id = _special_id("<cls>")
+    pad_id = _special_id("<pad>")
+    eos_id = _special_id("<eos>")
+    unk_id = _special_id("<unk>")
+    mask_id = _special_id("<mask>")
 
     @property
     def special_ids(self) -> tuple[int, ...]:

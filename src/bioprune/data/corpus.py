@@ -24,13 +24,17 @@ import numpy as np
 
 from bioprune import artifacts
 from bioprune.data.alphabet import Alphabet, get_alphabet
-from bioprune.errors import InputError
+from bioprune.errors import ConfigError, InputError
 
 __all__ = ["Corpus", "CorpusWriter", "write_corpus"]
 
 
 class Corpus:
-    """A prepared corpus, memory-mapped, checked on open.
+    """A prepared corpus, memory-mapped, checked on open; or sequences held in memory.
+
+    ``Corpus(path)`` (= :meth:`Corpus.open`) opens a directory written by
+    ``bioprune prepare``; :meth:`Corpus.from_sequences` builds the same object
+    from Python strings, with no files (``path`` is then ``None``).
 
     Opening a corpus checks everything that is cheap (see :func:`check_store`):
     the manifest's keys and types, every file's presence, header, dtype and
@@ -55,7 +59,18 @@ class Corpus:
     ('rna', 12000)
     >>> corpus.framed(0)[:3]                           # doctest: +SKIP
     array([0, 6, 4])
+
+    In memory:
+
+    >>> mem = Corpus.from_sequences(["ACGUACGU", "GGAUCCa"], ids=["r1", "r2"])
+    >>> len(mem), mem.lengths.tolist(), mem.ids().tolist()
+    (2, [8, 7], ['r1', 'r2'])
+    >>> mem.framed(1).tolist()  # <cls> G G A U C C A <eos>
+    [0, 6, 6, 4, 7, 5, 5, 4, 2]
     """
+
+    path: Path | None
+    _table = None  # the sequences table of an in-memory corpus (pyarrow.Table)
 
     def __init__(self, path: str | Path, *, allow_empty: bool = False):
         self.path = Path(path)
@@ -78,11 +93,88 @@ class Corpus:
             )
         self._verified: str | None = None
 
+    @classmethod
+    def open(cls, path: str | Path, *, allow_empty: bool = False) -> Corpus:
+        """Open a prepared corpus directory (the same as ``Corpus(path)``)."""
+        return cls(path, allow_empty=allow_empty)
+
+    @classmethod
+    def from_sequences(
+        cls,
+        sequences,
+        *,
+        alphabet: str = "rna",
+        ids=None,
+        allow_empty: bool = False,
+        **policy,
+    ) -> Corpus:
+        """A corpus held in memory, built from sequence strings (no files are written).
+
+        The sequences go through the checks of ``bioprune prepare``, with the
+        same policies and defaults (``max_length``, ``on_long``, ``on_invalid``,
+        ``dedupe_ids``, ``dedup``, ``drop_low_complexity``: see
+        :data:`bioprune.data.prepare.POLICY`; any other keyword is a
+        :class:`~bioprune.errors.ConfigError`): upper case, ``T`` -> ``U`` for
+        RNA, ids unique, empty sequences skipped, longer than ``max_length``
+        cropped or skipped, invalid characters an error naming the sequence id
+        (or skipped, or replaced), complexity and duplicates counted (and
+        dropped when asked). So a corpus prepared from a FASTA file and one
+        built from the same records here have the same tokens, lengths, ids
+        and :attr:`checksum`. ``ids`` default to ``"1"``, ``"2"``, ...; the
+        counts are in ``manifest["counts"]``. :meth:`save` writes it as a
+        corpus directory.
+        """
+        from bioprune.data.policy import SequencePolicy, check_alphabet
+        from bioprune.data.prepare import prepare_sequences
+
+        policy_ = SequencePolicy.of(policy)
+        a = check_alphabet(alphabet)
+        writer = _MemoryWriter(a)
+        _, manifest = prepare_sequences(sequences, a, ids, policy_, writer)
+        corpus = cls.__new__(cls)
+        corpus.path = None
+        corpus.manifest = manifest
+        corpus.tokens, corpus.offsets, corpus._table = writer.tokens, writer.offsets, writer.table
+        corpus.alphabet = a
+        corpus._verified = manifest["checksum"]
+        if not len(corpus) and not allow_empty:
+            counts = {k: v for k, v in manifest["counts"].items() if v}
+            raise ConfigError(
+                "sequences",
+                f"no sequence left to hold ({counts}); check the sequences and options, "
+                "or pass allow_empty=True",
+            )
+        return corpus
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Corpus:
+        """Write this corpus as a corpus directory (atomically) and return it opened.
+
+        The content checksum is unchanged; ``sequences.parquet`` gets its own
+        file checksum. Works for any corpus (a prepared one is copied row by row).
+        """
+        artifacts.check_output_dir(path, overwrite)
+        table = self.read_columns(["id", "description", "sequence"])
+        rows = zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)
+        with artifacts.atomic_dir(path, overwrite=overwrite) as tmp:
+            writer = CorpusWriter(tmp, self.alphabet)
+            for i, (rid, desc, seq) in enumerate(rows):
+                writer.add(rid, desc, seq, self.residues(i))
+            manifest = {**self.manifest, **writer.close()}
+            manifest.update(artifacts.provenance())
+            artifacts.write_json(tmp / artifacts.CORPUS_MANIFEST, manifest)
+        return Corpus(path, allow_empty=True)
+
+    @property
+    def in_memory(self) -> bool:
+        """True for a corpus from :meth:`from_sequences` (no files behind it)."""
+        return self.path is None
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def __repr__(self) -> str:
-        return f"Corpus({str(self.path)!r}, alphabet={self.alphabet.name}, n={len(self)})"
+        where = "in memory" if self.path is None else repr(str(self.path))
+        return f"Corpus({where}, alphabet={self.alphabet.name}, n={len(self)})"
 
     @cached_property
     def lengths(self) -> np.ndarray:
@@ -136,13 +228,31 @@ class Corpus:
 
     @property
     def sequences_path(self) -> Path:
+        if self.path is None:
+            raise ValueError(
+                "an in-memory corpus has no sequences.parquet: use read_columns(), "
+                "or save() it first"
+            )
         return self.path / artifacts.CORPUS_SEQUENCES
 
     def read_columns(self, columns: list[str]):
         """Columns of ``sequences.parquet`` as a ``pyarrow.Table`` (row i = example i)."""
         import pyarrow.parquet as pq
 
+        if self._table is not None:
+            return self._table.select(columns)
         return pq.read_table(self.sequences_path, columns=columns)
+
+    def iter_columns(self, columns: list[str], batch_size: int = 65_536):
+        """Columns of ``sequences.parquet`` as ``pyarrow.RecordBatch`` es in index order,
+        at most ``batch_size`` rows each (memory bounded; in memory or on disk alike)."""
+        if self._table is not None:
+            yield from self._table.select(columns).to_batches(max_chunksize=batch_size)
+            return
+        import pyarrow.parquet as pq
+
+        source = pq.ParquetFile(self.sequences_path)
+        yield from source.iter_batches(batch_size=batch_size, columns=columns)
 
     def ids(self) -> np.ndarray:
         """Every example's id as a NumPy object array (row i = example i)."""
@@ -162,7 +272,8 @@ class Corpus:
             from bioprune.errors import MissingIdsError
 
             raise MissingIdsError(
-                f"{self.path}: {missing.size} id(s) not found in this corpus: {examples}"
+                f"{self.path or 'corpus'}: {missing.size} id(s) not found in this corpus: "
+                f"{examples}"
             )
         return pos.astype(np.int64)
 
@@ -328,6 +439,51 @@ class CorpusWriter:
             "sequences_checksum": artifacts.file_checksum(
                 self.directory / artifacts.CORPUS_SEQUENCES
             ),
+        }
+
+
+class _MemoryWriter:
+    """:class:`CorpusWriter`'s ``add``/``close`` into arrays and a ``pyarrow.Table``."""
+
+    def __init__(self, alphabet: Alphabet):
+        self.alphabet = alphabet
+        self._rows: dict[str, list] = {k: [] for k in ("id", "description", "sequence")}
+        self._tokens: list[np.ndarray] = []
+
+    def add(self, id: str, description: str, sequence: str, residue_ids: np.ndarray) -> int:
+        """Append one example; returns its corpus index."""
+        if len(residue_ids) != len(sequence):
+            raise ValueError(f"record {id!r}: {len(sequence)} residues but {len(residue_ids)} ids")
+        for key, value in zip(self._rows, (id, description, sequence), strict=True):
+            self._rows[key].append(value)
+        self._tokens.append(np.array(residue_ids, dtype=np.uint8))
+        return len(self._tokens) - 1
+
+    def close(self) -> dict:
+        """Build ``tokens``, ``offsets`` and ``table`` (read-only); returns the store's
+        manifest part, as :meth:`CorpusWriter.close` does (no file: no ``sequences_checksum``)."""
+        import pyarrow as pa
+
+        from bioprune.data.integrity import content_checksum
+
+        lengths = np.array([len(t) for t in self._tokens], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.tokens = np.concatenate(self._tokens) if self._tokens else np.zeros(0, dtype=np.uint8)
+        self.tokens.setflags(write=False)
+        self.offsets.setflags(write=False)
+        self.table = pa.table(
+            {
+                "index": pa.array(np.arange(len(lengths), dtype=np.int64)),
+                **{k: pa.array(v, pa.string()) for k, v in self._rows.items()},
+                "length": pa.array(lengths),
+            }
+        )
+        return {
+            "alphabet": self.alphabet.name,
+            "num_sequences": len(lengths),
+            "num_tokens": int(lengths.sum()),
+            "checksum": content_checksum(self.alphabet.name, self.tokens, self.offsets),
+            "sequences_checksum": None,
         }
 
 

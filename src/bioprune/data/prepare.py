@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,16 +60,25 @@ import numpy as np
 from bioprune import artifacts
 from bioprune.data import hygiene
 from bioprune.data.alphabet import INVALID, Alphabet, get_alphabet
-from bioprune.data.readers import Record, detect_format, read_records
-from bioprune.errors import InputError
+from bioprune.data.policy import (
+    POLICY,
+    PrepareConfig,
+    SequencePolicy,
+)
+from bioprune.data.readers import Record, read_records
+from bioprune.errors import ConfigError, InputError
 
-logger = logging.getLogger("bioprune")
+logger = logging.getLogger("bioprune.data")
 
-__all__ = ["COUNT_KEYS", "PrepareConfig", "PrepareResult", "prepare"]
-
-ON_LONG = ("crop", "skip")
-ON_INVALID = ("error", "skip", "replace")
-DEDUP = ("none", "exact")
+__all__ = [
+    "COUNT_KEYS",
+    "POLICY",
+    "PrepareConfig",
+    "PrepareResult",
+    "SequencePolicy",
+    "prepare",
+    "prepare_sequences",
+]
 
 #: Every count in ``manifest["counts"]``, in report order.
 COUNT_KEYS = (
@@ -106,80 +116,6 @@ NUCLEIC_FRACTION = 0.9
 
 #: Called once per batch with (on-disk bytes consumed, records read).
 PrepareProgress = Callable[[int, int], None]
-
-
-@dataclass
-class PrepareConfig:
-    """What ``bioprune prepare`` does; validated on construction.
-
-    Parameters
-    ----------
-    inputs : sequence files, read in this order (corpus index follows it).
-    alphabet : "rna" or "protein".
-    out : corpus directory to write.
-    max_length : longest sequence kept, in residues (default 1022: 1024 tokens
-        with ``<cls>``/``<eos>``, the context of RNA-FM and ESM-2).
-    on_long : "crop" (keep the first ``max_length`` residues) or "skip".
-    on_invalid : "error", "skip" or "replace" (with N for RNA, X for protein).
-    dedupe_ids : rename repeated ids ``ID_2``, ``ID_3``... instead of failing.
-    dedup : "none" (count exact duplicate sequences) or "exact" (also skip them,
-        keeping the first).
-    drop_low_complexity : skip records flagged low complexity or with an N-run
-        (they are counted either way).
-    column, id_column : sequence and id columns of CSV/TSV/Parquet inputs.
-    format : force one format for every input (else by extension).
-    overwrite : replace an existing ``out``.
-    allow_empty : write a corpus even when no record is written (else an error:
-        an empty input, or one whose every record is skipped, is almost always
-        a mistake, and every later stage would have nothing to work on).
-    seed : recorded for the pipeline's provenance; prepare draws no random numbers.
-    """
-
-    inputs: list[Path]
-    alphabet: str
-    out: Path
-    max_length: int = 1022
-    on_long: str = "crop"
-    on_invalid: str = "error"
-    dedupe_ids: bool = False
-    dedup: str = "none"
-    drop_low_complexity: bool = False
-    column: str | None = None
-    id_column: str | None = None
-    format: str | None = None
-    overwrite: bool = False
-    allow_empty: bool = False
-    seed: int = 0
-    formats: list[str] = field(init=False, default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.inputs = [Path(p) for p in self.inputs]
-        self.out = Path(self.out)
-        if not self.inputs:
-            raise ValueError("prepare needs at least one input file")
-        get_alphabet(self.alphabet)
-        if int(self.max_length) < 1:
-            raise ValueError(f"--max-length must be at least 1 residue, got {self.max_length}")
-        self.max_length = int(self.max_length)
-        if self.on_long not in ON_LONG:
-            raise ValueError(f"--on-long {self.on_long!r}: choose one of {', '.join(ON_LONG)}")
-        if self.on_invalid not in ON_INVALID:
-            raise ValueError(
-                f"--on-invalid {self.on_invalid!r}: choose one of {', '.join(ON_INVALID)}"
-            )
-        if self.dedup not in DEDUP:
-            raise ValueError(f"--dedup {self.dedup!r}: choose one of {', '.join(DEDUP)}")
-        for p in self.inputs:
-            if not p.is_file():
-                raise FileNotFoundError(f"input {p} does not exist or is not a file")
-        self.formats = [detect_format(p, self.format) for p in self.inputs]
-        artifacts.check_output_dir(self.out, self.overwrite, inputs=self.inputs)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["inputs"] = [str(p) for p in self.inputs]
-        d["out"] = str(self.out)
-        return d
 
 
 @dataclass
@@ -253,20 +189,21 @@ class _IdHashSet:
 class _Ids:
     """Duplicate-id policy over every record read (see the module docstring)."""
 
-    def __init__(self, config: PrepareConfig):
-        self.config = config
+    def __init__(self, pipeline: _Pipeline):
+        self.pipeline = pipeline
         self.seen = _IdHashSet()
         self.next_suffix: dict[str, int] = {}
 
     def resolve(
-        self, batch: list[Record], file_index: int
-    ) -> tuple[list[str], list[bool], tuple[int, str] | None]:
-        """Final ids of ``batch``, whether each was renamed, and the first duplicate error.
+        self, batch: list[Record], source: int
+    ) -> tuple[list[str], list[bool], tuple[int, Record, str] | None]:
+        """Final ids of ``batch``, whether each was renamed, and the first duplicate id.
 
-        The error (batch position, message) is returned rather than raised, so
-        that ``prepare`` can report whichever problem comes first in the input
-        (an invalid character in an earlier record of the same batch wins):
-        the error a file gives must not depend on the batch size.
+        The duplicate (batch position, record, where the earlier one is) is
+        returned rather than raised, so that the pipeline can report whichever
+        problem comes first in the input (an invalid character in an earlier
+        record of the same batch wins): the error a file gives must not depend
+        on the batch size.
         """
         ids = [r.id for r in batch]
         h = self.seen.hashes(ids)
@@ -282,25 +219,14 @@ class _Ids:
         for i, rec in enumerate(batch):
             hi = int(h[i])
             if self.seen.contains_one(hi):
-                if self.config.dedupe_ids:
+                if self.pipeline.policy.dedupe_ids:
                     ids[i] = self._fresh(rec.id)
                     renamed[i] = True
                     hi = int(self.seen.hashes([ids[i]])[0])
                 else:
-                    earlier = _locate_first(self.config, rec.id, (file_index, rec.number))
+                    earlier = self.pipeline.locate_first(rec.id, (source, rec.number))
                     if earlier is not None:
-                        here = f"record {rec.number} of {self.config.inputs[file_index]}"
-                        return (
-                            ids,
-                            renamed,
-                            (
-                                i,
-                                f"duplicate id {rec.id!r}: {here} repeats {earlier}; ids must be "
-                                "unique (pass --dedupe-ids to rename repeats ID_2, ID_3, ...; "
-                                "with several text/table inputs without --id-column, record "
-                                "numbers repeat across files)",
-                            ),
-                        )
+                        return ids, renamed, (i, rec, earlier)
             self.seen.add(np.array([hi], dtype=np.uint64))
         return ids, renamed, None
 
@@ -317,8 +243,7 @@ class _Ids:
 class _Hygiene:
     """Complexity, N-run and exact-duplicate flags of a batch (see :mod:`bioprune.data.hygiene`)."""
 
-    def __init__(self, config: PrepareConfig, alphabet: Alphabet):
-        self.config = config
+    def __init__(self, alphabet: Alphabet):
         self.symbol, self.size, self.k = hygiene.kmer_spec(alphabet)
         self.unknown_id = alphabet.tokens.index(alphabet.unknown_residue)
         self.seen = _IdHashSet()
@@ -340,17 +265,6 @@ class _Hygiene:
         dup |= within
         self.seen.add(np.unique(h[~dup]))
         return dup
-
-
-def _locate_first(config: PrepareConfig, rid: str, before: tuple[int, int]) -> str | None:
-    """Where the first record with id ``rid`` is (re-reads the inputs; error path only)."""
-    for fi, path in enumerate(config.inputs[: before[0] + 1]):
-        for rec in _records(config, fi):
-            if (fi, rec.number) >= before:
-                return None
-            if rec.id == rid:
-                return f"record {rec.number} of {path}"
-    return None
 
 
 def _records(config: PrepareConfig, file_index: int, progress=None) -> Iterator[Record]:
@@ -422,6 +336,190 @@ def _open_progress(callback: PrepareProgress | None):
     return on_bytes, flush
 
 
+class _Pipeline(ABC):
+    """The six checks of the module docstring over batches of records, writing to ``writer``.
+
+    Counts (:data:`COUNT_KEYS`) and the written residues' composition accumulate
+    across batches. How an error names a record and which option fixes it
+    depends on where the records come from: files (:class:`_FilePipeline`,
+    ``bioprune prepare``) or a list in memory (``Corpus.from_sequences``).
+    """
+
+    def __init__(self, policy, alphabet: Alphabet, writer) -> None:
+        self.policy = policy
+        self.alphabet = alphabet
+        self.writer = writer
+        self.encoder = _Encoder(alphabet)
+        self.ids = _Ids(self)
+        self.hygiene = _Hygiene(alphabet)
+        self.counts = dict.fromkeys(COUNT_KEYS, 0)
+        self.composition = np.zeros(256, dtype=np.int64)  # written residues per token id
+
+    # -- wording (per source) -------------------------------------------------
+    @abstractmethod
+    def locate_first(self, rid: str, before: tuple[int, int]) -> str | None:
+        """Where the first record with id ``rid`` before ``(source, number)`` is, or None."""
+
+    @abstractmethod
+    def invalid_error(self, source: int, rec: Record, pos: int) -> Exception:
+        """The error for an invalid character at 0-based ``pos`` of ``rec``."""
+
+    @abstractmethod
+    def duplicate_error(self, source: int, rec: Record, earlier: str) -> Exception:
+        """The error for ``rec`` repeating the id of the record at ``earlier``."""
+
+    # -- the checks ----------------------------------------------------------
+    def process(self, batch: list[Record], source: int) -> int:
+        """Check, encode and write one batch; returns the number of records written."""
+        self.counts["read"] += len(batch)
+        final_ids, renamed, id_error = self.ids.resolve(batch, source)
+        keep, seqs, cropped = self._length_policy(batch)
+        raw, tokens, offsets, bad = self.encoder(seqs)
+        if bad.size:
+            owner = np.searchsorted(offsets, bad, side="right") - 1
+            if self.policy.on_invalid == "error" and (
+                id_error is None or keep[int(owner[0])] < id_error[0]
+            ):
+                k = int(owner[0])
+                raise self.invalid_error(source, batch[keep[k]], int(bad[0] - offsets[k]))
+        if id_error is not None:
+            raise self.duplicate_error(source, *id_error[1:])
+        skip = np.zeros(len(keep), dtype=bool)
+        if bad.size:
+            raw, tokens = self._invalid_policy(raw, tokens, bad, owner, skip)
+        text = raw.decode("latin-1")
+        off = offsets.tolist()
+        self._hygiene_policy(text, off, tokens, offsets, skip)
+        written = 0
+        if not skip.any():
+            self.composition += np.bincount(tokens, minlength=256)
+        for k, i in enumerate(keep):
+            if skip[k]:
+                continue
+            a, b = off[k], off[k + 1]
+            if skip.any():
+                self.composition += np.bincount(tokens[a:b], minlength=256)
+            self.writer.add(final_ids[i], batch[i].description, text[a:b], tokens[a:b])
+            written += 1
+            self.counts["long_cropped"] += cropped[k]
+            self.counts["ids_deduplicated"] += renamed[i]
+        self.counts["written"] += written
+        return written
+
+    def _length_policy(self, batch: list[Record]) -> tuple[list[int], list[str], list[bool]]:
+        """Checks 2 and 3: which records go on (batch positions), their text, cropped or not."""
+        max_len = self.policy.max_length
+        crop = self.policy.on_long == "crop"
+        keep: list[int] = []
+        seqs: list[str] = []
+        cropped: list[bool] = []
+        for i, rec in enumerate(batch):
+            n = len(rec.sequence)
+            if n == 0:
+                self.counts["empty_skipped"] += 1
+            elif n <= max_len or crop:
+                keep.append(i)
+                seqs.append(rec.sequence[:max_len])
+                cropped.append(n > max_len)
+            else:
+                self.counts["long_skipped"] += 1
+        return keep, seqs, cropped
+
+    def _invalid_policy(self, raw: bytes, tokens, bad, owner, skip) -> tuple[bytes, np.ndarray]:
+        """Check 4 under "skip" (marks ``skip``) or "replace" (rewrites the bad characters)."""
+        if self.policy.on_invalid == "skip":
+            bad_records = np.unique(owner)
+            self.counts["invalid_skipped"] += len(bad_records)
+            skip[bad_records] = True
+            return raw, tokens
+        tokens = tokens.copy()
+        tokens[bad] = self.encoder.unknown_id
+        fixed = np.frombuffer(raw, dtype=np.uint8).copy()
+        fixed[bad] = self.encoder.unknown_byte
+        self.counts["invalid_replaced_chars"] += int(bad.size)
+        self.counts["invalid_replaced_records"] += len(np.unique(owner))
+        return fixed.tobytes(), tokens
+
+    def _hygiene_policy(self, text: str, off: list[int], tokens, offsets, skip) -> None:
+        """Checks 5 and 6 on the records not yet skipped; marks ``skip`` per the policy."""
+        low, n_run = self.hygiene.flags(tokens, offsets)
+        low &= ~skip
+        n_run &= ~skip
+        self.counts["low_complexity"] += int(low.sum())
+        self.counts["n_runs"] += int(n_run.sum())
+        if self.policy.drop_low_complexity:
+            self.counts["low_complexity_skipped"] += int((low | n_run).sum())
+            skip |= low | n_run
+        candidates = np.flatnonzero(~skip)
+        dup = self.hygiene.duplicates([text[off[k] : off[k + 1]] for k in candidates.tolist()])
+        self.counts["exact_duplicates"] += int(dup.sum())
+        if self.policy.dedup == "exact":
+            self.counts["duplicates_skipped"] += int(dup.sum())
+            skip[candidates[dup]] = True
+
+    def finish(self, store: dict) -> list[str]:
+        """Check the counts add up; returns (and logs) the composition notes."""
+        notes = _composition_notes(self.alphabet, self.composition)
+        for note in notes:
+            logger.warning("%s", note)
+        skipped = sum(self.counts[k] for k in SKIP_KEYS)
+        if (
+            self.counts["read"] != self.counts["written"] + skipped
+            or store["num_sequences"] != self.counts["written"]
+        ):
+            raise RuntimeError(f"prepare's counts do not add up: {self.counts}")  # a bug
+        return notes
+
+    def hygiene_manifest(self) -> dict:
+        """The ``hygiene`` entry of the manifest: what the flags mean and the policy."""
+        return {
+            "low_complexity": {
+                "measure": f"normalised {self.hygiene.k}-mer entropy",
+                "threshold": hygiene.LOW_COMPLEXITY,
+                "min_kmers": hygiene.MIN_KMERS,
+            },
+            "n_run": {"unknown_residue": self.alphabet.unknown_residue, "min_run": hygiene.N_RUN},
+            "exact_duplicates": "normalised sequence, 64-bit blake2b",
+            "dedup": self.policy.dedup,
+            "drop_low_complexity": self.policy.drop_low_complexity,
+        }
+
+
+class _FilePipeline(_Pipeline):
+    """``bioprune prepare``'s wording: records are numbered within input files."""
+
+    def __init__(self, config: PrepareConfig, alphabet: Alphabet, writer) -> None:
+        super().__init__(config, alphabet, writer)
+        self.config = config
+
+    def locate_first(self, rid: str, before: tuple[int, int]) -> str | None:
+        """Where the first record with id ``rid`` is (re-reads the inputs; error path only)."""
+        for fi, path in enumerate(self.config.inputs[: before[0] + 1]):
+            for rec in _records(self.config, fi):
+                if (fi, rec.number) >= before:
+                    return None
+                if rec.id == rid:
+                    return f"record {rec.number} of {path}"
+        return None
+
+    def invalid_error(self, source: int, rec: Record, pos: int) -> Exception:
+        return ValueError(
+            f"{self.config.inputs[source]}: record {rec.number} (id {rec.id!r}): character "
+            f"{rec.sequence[pos]!r} at position {pos + 1} is not in the "
+            f"{self.alphabet.name} alphabet ({self.alphabet.residues}); pass "
+            "--on-invalid skip or --on-invalid replace to continue"
+        )
+
+    def duplicate_error(self, source: int, rec: Record, earlier: str) -> Exception:
+        here = f"record {rec.number} of {self.config.inputs[source]}"
+        return ValueError(
+            f"duplicate id {rec.id!r}: {here} repeats {earlier}; ids must be "
+            "unique (pass --dedupe-ids to rename repeats ID_2, ID_3, ...; "
+            "with several text/table inputs without --id-column, record "
+            "numbers repeat across files)"
+        )
+
+
 def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> PrepareResult:
     """Read ``config.inputs`` and write the corpus directory ``config.out`` atomically.
 
@@ -443,161 +541,31 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
         ``allow_empty``; nothing is left at ``out``.
 
     Warnings (also returned as ``notes`` and stored in the manifest) go to the
-    ``bioprune`` logger: a protein corpus whose residues are more than
+    ``bioprune.data`` logger: a protein corpus whose residues are more than
     :data:`NUCLEIC_FRACTION` A/C/G/T/U.
     """
     from bioprune.data.corpus import CorpusWriter
 
     alphabet = get_alphabet(config.alphabet)
-    encoder = _Encoder(alphabet)
-    ids_policy = _Ids(config)
-    hygiene_policy = _Hygiene(config, alphabet)
-    counts = dict.fromkeys(COUNT_KEYS, 0)
-    max_len = config.max_length
-    crop = config.on_long == "crop"
-    sources = [
-        {
-            "path": str(p),
-            "format": fmt,
-            "size": p.stat().st_size,
-            "checksum": artifacts.file_checksum(p),
-            "records_read": 0,
-            "records_written": 0,
-        }
-        for p, fmt in zip(config.inputs, config.formats, strict=True)
-    ]
+    sources = [_source_entry(p, fmt) for p, fmt in zip(config.inputs, config.formats, strict=True)]
     on_bytes, flush_progress = _open_progress(progress)
-    composition = np.zeros(256, dtype=np.int64)  # written residues per token id
-
     with artifacts.atomic_dir(config.out, overwrite=config.overwrite) as tmp:
-        writer = CorpusWriter(tmp, alphabet)
-        for fi, path in enumerate(config.inputs):
-            source = sources[fi]
+        pipeline = _FilePipeline(config, alphabet, CorpusWriter(tmp, alphabet))
+        for fi, source in enumerate(sources):
             for batch in _batches(_records(config, fi, on_bytes), BATCH_RECORDS):
-                n_read = len(batch)
-                counts["read"] += n_read
-                source["records_read"] += n_read
-                final_ids, renamed, id_error = ids_policy.resolve(batch, fi)
-
-                keep: list[int] = []
-                seqs: list[str] = []
-                cropped: list[bool] = []
-                for i, rec in enumerate(batch):
-                    seq = rec.sequence
-                    n = len(seq)
-                    if n == 0:
-                        counts["empty_skipped"] += 1
-                    elif n <= max_len:
-                        keep.append(i)
-                        seqs.append(seq)
-                        cropped.append(False)
-                    elif crop:
-                        keep.append(i)
-                        seqs.append(seq[:max_len])
-                        cropped.append(True)
-                    else:
-                        counts["long_skipped"] += 1
-
-                raw, tokens, offsets, bad = encoder(seqs)
-                bad_records: set[int] = set()
-                if bad.size:
-                    owner = np.searchsorted(offsets, bad, side="right") - 1
-                    if config.on_invalid == "error" and (
-                        id_error is None or keep[int(owner[0])] < id_error[0]
-                    ):
-                        k = int(owner[0])
-                        rec = batch[keep[k]]
-                        pos = int(bad[0] - offsets[k])
-                        raise ValueError(
-                            f"{path}: record {rec.number} (id {rec.id!r}): character "
-                            f"{rec.sequence[pos]!r} at position {pos + 1} is not in the "
-                            f"{alphabet.name} alphabet ({alphabet.residues}); pass "
-                            "--on-invalid skip or --on-invalid replace to continue"
-                        )
-                if id_error is not None:
-                    raise ValueError(id_error[1])
-                if bad.size:
-                    if config.on_invalid == "skip":
-                        bad_records = set(np.unique(owner).tolist())
-                        counts["invalid_skipped"] += len(bad_records)
-                    else:
-                        tokens = tokens.copy()
-                        tokens[bad] = encoder.unknown_id
-                        fixed = np.frombuffer(raw, dtype=np.uint8).copy()
-                        fixed[bad] = encoder.unknown_byte
-                        raw = fixed.tobytes()
-                        counts["invalid_replaced_chars"] += int(bad.size)
-                        counts["invalid_replaced_records"] += len(np.unique(owner))
-                text = raw.decode("latin-1")
-                off = offsets.tolist()
-                skip = np.zeros(len(keep), dtype=bool)
-                if bad_records:
-                    skip[list(bad_records)] = True
-                low, n_run = hygiene_policy.flags(tokens, offsets)
-                low &= ~skip
-                n_run &= ~skip
-                counts["low_complexity"] += int(low.sum())
-                counts["n_runs"] += int(n_run.sum())
-                if config.drop_low_complexity:
-                    counts["low_complexity_skipped"] += int((low | n_run).sum())
-                    skip |= low | n_run
-                candidates = np.flatnonzero(~skip)
-                dup = hygiene_policy.duplicates(
-                    [text[off[k] : off[k + 1]] for k in candidates.tolist()]
-                )
-                counts["exact_duplicates"] += int(dup.sum())
-                if config.dedup == "exact":
-                    counts["duplicates_skipped"] += int(dup.sum())
-                    skip[candidates[dup]] = True
-                skipped_here = set(np.flatnonzero(skip).tolist())
-                written = 0
-                if not skipped_here:
-                    composition += np.bincount(tokens, minlength=256)
-                for k, i in enumerate(keep):
-                    if k in skipped_here:
-                        continue
-                    a, b = off[k], off[k + 1]
-                    if skipped_here:
-                        composition += np.bincount(tokens[a:b], minlength=256)
-                    writer.add(final_ids[i], batch[i].description, text[a:b], tokens[a:b])
-                    written += 1
-                    counts["long_cropped"] += cropped[k]
-                    counts["ids_deduplicated"] += renamed[i]
-                counts["written"] += written
-                source["records_written"] += written
-                flush_progress(n_read)
-        if not counts["written"] and not config.allow_empty:
-            raise _nothing_written(config, counts)
-        store = writer.close()
-        notes = _composition_notes(alphabet, composition)
-        for note in notes:
-            logger.warning("%s", note)
-        skipped = sum(counts[k] for k in SKIP_KEYS)
-        if (
-            counts["read"] != counts["written"] + skipped
-            or store["num_sequences"] != counts["written"]
-        ):
-            raise RuntimeError(f"prepare's counts do not add up: {counts}")  # a bug, not input
+                source["records_read"] += len(batch)
+                source["records_written"] += pipeline.process(batch, fi)
+                flush_progress(len(batch))
+        if not pipeline.counts["written"] and not config.allow_empty:
+            raise _nothing_written(config, pipeline.counts)
+        store = pipeline.writer.close()
+        notes = pipeline.finish(store)
         manifest = {
-            "format": "bioprune-corpus",
-            "format_version": 1,
-            **store,
-            "max_length": max_len,
-            "counts": counts,
+            **corpus_manifest(store, pipeline),
             "sources": sources,
             "options": config.to_dict(),
             "seed": config.seed,
-            "hygiene": {
-                "low_complexity": {
-                    "measure": f"normalised {hygiene_policy.k}-mer entropy",
-                    "threshold": hygiene.LOW_COMPLEXITY,
-                    "min_kmers": hygiene.MIN_KMERS,
-                },
-                "n_run": {"unknown_residue": alphabet.unknown_residue, "min_run": hygiene.N_RUN},
-                "exact_duplicates": "normalised sequence, 64-bit blake2b",
-                "dedup": config.dedup,
-                "drop_low_complexity": config.drop_low_complexity,
-            },
+            "hygiene": pipeline.hygiene_manifest(),
             "notes": notes,
             **artifacts.provenance(),
         }
@@ -609,10 +577,104 @@ def prepare(config: PrepareConfig, progress: PrepareProgress | None = None) -> P
         out=config.out,
         num_sequences=store["num_sequences"],
         num_tokens=store["num_tokens"],
-        counts=counts,
+        counts=pipeline.counts,
         manifest=manifest,
         notes=notes,
     )
+
+
+def _source_entry(path: Path, fmt: str) -> dict:
+    """A ``sources`` entry of the manifest (the record counts are filled in as it is read)."""
+    return {
+        "path": str(path),
+        "format": fmt,
+        "size": path.stat().st_size,
+        "checksum": artifacts.file_checksum(path),
+        "records_read": 0,
+        "records_written": 0,
+    }
+
+
+def corpus_manifest(store: dict, pipeline: _Pipeline) -> dict:
+    """A corpus manifest's first keys: format, the store's counts and checksums, policy counts."""
+    return {
+        "format": "bioprune-corpus",
+        "format_version": 1,
+        **store,
+        "max_length": pipeline.policy.max_length,
+        "counts": pipeline.counts,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Sequences in memory (``Corpus.from_sequences``)
+# ---------------------------------------------------------------------------
+
+
+class _MemoryPipeline(_Pipeline):
+    """``Corpus.from_sequences``'s wording: records are numbered 1.. in the caller's list."""
+
+    def __init__(self, records: list[Record], policy, alphabet: Alphabet, writer) -> None:
+        super().__init__(policy, alphabet, writer)
+        self.records = records
+
+    def locate_first(self, rid: str, before: tuple[int, int]) -> str | None:
+        for rec in self.records[: before[1] - 1]:
+            if rec.id == rid:
+                return f"sequence {rec.number}"
+        return None
+
+    def invalid_error(self, source: int, rec: Record, pos: int) -> Exception:
+        return ConfigError(
+            "sequences",
+            f"sequence {rec.number} (id {rec.id!r}): character {rec.sequence[pos]!r} at "
+            f"position {pos + 1} is not in the {self.alphabet.name} alphabet "
+            f"({self.alphabet.residues}); pass on_invalid='skip' or on_invalid='replace' "
+            "to continue",
+        )
+
+    def duplicate_error(self, source: int, rec: Record, earlier: str) -> Exception:
+        return ConfigError(
+            "ids",
+            f"duplicate id {rec.id!r}: sequence {rec.number} repeats {earlier}; ids must be "
+            "unique (pass dedupe_ids=True to rename repeats ID_2, ID_3, ...)",
+        )
+
+
+def prepare_sequences(
+    sequences, alphabet: Alphabet, ids, policy: SequencePolicy, writer
+) -> tuple[dict, dict]:
+    """Run ``prepare``'s checks over sequences in memory, writing to ``writer``.
+
+    Returns the writer's store information and the manifest (without
+    provenance: nothing was read from a file). An empty result is allowed.
+    """
+    sequences = None if isinstance(sequences, str) else list(sequences)
+    if sequences is None or not all(isinstance(s, str) for s in sequences):
+        raise ConfigError("sequences", "must be a list of strings (one per sequence)")
+    if ids is None:
+        ids = [str(i) for i in range(1, len(sequences) + 1)]
+    ids = [str(i) for i in ids]
+    if len(ids) != len(sequences):
+        raise ConfigError("ids", f"{len(ids)} ids for {len(sequences)} sequences")
+    records = [
+        Record(rid, "", seq, n)
+        for n, (rid, seq) in enumerate(zip(ids, sequences, strict=True), start=1)
+    ]
+    pipeline = _MemoryPipeline(records, policy, alphabet, writer)
+    for start in range(0, len(records), BATCH_RECORDS):
+        pipeline.process(records[start : start + BATCH_RECORDS], 0)
+    store = writer.close()
+    notes = pipeline.finish(store)
+    manifest = {
+        **corpus_manifest(store, pipeline),
+        "sources": [{"path": None, "format": "memory", "records_read": len(records)}],
+        "options": {"alphabet": alphabet.name, **asdict(policy)},
+        "seed": None,
+        "hygiene": pipeline.hygiene_manifest(),
+        "notes": notes,
+    }
+    return store, manifest
 
 
 def _nothing_written(config: PrepareConfig, counts: dict[str, int]) -> InputError:

@@ -122,16 +122,12 @@ def plot_stats(corpus: Corpus, stats: dict, path: str | Path, bins: int = 60) ->
     (tallest bin > 20x the median non-empty bin), and the ``max_length`` crop
     limit is drawn as a dashed line. Written atomically.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bioprune.report.figures import figure
 
     path = Path(path)
     lengths = corpus.lengths
-    fig, (ax_len, ax_comp) = plt.subplots(
-        1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]}
-    )
+    fig = figure(12, 4.5)
+    ax_len, ax_comp = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     if len(lengths):
         hist, edges, _ = ax_len.hist(lengths, bins=bins, color="#4C72B0", edgecolor="white")
         if _log_scale_needed(hist):
@@ -155,12 +151,10 @@ def plot_stats(corpus: Corpus, stats: dict, path: str | Path, bins: int = 60) ->
     ax_comp.set_xticks(range(len(tokens)), tokens, fontsize=8 if len(tokens) > 20 else 10)
     ax_comp.set_ylabel("fraction of residues")
     ax_comp.set_title(f"Residue composition ({stats['num_tokens']:,} residues)")
-    fig.suptitle(f"{Path(stats['path']).name} ({stats['alphabet']})")
+    name = "in-memory corpus" if corpus.path is None else Path(stats["path"]).name
+    fig.suptitle(f"{name} ({stats['alphabet']})")
     fig.tight_layout()
 
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     return path

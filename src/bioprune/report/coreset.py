@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 
 from bioprune import artifacts
+from bioprune.report.figures import figure, save
 
 __all__ = ["inspect_coreset"]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.report")
 
 PLOT_LENGTHS = artifacts.INSPECT_LENGTHS
 PLOT_COMPOSITION = artifacts.INSPECT_COMPOSITION
@@ -52,13 +53,6 @@ _TOKEN_CHUNK = 1 << 26  # tokens per bincount step
 _INDEX_CHUNK = 1 << 16  # examples per gather step
 _MAX_LABEL_BARS = 30
 _CORPUS_COLOR, _CORESET_COLOR = "#4c72b0", "#dd8452"
-
-
-def _figure(w: float, h: float):
-    """A Matplotlib figure outside pyplot (no global state, no backend switch)."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h))
 
 
 def _describe(lengths: np.ndarray) -> dict[str, Any]:
@@ -103,19 +97,13 @@ def _read_labels(path: Path, corpus_ids) -> tuple[Any, Any, str, dict[str, int]]
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
+
+    from bioprune.report.diagnostics import read_tsv_strings
 
     if not path.is_file():
         raise FileNotFoundError(f"labels file {path} does not exist")
     try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={f"f{i}": pa.string() for i in range(64)}, strings_can_be_null=False
-            ),
-        )
+        table = read_tsv_strings(path)
     except pa.ArrowInvalid as exc:
         raise ValueError(f"labels file {path}: {exc}; expected id<TAB>label lines") from None
     if table.num_columns < 2:
@@ -183,7 +171,7 @@ def _label_coverage(
 
 
 def _plot_lengths(path: Path, corpus_len: np.ndarray, coreset_len: np.ndarray, stats: dict):
-    fig = _figure(7, 4)
+    fig = figure(7, 4)
     ax = fig.add_subplot()
     lo, hi = max(1, int(corpus_len.min())), max(2, int(corpus_len.max()))
     log_scale = hi / lo > 20
@@ -204,13 +192,12 @@ def _plot_lengths(path: Path, corpus_len: np.ndarray, coreset_len: np.ndarray, s
     ax.set_ylabel("density")
     ax.set_title("Length distribution (dotted: medians)")
     ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)
 
 
 def _plot_composition(path: Path, rows: list[dict[str, Any]]):
     width = max(5, 0.45 * len(rows) + 2)
-    fig = _figure(width, 5.5)
+    fig = figure(width, 5.5)
     ax, bx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["corpus_fraction"] for r in rows], 0.4, label="corpus", color=_CORPUS_COLOR)
@@ -230,13 +217,12 @@ def _plot_composition(path: Path, rows: list[dict[str, Any]]):
     bx.axhline(0, color="0.3", linewidth=0.8)
     bx.set_ylabel("coreset vs corpus (%)")
     bx.set_xticks(x, [r["token"] for r in rows])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)
 
 
 def _plot_labels(path: Path, rows: list[dict[str, Any]], name: str):
     shown = [r for r in rows if r["label"] is not None][:_MAX_LABEL_BARS]
-    fig = _figure(8, 1.5 + 0.3 * max(1, len(shown)))
+    fig = figure(8, 1.5 + 0.3 * max(1, len(shown)))
     ax = fig.add_subplot()
     y = np.arange(len(shown))
     ax.barh(y + 0.2, [r["corpus"] for r in shown], 0.4, label="corpus", color=_CORPUS_COLOR)
@@ -250,15 +236,14 @@ def _plot_labels(path: Path, rows: list[dict[str, Any]], name: str):
     more = len([r for r in rows if r["label"] is not None]) - len(shown)
     ax.set_title(f"Coverage per {name}" + (f" (largest {len(shown)}; {more} more)" if more else ""))
     ax.legend(frameon=False, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)
 
 
 def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict):
     d = meta.get("details", {})
     strata = d.get("strata_table") if meta.get("method") == "cci" else None
     nrows = 2 if strata else 1
-    fig = _figure(8, 3.6 * nrows)
+    fig = figure(8, 3.6 * nrows)
     axes = fig.subplots(nrows, 1, squeeze=False)
     ax = axes[0, 0]
     # Scores span orders of magnitude (300 to 1.6e6 on a real corpus): on a linear
@@ -294,8 +279,7 @@ def _plot_scores(path: Path, scores: np.ndarray, picked: np.ndarray, meta: dict)
     else:
         ax.set_title(f"Influence of corpus and coreset ({meta.get('method', '?')})")
     ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)
     return "log" if log_x else "linear"
 
 
@@ -433,6 +417,49 @@ def inspect_coreset(
 
     corpus = Corpus(corpus_path)
     selection_path = Path(selection_path)
+    meta, indices = _read_selection(selection_path, corpus)
+    n = len(corpus)
+    summary: dict[str, Any] = {
+        "corpus": str(corpus_path),
+        "selection": str(selection_path),
+        "method": meta.get("method"),
+        "n_corpus": n,
+        "n_coreset": len(indices),
+        "fraction": len(indices) / n if n else 0.0,
+        "plots": {},
+    }
+    artifacts.check_not_input(out, (corpus_path, selection_path, scores_path, labels_path))
+    table = None
+    if scores_path is not None:  # checked before any plot is drawn
+        from bioprune.selection.io import check_scores_match_corpus, read_scores
+
+        table = read_scores(scores_path)
+        check_scores_match_corpus(table, corpus)
+    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
+        _inspect_lengths(tmp, summary, corpus.lengths, indices)
+        _inspect_composition(tmp, summary, corpus, indices)
+        if labels_path is not None:
+            _inspect_labels(tmp, summary, corpus, indices, Path(labels_path), label_groups)
+        if table is not None:
+            _inspect_scores(tmp, summary, corpus, indices, meta, table, scores_path, labels_path)
+        summary.update(artifacts.provenance())
+        artifacts.write_json(tmp / SUMMARY, summary)
+        artifacts.write_json(
+            tmp / artifacts.RUN_CONFIG,
+            {
+                "command": "inspect",
+                "corpus": str(corpus_path),
+                "selection": str(selection_path),
+                "scores": str(scores_path) if scores_path is not None else None,
+                "labels": str(labels_path) if labels_path is not None else None,
+                "out": str(out),
+            },
+        )
+    return summary
+
+
+def _read_selection(selection_path: Path, corpus) -> tuple[dict[str, Any], np.ndarray]:
+    """The selection's metadata and sorted indices, checked against ``corpus``."""
     meta_path = selection_path / artifacts.SELECTION_META
     if not meta_path.is_file():
         raise FileNotFoundError(
@@ -452,105 +479,85 @@ def inspect_coreset(
         raise ValueError(f"selection {selection_path} holds indices outside corpus of {n}")
     if len(np.unique(indices)) != len(indices):
         raise ValueError(f"selection {selection_path} lists some example twice")
+    return meta, indices
 
-    summary: dict[str, Any] = {
-        "corpus": str(corpus_path),
-        "selection": str(selection_path),
-        "method": meta.get("method"),
-        "n_corpus": n,
-        "n_coreset": len(indices),
-        "fraction": len(indices) / n if n else 0.0,
-        "plots": {},
+
+def _inspect_lengths(tmp: Path, summary: dict, lengths: np.ndarray, indices: np.ndarray) -> None:
+    stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}
+    summary["lengths"] = stats
+    summary["long"] = {
+        "threshold": LONG_RESIDUES,
+        "corpus": int((lengths > LONG_RESIDUES).sum()),
+        "coreset": int((lengths[indices] > LONG_RESIDUES).sum()),
     }
-    artifacts.check_not_input(out, (corpus_path, selection_path, scores_path, labels_path))
-    table = None
-    if scores_path is not None:  # checked before any plot is drawn
-        from bioprune.selection.io import check_scores_match_corpus, read_scores
+    _plot_lengths(tmp / PLOT_LENGTHS, lengths, lengths[indices], stats)
+    summary["plots"]["lengths"] = PLOT_LENGTHS
 
-        table = read_scores(scores_path)
-        check_scores_match_corpus(table, corpus)
-    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
-        lengths = corpus.lengths
-        stats = {"corpus": _describe(lengths), "coreset": _describe(lengths[indices])}
-        summary["lengths"] = stats
-        summary["long"] = {
-            "threshold": LONG_RESIDUES,
-            "corpus": int((lengths > LONG_RESIDUES).sum()),
-            "coreset": int((lengths[indices] > LONG_RESIDUES).sum()),
+
+def _inspect_composition(tmp: Path, summary: dict, corpus, indices: np.ndarray) -> None:
+    full, part = _token_counts(corpus, None), _token_counts(corpus, indices)
+    used = np.flatnonzero(full + part)
+    tf, tp = max(int(full.sum()), 1), max(int(part.sum()), 1)
+    comp = [
+        {
+            "token": corpus.alphabet.tokens[t],
+            "corpus": int(full[t]),
+            "coreset": int(part[t]),
+            "corpus_fraction": float(full[t] / tf),
+            "coreset_fraction": float(part[t] / tp),
         }
-        _plot_lengths(tmp / PLOT_LENGTHS, lengths, lengths[indices], stats)
-        summary["plots"]["lengths"] = PLOT_LENGTHS
+        for t in used  # a loop over alphabet tokens
+    ]
+    summary["composition"] = comp
+    _plot_composition(tmp / PLOT_COMPOSITION, comp)
+    summary["plots"]["composition"] = PLOT_COMPOSITION
 
-        full, part = _token_counts(corpus, None), _token_counts(corpus, indices)
-        used = np.flatnonzero(full + part)
-        tf, tp = max(int(full.sum()), 1), max(int(part.sum()), 1)
-        comp = [
-            {
-                "token": corpus.alphabet.tokens[t],
-                "corpus": int(full[t]),
-                "coreset": int(part[t]),
-                "corpus_fraction": float(full[t] / tf),
-                "coreset_fraction": float(part[t] / tp),
-            }
-            for t in used  # a loop over alphabet tokens
-        ]
-        summary["composition"] = comp
-        _plot_composition(tmp / PLOT_COMPOSITION, comp)
-        summary["plots"]["composition"] = PLOT_COMPOSITION
 
-        if labels_path is not None:
-            corpus_ids = corpus.read_columns(["id"]).column("id").combine_chunks()
-            label_ids, labels, name, facts = _read_labels(Path(labels_path), corpus_ids)
-            rows = _label_coverage(corpus_ids, indices, label_ids, labels, label_groups)
-            summary["labels"] = {"file": str(labels_path), "name": name, **facts, "per_label": rows}
-            if label_groups:
-                summary["labels"]["groups"] = list(label_groups)
-            _plot_labels(tmp / PLOT_LABELS, rows, name)
-            summary["plots"]["labels"] = PLOT_LABELS
+def _inspect_labels(
+    tmp: Path, summary: dict, corpus, indices: np.ndarray, labels_path: Path, groups
+) -> None:
+    corpus_ids = corpus.read_columns(["id"]).column("id").combine_chunks()
+    label_ids, labels, name, facts = _read_labels(labels_path, corpus_ids)
+    rows = _label_coverage(corpus_ids, indices, label_ids, labels, groups)
+    summary["labels"] = {"file": str(labels_path), "name": name, **facts, "per_label": rows}
+    if groups:
+        summary["labels"]["groups"] = list(groups)
+    _plot_labels(tmp / PLOT_LABELS, rows, name)
+    summary["plots"]["labels"] = PLOT_LABELS
 
-        if table is not None:
-            reduction = meta.get("reduction") or "mean"
-            if reduction != "mean":  # the scores the selection saw (select --reduction)
-                from bioprune.selection.reduction import rescale_scores
 
-                facts = meta["reduction_facts"]  # checked by _read_selection_meta
-                table.scores = rescale_scores(
-                    table.scores, lengths, facts["mask_seed"], facts["mask_draws"], reduction
-                )
-            finite = np.isfinite(table.scores)
-            picked = table.scores[indices]
-            summary["scores"] = {
-                "file": str(scores_path),
-                "checksum": table.checksum,
-                "reduction": reduction,
-                "finite": int(finite.sum()),
-                "non_finite": int((~finite).sum()),
-                "coreset_non_finite": int((~np.isfinite(picked)).sum()),
-                "corpus_mean": float(table.scores[finite].mean()) if finite.any() else None,
-                "coreset_mean": (
-                    float(picked[np.isfinite(picked)].mean()) if np.isfinite(picked).any() else None
-                ),
-            }
-            if meta.get("method") == "cci":
-                summary["scores"]["strata"] = meta["details"].get("strata_table")
-            summary["scores"]["histogram_x_scale"] = _plot_scores(
-                tmp / PLOT_SCORES, table.scores[finite], picked[np.isfinite(picked)], meta
-            )
-            summary["plots"]["scores"] = PLOT_SCORES
-            summary["scores"]["diagnostics"] = _score_diagnostics(
-                tmp, summary, corpus, table.scores, indices, meta, labels_path
-            )
-        summary.update(artifacts.provenance())
-        artifacts.write_json(tmp / SUMMARY, summary)
-        artifacts.write_json(
-            tmp / artifacts.RUN_CONFIG,
-            {
-                "command": "inspect",
-                "corpus": str(corpus_path),
-                "selection": str(selection_path),
-                "scores": str(scores_path) if scores_path is not None else None,
-                "labels": str(labels_path) if labels_path is not None else None,
-                "out": str(out),
-            },
+def _inspect_scores(
+    tmp: Path, summary: dict, corpus, indices, meta: dict, table, scores_path, labels_path
+) -> None:
+    """Scores of corpus and coreset (as the selection saw them), plot and diagnostics."""
+    reduction = meta.get("reduction") or "mean"
+    if reduction != "mean":  # the scores the selection saw (select --reduction)
+        from bioprune.selection.reduction import rescale_scores
+
+        facts = meta["reduction_facts"]  # checked by _read_selection_meta
+        table.scores = rescale_scores(
+            table.scores, corpus.lengths, facts["mask_seed"], facts["mask_draws"], reduction
         )
-    return summary
+    finite = np.isfinite(table.scores)
+    picked = table.scores[indices]
+    summary["scores"] = {
+        "file": str(scores_path),
+        "checksum": table.checksum,
+        "reduction": reduction,
+        "finite": int(finite.sum()),
+        "non_finite": int((~finite).sum()),
+        "coreset_non_finite": int((~np.isfinite(picked)).sum()),
+        "corpus_mean": float(table.scores[finite].mean()) if finite.any() else None,
+        "coreset_mean": (
+            float(picked[np.isfinite(picked)].mean()) if np.isfinite(picked).any() else None
+        ),
+    }
+    if meta.get("method") == "cci":
+        summary["scores"]["strata"] = meta["details"].get("strata_table")
+    summary["scores"]["histogram_x_scale"] = _plot_scores(
+        tmp / PLOT_SCORES, table.scores[finite], picked[np.isfinite(picked)], meta
+    )
+    summary["plots"]["scores"] = PLOT_SCORES
+    summary["scores"]["diagnostics"] = _score_diagnostics(
+        tmp, summary, corpus, table.scores, indices, meta, labels_path
+    )

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from bioprune.report.figures import figure, save
+
 __all__ = [
     "LENGTH_WARNING_RHO",
     "LabelInfo",
@@ -42,7 +44,7 @@ __all__ = [
     "spearman",
 ]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.report")
 
 #: |Spearman(score, length)| above this earns a warning (inspect, study report).
 LENGTH_WARNING_RHO = 0.5
@@ -95,6 +97,22 @@ def length_warning(rho: float | None, *, score_name: str = "the influence score"
     )
 
 
+def read_tsv_strings(path: Path):
+    """A tab-separated file as a ``pyarrow.Table`` of strings, columns ``f0``, ``f1``, ...
+    (no header row assumed; quotes are ordinary characters; empty cells are ``""``)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    return pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types={f"f{i}": pa.string() for i in range(64)}, strings_can_be_null=False
+        ),
+    )
+
+
 def read_label_info(path: str | Path, corpus_ids) -> LabelInfo:
     """Read a labels TSV (``id<TAB>label[<TAB>kind...]``) aligned to the corpus ids.
 
@@ -105,20 +123,12 @@ def read_label_info(path: str | Path, corpus_ids) -> LabelInfo:
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
 
     from bioprune.errors import InputError, reading
 
     path = Path(path)
     with reading(path, "labels TSV"):
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={f"f{i}": pa.string() for i in range(64)}, strings_can_be_null=False
-            ),
-        )
+        table = read_tsv_strings(path)
     if table.num_columns < 2:
         raise InputError(path, "expected id<TAB>label lines, found one column")
     if not isinstance(corpus_ids, pa.Array):
@@ -190,24 +200,37 @@ def score_diagnostics(
 
         pct[finite] = 100.0 * (rankdata(scores[finite]) - 0.5) / n
     tops = _top_sets(scores) if n else {}
-    out["top"] = []
-    for q, idx in tops.items():
-        row: dict[str, Any] = {
-            "fraction": q,
-            "count": len(idx),
-            "median_length": float(np.median(lengths[idx])),
-        }
-        if info is not None and info.kinds is not None:
-            k = info.kinds[idx]
-            for kind in ("junk", *DUPLICATE_KINDS):
-                row[kind] = int(np.sum(k == kind))
-        if info is not None:
-            row["labels_present"] = len({x for x in info.labels[idx] if x is not None})
-        out["top"].append(row)
+    out["top"] = [_top_row(q, idx, lengths, info) for q, idx in tops.items()]
     out["median_length_corpus"] = float(np.median(lengths[finite])) if n else None
     if info is None:
         return out
-    # per label: count, median score, median percentile, members in the top 1% / 5%
+    out["per_label"] = {"name": info.name, "rows": _per_label(scores, lengths, pct, tops, info)}
+    if info.kinds is not None:
+        out["per_kind"] = _per_kind(finite, pct, tops, info.kinds)
+    if len(info.pairs):
+        out["duplicates"] = _duplicate_pairs(scores, pct, tops, info.pairs)
+    return out
+
+
+def _top_row(q: float, idx: np.ndarray, lengths: np.ndarray, info: LabelInfo | None) -> dict:
+    """The top ``q`` fraction: size, median length, junk/duplicates and labels in it."""
+    row: dict[str, Any] = {
+        "fraction": q,
+        "count": len(idx),
+        "median_length": float(np.median(lengths[idx])),
+    }
+    if info is not None and info.kinds is not None:
+        k = info.kinds[idx]
+        for kind in ("junk", *DUPLICATE_KINDS):
+            row[kind] = int(np.sum(k == kind))
+    if info is not None:
+        row["labels_present"] = len({x for x in info.labels[idx] if x is not None})
+    return row
+
+
+def _per_label(scores, lengths, pct, tops: dict, info: LabelInfo) -> list[dict[str, Any]]:
+    """Per label: count, median score, median percentile, members in the top 1% / 5%."""
+    finite = np.isfinite(scores)
     per = []
     lab = info.labels
     names = sorted({x for x in lab[finite] if x is not None})
@@ -224,56 +247,48 @@ def score_diagnostics(
             row[f"top{q:g}"] = int(np.sum(lab[idx] == name))
         per.append(row)
     per.sort(key=lambda r: -r["median_percentile"])
-    out["per_label"] = {"name": info.name, "rows": per}
-    if info.kinds is not None:
-        kinds = []
-        for kind in sorted({x for x in info.kinds[finite] if x is not None}):
-            mask = finite & (info.kinds == kind)
-            kinds.append(
-                {
-                    "kind": kind,
-                    "count": int(mask.sum()),
-                    "median_percentile": float(np.median(pct[mask])),
-                    **{
-                        f"top{q:g}": int(np.sum(info.kinds[idx] == kind)) for q, idx in tops.items()
-                    },
-                }
-            )
-        out["per_kind"] = kinds
-    pairs = info.pairs
-    if len(pairs):
-        ok = finite[pairs[:, 0]] & finite[pairs[:, 1]]
-        p = pairs[ok]
-        a, b = scores[p[:, 0]], scores[p[:, 1]]
-        dup = {"pairs": len(p), "spearman": spearman(a, b)}
-        if len(p):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.abs(np.log10(a / b))
-            ratio = ratio[np.isfinite(ratio)]
-            dup["median_abs_log10_ratio"] = float(np.median(ratio)) if len(ratio) else None
-            dup["median_percentile_gap"] = float(np.median(np.abs(pct[p[:, 0]] - pct[p[:, 1]])))
-            top5 = np.zeros(len(scores), dtype=bool)
-            top5[tops[0.05]] = True
-            either = top5[p[:, 0]] | top5[p[:, 1]]
-            both = top5[p[:, 0]] & top5[p[:, 1]]
-            dup["top0.05_either"] = int(either.sum())
-            dup["top0.05_both"] = int(both.sum())
-        out["duplicates"] = dup
-    return out
+    return per
+
+
+def _per_kind(finite, pct, tops: dict, kinds: np.ndarray) -> list[dict[str, Any]]:
+    """Per ``kind`` value: count, median percentile, members in the top fractions."""
+    rows = []
+    for kind in sorted({x for x in kinds[finite] if x is not None}):
+        mask = finite & (kinds == kind)
+        rows.append(
+            {
+                "kind": kind,
+                "count": int(mask.sum()),
+                "median_percentile": float(np.median(pct[mask])),
+                **{f"top{q:g}": int(np.sum(kinds[idx] == kind)) for q, idx in tops.items()},
+            }
+        )
+    return rows
+
+
+def _duplicate_pairs(scores, pct, tops: dict, pairs: np.ndarray) -> dict[str, Any]:
+    """How alike copy and original score: Spearman, log ratio, percentile gap, top 5%."""
+    finite = np.isfinite(scores)
+    ok = finite[pairs[:, 0]] & finite[pairs[:, 1]]
+    p = pairs[ok]
+    a, b = scores[p[:, 0]], scores[p[:, 1]]
+    dup = {"pairs": len(p), "spearman": spearman(a, b)}
+    if len(p):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(np.log10(a / b))
+        ratio = ratio[np.isfinite(ratio)]
+        dup["median_abs_log10_ratio"] = float(np.median(ratio)) if len(ratio) else None
+        dup["median_percentile_gap"] = float(np.median(np.abs(pct[p[:, 0]] - pct[p[:, 1]])))
+        top5 = np.zeros(len(scores), dtype=bool)
+        top5[tops[0.05]] = True
+        either = top5[p[:, 0]] | top5[p[:, 1]]
+        both = top5[p[:, 0]] & top5[p[:, 1]]
+        dup["top0.05_either"] = int(either.sum())
+        dup["top0.05_both"] = int(both.sum())
+    return dup
 
 
 # -- plots (Figure API: no pyplot, no backend switch) ---------------------------------
-
-
-def _figure(w: float, h: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h))
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
 
 
 def _kind_colors(kinds: np.ndarray | None, n: int) -> list[tuple[str, np.ndarray, str]]:
@@ -294,7 +309,7 @@ def plot_score_vs_length(
     path: Path, scores: np.ndarray, lengths: np.ndarray, diag: dict, info: LabelInfo | None
 ) -> None:
     """Score against length, both on log axes, coloured by kind, with binned medians."""
-    fig = _figure(7, 4.5)
+    fig = figure(7, 4.5)
     ax = fig.add_subplot()
     ok = np.isfinite(scores) & (scores > 0) & (lengths > 0)
     kinds = info.kinds if info is not None else None
@@ -324,13 +339,13 @@ def plot_score_vs_length(
         title += " (length-biased)"
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=7, markerscale=3)
-    _save(fig, path)
+    save(fig, path, dpi=110)
 
 
 def plot_score_by_label(path: Path, scores: np.ndarray, info: LabelInfo, diag: dict) -> None:
     """One box per label (log score), ordered by median percentile, with top-5% counts."""
     rows = diag["per_label"]["rows"][:_MAX_LABEL_ROWS]
-    fig = _figure(8, 1.4 + 0.32 * max(1, len(rows)))
+    fig = figure(8, 1.4 + 0.32 * max(1, len(rows)))
     ax = fig.add_subplot()
     ok = np.isfinite(scores) & (scores > 0)
     data = [scores[ok & (info.labels == r["label"])] for r in rows]
@@ -348,12 +363,12 @@ def plot_score_by_label(path: Path, scores: np.ndarray, info: LabelInfo, diag: d
         ax.set_xscale("log")
     ax.set_xlabel("score (log scale)")
     ax.set_title(f"Score by {diag['per_label']['name']} (highest median first)")
-    _save(fig, path)
+    save(fig, path, dpi=110)
 
 
 def plot_duplicate_pairs(path: Path, scores: np.ndarray, pairs: np.ndarray, diag: dict) -> None:
     """Score of each copy against its original's, log axes, with the diagonal."""
-    fig = _figure(5, 5)
+    fig = figure(5, 5)
     ax = fig.add_subplot()
     a, b = scores[pairs[:, 1]], scores[pairs[:, 0]]
     ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
@@ -371,7 +386,7 @@ def plot_duplicate_pairs(path: Path, scores: np.ndarray, pairs: np.ndarray, diag
         f"{d.get('pairs', 0):,} duplicate pairs"
         + (f": Spearman {rho:.2f}" if rho is not None else "")
     )
-    _save(fig, path)
+    save(fig, path, dpi=110)
 
 
 def plot_strata_log(path: Path, strata: list[dict], scores: np.ndarray, picked: np.ndarray) -> bool:
@@ -388,7 +403,7 @@ def plot_strata_log(path: Path, strata: list[dict], scores: np.ndarray, picked: 
     ]
     if not rows:
         return False
-    fig = _figure(8, 4)
+    fig = figure(8, 4)
     ax = fig.add_subplot()
     pos = scores[np.isfinite(scores) & (scores > 0)]
     floor = float(pos.min()) if len(pos) else min(s["upper"] for s in rows) / 10
@@ -406,5 +421,5 @@ def plot_strata_log(path: Path, strata: list[dict], scores: np.ndarray, picked: 
     ax.set_xlabel("score (log scale); each bar one stratum's [lower, upper]")
     ax.set_ylabel("examples (log scale)")
     ax.set_title(f"CCI strata on a log axis: pool (blue) and picks (orange); {len(picked):,} picks")
-    _save(fig, path)
+    save(fig, path, dpi=110)
     return True

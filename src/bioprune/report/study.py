@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 import logging
 import math
@@ -30,12 +29,13 @@ from typing import Any
 import numpy as np
 
 from bioprune import artifacts
+from bioprune.report.figures import figure, png
 from bioprune.workflow.config import StudyConfig, validate_study_config
 from bioprune.workflow.plan import FULL, FULL_EQUAL, RAW, StudyPlan, build_plan, model_row
 
 __all__ = ["Cell", "TableRow", "beats", "build_table", "write_study_report"]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.report")
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -200,16 +200,7 @@ def build_table(study: Path, plan: StudyPlan) -> tuple[list[TableRow], list[tupl
 
 
 def _figure(w: float, h: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h), dpi=110)
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return figure(w, h, dpi=110)
 
 
 def plot_data_efficiency(rows: list[TableRow], task: str, metric: str) -> bytes:
@@ -244,7 +235,7 @@ def plot_data_efficiency(rows: list[TableRow], task: str, metric: str) -> bytes:
     ax.set_ylabel(f"{metric} (test)")
     ax.set_title(f"Data efficiency: {task} (points of one size spread sideways)")
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _png(fig)
+    return png(fig)
 
 
 def plot_training_curves(curves: dict[str, list[dict]]) -> bytes:
@@ -264,7 +255,7 @@ def plot_training_curves(curves: dict[str, list[dict]]) -> bytes:
     ax.set_ylabel("validation loss (MLM)")
     ax.set_title("Training curves")
     ax.legend(frameon=False, fontsize=7, ncol=2)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_overlap(names: list[str], jac: np.ndarray) -> bytes:
@@ -286,7 +277,7 @@ def plot_overlap(names: list[str], jac: np.ndarray) -> bytes:
             )
     fig.colorbar(im, ax=ax, label="Jaccard")
     ax.set_title("Overlap between coresets")
-    return _png(fig)
+    return png(fig)
 
 
 # ---- the pieces of the report -------------------------------------------------------------
@@ -725,9 +716,37 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
     """
     study = Path(study).resolve()
     plan = _load_plan(study)
-    cfg = plan.config
     rows, columns = build_table(study, plan)
+    names = list(plan.coresets)
     doc = Doc()
+    _intro_section(doc, study, plan)
+    beat_rows = _results_section(doc, rows, columns)
+    junk = junk_and_duplicates(study, plan, names)
+    comp_numbers = _composition_section(doc, study, names, junk)
+    _efficiency_section(doc, plan, rows, columns)
+    score_diag = _diagnostics_section(doc, study, names, junk)
+    dirs = _model_dirs(study, plan)
+    _curves_section(doc, dirs)
+    _cost_section(doc, study, plan, dirs)
+    _provenance_section(doc, study, plan.config)
+    summary = {
+        "study": str(study),
+        "columns": [list(c) for c in columns],
+        "rows": [_row_summary(r) for r in rows],
+        "beats_random_1x": beat_rows,
+        "composition": comp_numbers,
+        "score_diagnostics": score_diag,
+        "beats_rule": "mean difference (better direction) > std + std of Random 1x",
+        **artifacts.provenance(),
+    }
+    _write_report(out, overwrite, doc, summary)
+    log.info("wrote %s", out)
+    return summary
+
+
+def _intro_section(doc: Doc, study: Path, plan: StudyPlan) -> None:
+    """The title and one paragraph: where the study is, its corpus, models and seeds."""
+    cfg = plan.config
     doc.md.append("# bioprune study report\n")
     doc.html.append("<h1>bioprune study report</h1>")
     n_corpus = None
@@ -746,10 +765,9 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
         f"evaluation seeds {seeds_eval}."
     )
 
-    # -- the table
-    doc.heading("Results")
-    header = ["model", "budget", "sequences"] + [f"{t}: {m}" for t, m in columns]
-    body, bold, beat_rows = [], set(), []
+
+def _best_means(rows: list[TableRow], columns: list[tuple[str, str]]) -> dict:
+    """The best finite mean of every column, in the metric's better direction."""
     best: dict[tuple[str, str], float] = {}
     for col in columns:
         vals = [
@@ -759,6 +777,15 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
         ]
         if vals:
             best[col] = max(vals) if larger_is_better(col[1]) else min(vals)
+    return best
+
+
+def _results_table(
+    rows: list[TableRow], columns: list[tuple[str, str]]
+) -> tuple[list[list[str]], set, list[dict]]:
+    """The results table's body, its bold cells and the cells that beat Random 1x."""
+    best = _best_means(rows, columns)
+    body, bold, beat_rows = [], set(), []
     by_key = {r.key: r for r in rows}
     for i, r in enumerate(rows):
         size = "all" if r.key in (FULL, FULL_EQUAL) else _fmt_int(r.size)
@@ -777,7 +804,16 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
                 bold.add((i, 3 + j))
             line.append(text)
         body.append(line)
+    return body, bold, beat_rows
+
+
+def _results_section(doc: Doc, rows: list[TableRow], columns: list[tuple[str, str]]) -> list:
+    """The results table and how to read it; returns the cells that beat Random 1x."""
+    doc.heading("Results")
+    header = ["model", "budget", "sequences"] + [f"{t}: {m}" for t, m in columns]
+    body, bold, beat_rows = _results_table(rows, columns)
     doc.table(header, body, bold=bold)
+    by_key = {r.key: r for r in rows}
     n_note = ", ".join(sorted({f"{r.label}: n={c.n}" for r in rows for c in r.cells.values()}))
     doc.para(
         f"mean ± std (sample std, ddof=1) over every seed behind a row (evaluation seeds x "
@@ -802,8 +838,11 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
     doc.para(
         f"Seeds per row: {n_note}.",
     )
-    names = list(plan.coresets)
-    junk = junk_and_duplicates(study, plan, names)
+    return beat_rows
+
+
+def _composition_section(doc: Doc, study: Path, names: list[str], junk: list) -> list:
+    """What each coreset holds (when the inspect outputs exist); returns the numbers."""
     comp_header, comp_rows, comp_numbers = composition(study, names, junk)
     if comp_rows:
         doc.heading("Composition of the coresets", 3)
@@ -815,8 +854,13 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
             "`duplicate` and `near_duplicate` picks); labels covered: label values (families, "
             "junk left out) with at least one pick."
         )
+    return comp_numbers
 
-    # -- data efficiency
+
+def _efficiency_section(
+    doc: Doc, plan: StudyPlan, rows: list[TableRow], columns: list[tuple[str, str]]
+) -> None:
+    """One data-efficiency plot per task (its first metric)."""
     doc.heading("Data efficiency")
     for task in plan.task_args:
         metrics = [m for t, m in columns if t == task]
@@ -827,95 +871,109 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
                 f"data efficiency on {task}",
             )
 
-    # -- diagnostics
+
+def _diagnostics_section(doc: Doc, study: Path, names: list[str], junk: list) -> list:
+    """Score diagnostics, overlap, junk and duplicates, and one folded block per coreset."""
     doc.heading("Coreset diagnostics")
     score_diag = score_diagnostics_section(doc, study, names)
     keys, jac = overlap(study, names)
     if len(keys) > 1:
         doc.image("overlap.png", plot_overlap(keys, jac), "Jaccard overlap between coresets")
     if junk:
-        has_kind = "junk" in junk[0]
-        hdr = ["coreset", "size", "exact duplicate sequences"]
-        if has_kind:
-            hdr += ["junk (corpus)", "duplicate (corpus)", "near-duplicate (corpus)"]
-        body = []
-        for j in junk:
-            line = [j["coreset"], _fmt_int(j["size"]), _fmt_int(j["exact_duplicates"])]
-            if has_kind:
-                line += [
-                    f"{j[k]} ({j[k + '_corpus']})" for k in ("junk", "duplicate", "near_duplicate")
-                ]
-            body.append(line)
-        doc.table(hdr, body)
-        doc.para(
-            "exact duplicate sequences: picks whose sequence equals another pick's (copies "
-            "beyond the first)"
-            + (
-                "; junk/duplicate/near-duplicate: picks whose `kind` in "
-                "the labels file says so, corpus totals in brackets."
-                if has_kind
-                else "."
-            )
-        )
+        _junk_table(doc, junk)
     for name in names:
-        inner = Doc()
-        summary = _read_json(study / "inspect" / name / artifacts.INSPECT_SUMMARY) or {}
-        meta = _read_json(study / "coresets" / name / artifacts.SELECTION_META) or {}
-        inner.heading(f"Coreset {name}", 3)
-        b = meta.get("budget") or {}
-        lengths = summary.get("lengths") or {}
-        inner.para(
-            f"{meta.get('method', '?')}, {_fmt_int(b.get('selected'))} of {_fmt_int(b.get('n'))} "
-            f"sequences, seed {meta.get('seed')}; median length "
-            f"{(lengths.get('coreset') or {}).get('median', float('nan')):.0f} "
-            f"(corpus {(lengths.get('corpus') or {}).get('median', float('nan')):.0f})"
+        doc.details(
+            f"{name}: score distribution, strata, labels, lengths", _coreset_details(study, name)
         )
-        strata = (meta.get("details") or {}).get("strata_table")
-        if strata:
-            inner.table(
-                ["stratum", "low", "high", "pool", "picks"],
-                [
-                    [
-                        str(s.get("stratum", k)),
-                        f"{s.get('lower', float('nan')):.4g}",
-                        f"{s.get('upper', float('nan')):.4g}",
-                        _fmt_int(s.get("pool")),
-                        _fmt_int(s.get("picks")),
-                    ]
-                    for k, s in enumerate(strata)
-                ],
-            )
-        per_label = ((summary.get("labels") or {}).get("per_label")) or []
-        if per_label:
-            lname = summary["labels"].get("name", "label")
-            inner.table(
-                [lname, "corpus", "coreset", "kept"],
-                [
-                    [
-                        str(x["label"]),
-                        _fmt_int(x["corpus"]),
-                        _fmt_int(x["coreset"]),
-                        f"{x['kept_fraction']:.1%}",
-                    ]
-                    for x in per_label[:20]
-                ],
-            )
-        for key in ("scores", "lengths", "labels", "composition"):
-            f = (summary.get("plots") or {}).get(key)
-            if f and (study / "inspect" / name / f).is_file():
-                inner.image(
-                    f"{name}-{f}", (study / "inspect" / name / f).read_bytes(), f"{name}: {key}"
-                )
-        doc.details(f"{name}: score distribution, strata, labels, lengths", inner)
+    return score_diag
 
-    # -- training curves
+
+def _junk_table(doc: Doc, junk: list[dict]) -> None:
+    has_kind = "junk" in junk[0]
+    hdr = ["coreset", "size", "exact duplicate sequences"]
+    if has_kind:
+        hdr += ["junk (corpus)", "duplicate (corpus)", "near-duplicate (corpus)"]
+    body = []
+    for j in junk:
+        line = [j["coreset"], _fmt_int(j["size"]), _fmt_int(j["exact_duplicates"])]
+        if has_kind:
+            kinds = ("junk", "duplicate", "near_duplicate")
+            line += [f"{j[k]} ({j[k + '_corpus']})" for k in kinds]
+        body.append(line)
+    doc.table(hdr, body)
+    doc.para(
+        "exact duplicate sequences: picks whose sequence equals another pick's (copies "
+        "beyond the first)"
+        + (
+            "; junk/duplicate/near-duplicate: picks whose `kind` in "
+            "the labels file says so, corpus totals in brackets."
+            if has_kind
+            else "."
+        )
+    )
+
+
+def _coreset_details(study: Path, name: str) -> Doc:
+    """One coreset: method and size, its strata, its labels and its inspect plots."""
+    inner = Doc()
+    summary = _read_json(study / "inspect" / name / artifacts.INSPECT_SUMMARY) or {}
+    meta = _read_json(study / "coresets" / name / artifacts.SELECTION_META) or {}
+    inner.heading(f"Coreset {name}", 3)
+    b = meta.get("budget") or {}
+    lengths = summary.get("lengths") or {}
+    inner.para(
+        f"{meta.get('method', '?')}, {_fmt_int(b.get('selected'))} of {_fmt_int(b.get('n'))} "
+        f"sequences, seed {meta.get('seed')}; median length "
+        f"{(lengths.get('coreset') or {}).get('median', float('nan')):.0f} "
+        f"(corpus {(lengths.get('corpus') or {}).get('median', float('nan')):.0f})"
+    )
+    strata = (meta.get("details") or {}).get("strata_table")
+    if strata:
+        inner.table(
+            ["stratum", "low", "high", "pool", "picks"],
+            [
+                [
+                    str(s.get("stratum", k)),
+                    f"{s.get('lower', float('nan')):.4g}",
+                    f"{s.get('upper', float('nan')):.4g}",
+                    _fmt_int(s.get("pool")),
+                    _fmt_int(s.get("picks")),
+                ]
+                for k, s in enumerate(strata)
+            ],
+        )
+    per_label = ((summary.get("labels") or {}).get("per_label")) or []
+    if per_label:
+        lname = summary["labels"].get("name", "label")
+        inner.table(
+            [lname, "corpus", "coreset", "kept"],
+            [
+                [
+                    str(x["label"]),
+                    _fmt_int(x["corpus"]),
+                    _fmt_int(x["coreset"]),
+                    f"{x['kept_fraction']:.1%}",
+                ]
+                for x in per_label[:20]
+            ],
+        )
+    for key in ("scores", "lengths", "labels", "composition"):
+        f = (summary.get("plots") or {}).get(key)
+        plot = study / "inspect" / name / f if f else None
+        if plot is not None and plot.is_file():
+            inner.image(f"{name}-{f}", plot.read_bytes(), f"{name}: {key}")
+    return inner
+
+
+def _curves_section(doc: Doc, dirs: dict[str, Path]) -> None:
     doc.heading("Training curves")
-    dirs = _model_dirs(study, plan)
     curves = {n: c for n, d in dirs.items() if n != "adapted" and (c := _read_curve(d))}
     if curves:
         doc.image("training-curves.png", plot_training_curves(curves), "validation loss vs tokens")
 
-    # -- cost
+
+def _cost_section(doc: Doc, study: Path, plan: StudyPlan, dirs: dict[str, Path]) -> None:
+    """Wall time, CPU time and memory per job; tokens trained on per model."""
     doc.heading("Cost")
     bench = _benchmarks(study, plan)
     if bench:
@@ -936,6 +994,19 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
             f"Total wall time of all jobs {sum(b['wall_s'] for b in bench):,.0f} s "
             "(jobs ran side by side; Snakemake benchmark files in benchmarks/)."
         )
+    comp = _compute_rows(dirs)
+    if comp:
+        doc.table(
+            ["model", "steps", "tokens seen", "compute vs Full (tokens)", "train wall (s)"], comp
+        )
+        doc.para(
+            "Compute is counted in tokens trained on (every model of one architecture costs "
+            "the same per token); the scoring cost is in the stage table above."
+        )
+
+
+def _compute_rows(dirs: dict[str, Path]) -> list[list[str]]:
+    """Per trained model: steps, tokens seen, tokens relative to Full, training wall time."""
     ref_info = _read_json(dirs["reference (Full)"] / artifacts.MODEL_TRAINING) or {}
     ref_tokens = ref_info.get("tokens_seen")
     comp = []
@@ -954,16 +1025,11 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
                 f"{info.get('wall_s', float('nan')):.1f}",
             ]
         )
-    if comp:
-        doc.table(
-            ["model", "steps", "tokens seen", "compute vs Full (tokens)", "train wall (s)"], comp
-        )
-        doc.para(
-            "Compute is counted in tokens trained on (every model of one architecture costs "
-            "the same per token); the scoring cost is in the stage table above."
-        )
+    return comp
 
-    # -- provenance
+
+def _provenance_section(doc: Doc, study: Path, cfg: StudyConfig) -> None:
+    """Package versions, input checksums and the config (as given and as validated)."""
     doc.heading("Provenance")
     doc.table(["package", "version"], [[k, v] for k, v in _versions().items()])
     sums = _input_checksums(cfg)
@@ -976,28 +1042,21 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
     doc.para("The config as validated (study/config.json, paths resolved):")
     doc.code(cfg.model_dump_json(indent=2), "json")
 
-    summary = {
-        "study": str(study),
-        "columns": [list(c) for c in columns],
-        "rows": [
-            {
-                "key": r.key,
-                "label": r.label,
-                "budget": r.budget,
-                "size": r.size,
-                "cells": {
-                    f"{t}:{m}": {"mean": c.mean, "std": c.std, "n": c.n}
-                    for (t, m), c in r.cells.items()
-                },
-            }
-            for r in rows
-        ],
-        "beats_random_1x": beat_rows,
-        "composition": comp_numbers,
-        "score_diagnostics": score_diag,
-        "beats_rule": "mean difference (better direction) > std + std of Random 1x",
-        **artifacts.provenance(),
+
+def _row_summary(r: TableRow) -> dict:
+    return {
+        "key": r.key,
+        "label": r.label,
+        "budget": r.budget,
+        "size": r.size,
+        "cells": {
+            f"{t}:{m}": {"mean": c.mean, "std": c.std, "n": c.n} for (t, m), c in r.cells.items()
+        },
     }
+
+
+def _write_report(out: str | Path, overwrite: bool, doc: Doc, summary: dict) -> None:
+    """``report.md``, ``report.html``, ``report.json`` and ``plots/``, atomically."""
     html_doc = (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f"<title>bioprune study report</title><style>{_CSS}</style></head><body>"
@@ -1006,10 +1065,8 @@ def write_study_report(study: str | Path, out: str | Path, *, overwrite: bool = 
     )
     with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / PLOTS).mkdir()
-        for name, png in doc.plots.items():
-            (tmp / PLOTS / name).write_bytes(png)
+        for name, data in doc.plots.items():
+            (tmp / PLOTS / name).write_bytes(data)
         artifacts.atomic_write_text(tmp / REPORT_MD, "\n".join(doc.md))
         artifacts.atomic_write_text(tmp / REPORT_HTML, html_doc)
         artifacts.write_json(tmp / "report.json", summary)
-    log.info("wrote %s", out)
-    return summary

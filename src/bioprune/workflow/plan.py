@@ -149,42 +149,9 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
     """Every job of the study, named, with its command-line options."""
     c = cfg.corpus
     prepared = c.path.is_dir()
-    corpus = str(c.path) if prepared else CORPUS
-    prepare_args = None
-    if not prepared:
-        prepare_args = (
-            f"{_q(c.path)} --alphabet {c.alphabet} --max-length {c.max_length} "
-            f"--on-invalid {c.on_invalid}" + (f" --column {_q(c.column)}" if c.column else "")
-        )
-        if c.dedup != "none":
-            prepare_args += f" --dedup {c.dedup}"
-        if c.drop_low_complexity:
-            prepare_args += " --drop-low-complexity"
     p = cfg.pretraining
     inits = {p.preset: f"--preset {p.preset} --alphabet {c.alphabet} --seed 0"}
-    ref = cfg.reference
-    if ref.model is not None:
-        reference, reference_init, reference_args = str(ref.model), None, None
-    else:
-        r = ref.pretrain
-        init_name = r.preset if r.seed == 0 else f"{r.preset}-s{r.seed}"
-        inits[init_name] = f"--preset {r.preset} --alphabet {c.alphabet} --seed {r.seed}"
-        reference, reference_init = REFERENCE, f"init/{init_name}"
-        reference_args = " ".join(
-            a
-            for a in [
-                f"--lr {r.lr:g}",
-                f"--warmup-steps {r.warmup_steps}",
-                f"--schedule {r.schedule}",
-                f"--batch-size {r.batch_size}",
-                f"--epochs {r.epochs}",
-                f"--max-steps {r.max_steps}" if r.max_steps else "",
-                f"--eval-every {r.eval_every}",
-                f"--log-every {r.log_every}",
-                f"--seed {r.seed}",
-            ]
-            if a
-        )
+    reference, reference_init, reference_args = _reference(cfg, inits)
     a = cfg.adaptation
     adapt_args = (
         f"--subset-size {a.subset_size} --lr {a.lr:g} --warmup-steps {a.warmup_steps} "
@@ -197,8 +164,8 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
     )
     plan = StudyPlan(
         config=cfg,
-        corpus=corpus,
-        prepare_args=prepare_args,
+        corpus=str(c.path) if prepared else CORPUS,
+        prepare_args=None if prepared else _prepare_args(c),
         reference=reference,
         reference_init=reference_init,
         reference_args=reference_args,
@@ -212,29 +179,6 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
         for b in cfg.budgets:
             name = f"{m.label}-{budget_label(b)}"
             budget = _coreset_budget(b, m.multiplier)
-            args = [f"--method {m.method}", f"--budget {budget}", f"--seed {m.seed}"]
-            if m.reduction != "mean":
-                args.append(f"--reduction {m.reduction}")
-            if m.method in CCI_METHODS:
-                args.append(f"--beta {m.beta:g}")
-                if m.strata is not None:
-                    args.append(f"--strata {m.strata}")
-                if m.sampling != "keys":
-                    args.append(f"--sampling {m.sampling}")
-            if m.method == "cci-length":
-                args.append(f"--length-bins {m.length_bins}")
-                if m.length_binning != "quantile":
-                    args.append(f"--length-binning {m.length_binning}")
-            if m.method == "cci-cluster":
-                args.append(f"--max-per-cluster {m.max_per_cluster}")
-            if m.method in CLUSTER_METHODS:
-                if m.min_seq_id is not None:
-                    args.append(f"--min-seq-id {m.min_seq_id:g}")
-                args += [
-                    f"--coverage {m.coverage:g}",
-                    f"--cluster-tool {m.cluster_tool}",
-                    f"--cluster-cache {CLUSTER_CACHE}",
-                ]
             plan.coresets[name] = Coreset(
                 name=name,
                 method=m.method,
@@ -242,8 +186,85 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
                 budget_label=budget_label(b),
                 method_label=m.label,
                 needs_scores=m.method in SCORE_METHODS,
-                args=" ".join(args),
+                args=" ".join(_select_args(m, budget)),
             )
+    _add_models(plan, cfg)
+    for t in cfg.tasks:
+        plan.task_paths[t.label] = str(t.path)
+        plan.task_args[t.label] = _evaluate_args(t)
+    return plan
+
+
+def _prepare_args(c) -> str:
+    """``bioprune prepare``'s options for the corpus section of the config."""
+    args = (
+        f"{_q(c.path)} --alphabet {c.alphabet} --max-length {c.max_length} "
+        f"--on-invalid {c.on_invalid}" + (f" --column {_q(c.column)}" if c.column else "")
+    )
+    if c.dedup != "none":
+        args += f" --dedup {c.dedup}"
+    if c.drop_low_complexity:
+        args += " --drop-low-complexity"
+    return args
+
+
+def _reference(cfg: StudyConfig, inits: dict[str, str]) -> tuple[str, str | None, str | None]:
+    """The reference model: given (a path), or pretrained here (its init added to ``inits``)."""
+    ref = cfg.reference
+    if ref.model is not None:
+        return str(ref.model), None, None
+    r = ref.pretrain
+    init_name = r.preset if r.seed == 0 else f"{r.preset}-s{r.seed}"
+    inits[init_name] = f"--preset {r.preset} --alphabet {cfg.corpus.alphabet} --seed {r.seed}"
+    reference_args = " ".join(
+        a
+        for a in [
+            f"--lr {r.lr:g}",
+            f"--warmup-steps {r.warmup_steps}",
+            f"--schedule {r.schedule}",
+            f"--batch-size {r.batch_size}",
+            f"--epochs {r.epochs}",
+            f"--max-steps {r.max_steps}" if r.max_steps else "",
+            f"--eval-every {r.eval_every}",
+            f"--log-every {r.log_every}",
+            f"--seed {r.seed}",
+        ]
+        if a
+    )
+    return REFERENCE, f"init/{init_name}", reference_args
+
+
+def _select_args(m, budget: str) -> list[str]:
+    """``bioprune select``'s options for one method of the config at one budget."""
+    args = [f"--method {m.method}", f"--budget {budget}", f"--seed {m.seed}"]
+    if m.reduction != "mean":
+        args.append(f"--reduction {m.reduction}")
+    if m.method in CCI_METHODS:
+        args.append(f"--beta {m.beta:g}")
+        if m.strata is not None:
+            args.append(f"--strata {m.strata}")
+        if m.sampling != "keys":
+            args.append(f"--sampling {m.sampling}")
+    if m.method == "cci-length":
+        args.append(f"--length-bins {m.length_bins}")
+        if m.length_binning != "quantile":
+            args.append(f"--length-binning {m.length_binning}")
+    if m.method == "cci-cluster":
+        args.append(f"--max-per-cluster {m.max_per_cluster}")
+    if m.method in CLUSTER_METHODS:
+        if m.min_seq_id is not None:
+            args.append(f"--min-seq-id {m.min_seq_id:g}")
+        args += [
+            f"--coverage {m.coverage:g}",
+            f"--cluster-tool {m.cluster_tool}",
+            f"--cluster-cache {CLUSTER_CACHE}",
+        ]
+    return args
+
+
+def _add_models(plan: StudyPlan, cfg: StudyConfig) -> None:
+    """One coreset model per coreset and pretraining seed (and Full at equal compute)."""
+    p = cfg.pretraining
     steps = p.max_steps if p.equal_compute == "steps" else None
     tokens = p.max_tokens if p.equal_compute == "tokens" else None
     recipe = _recipe_args(p, steps=steps, tokens=tokens, epochs=p.epochs)
@@ -254,19 +275,20 @@ def build_plan(cfg: StudyConfig) -> StudyPlan:
         if cfg.full.equal_compute:
             name = f"{FULL_EQUAL}-s{seed}"
             plan.models[name] = TrainedModel(name, None, seed, f"{recipe} --seed {seed}")
-    for t in cfg.tasks:
-        args = [f"--seeds {','.join(map(str, t.seeds))}"]
-        if t.protocol:
-            args.append(f"--protocol {t.protocol}")
-        if t.epochs:
-            args.append(f"--epochs {t.epochs}")
-        if t.lr:
-            args.append(f"--lr {t.lr:g}")
-        if t.batch_size:
-            args.append(f"--batch-size {t.batch_size}")
-        plan.task_paths[t.label] = str(t.path)
-        plan.task_args[t.label] = " ".join(args)
-    return plan
+
+
+def _evaluate_args(t) -> str:
+    """``bioprune evaluate``'s options for one task of the config."""
+    args = [f"--seeds {','.join(map(str, t.seeds))}"]
+    if t.protocol:
+        args.append(f"--protocol {t.protocol}")
+    if t.epochs:
+        args.append(f"--epochs {t.epochs}")
+    if t.lr:
+        args.append(f"--lr {t.lr:g}")
+    if t.batch_size:
+        args.append(f"--batch-size {t.batch_size}")
+    return " ".join(args)
 
 
 def model_row(name: str) -> tuple[str, int | None]:

@@ -29,7 +29,7 @@ from bioprune.workflow.plan import build_plan
 
 __all__ = ["MissingDependencyError", "StudyRun", "run_study", "snakefile_path"]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.workflow")
 
 #: The pip extra that installs Snakemake and its SLURM executor plugin.
 EXTRA = "cluster"
