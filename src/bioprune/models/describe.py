@@ -85,6 +85,22 @@ def describe_model(path: str | Path) -> dict:
     if not config_path.is_file():
         raise InputError(config_path, "no such file: not a model directory")
     cfg = _read_json(config_path, "model config")
+    vocabulary = _vocabulary(model_dir, cfg)  # files read in the order they always were
+    params, weights = _parameters(model_dir)
+    provenance, state = _provenance(model_dir)
+    return {
+        "path": str(model_dir),
+        "architecture": _architecture(cfg),
+        "parameters": params,
+        "weights": weights,
+        "vocabulary": vocabulary,
+        "positions": _positions(cfg),
+        "provenance": provenance,
+        "training_state": state,
+    }
+
+
+def _architecture(cfg: dict) -> dict:
     model_type = cfg.get("model_type")
     archs = cfg.get("architectures") or []
     arch = {
@@ -102,38 +118,46 @@ def describe_model(path: str | Path) -> dict:
     elif model_type == "esmc":
         arch["residual_scale"] = cfg.get("residual_scale")
         arch["tied_decoder"] = False
-    position = cfg.get("position_embedding_type", "absolute")
+    return arch
+
+
+def _positions(cfg: dict) -> dict:
+    """Position type and the longest sequence (residues) the model accepts."""
     from bioprune.models.presets import MAX_TOKENS
 
+    position = cfg.get("position_embedding_type", "absolute")
     if position == "rotary":
         longest = MAX_TOKENS - 2
     elif isinstance(cfg.get("max_position_embeddings"), int):
         longest = cfg["max_position_embeddings"] - int(cfg.get("pad_token_id") or 0) - 3
     else:
         longest = None
+    return {"type": position, "max_residues": longest}
+
+
+def _vocabulary(model_dir: Path, cfg: dict) -> dict:
     vocab = {"model_rows": cfg.get("vocab_size"), "alphabet": None, "tokens": None}
     alphabet_path = model_dir / artifacts.MODEL_ALPHABET
     if alphabet_path.is_file():
         meta = _read_json(alphabet_path, "model alphabet")
         vocab["alphabet"] = meta.get("alphabet")
         vocab["tokens"] = len(meta.get("tokens") or [])
-    params, weights = _parameters(model_dir)
+    return vocab
+
+
+#: conversion.json keys shown as the provenance of a converted model.
+_CONVERSION_KEYS = (
+    "format", "source", "source_sha256", "exact", "inexact", "created", "bioprune_version",
+)  # fmt: skip
+
+
+def _provenance(model_dir: Path) -> tuple[dict, dict | None]:
+    """``(how the directory was made, training state or None)`` from its records."""
     provenance: dict = {}
     conv = model_dir / "conversion.json"
     if conv.is_file():
         c = _read_json(conv, "conversion record")
-        provenance["converted"] = {
-            k: c.get(k)
-            for k in (
-                "format",
-                "source",
-                "source_sha256",
-                "exact",
-                "inexact",
-                "created",
-                "bioprune_version",
-            )
-        }
+        provenance["converted"] = {k: c.get(k) for k in _CONVERSION_KEYS}
     init = model_dir / "bioprune_init.json"
     if init.is_file():
         i = _read_json(init, "init record")
@@ -151,16 +175,7 @@ def describe_model(path: str | Path) -> dict:
             k: t.get(k) for k in ("recipe", "steps", "stopped_by", "created") if k in t
         }
         state = training_state(t)
-    return {
-        "path": str(model_dir),
-        "architecture": arch,
-        "parameters": params,
-        "weights": weights,
-        "vocabulary": vocab,
-        "positions": {"type": position, "max_residues": longest},
-        "provenance": provenance,
-        "training_state": state,
-    }
+    return provenance, state
 
 
 #: training.json keys shown by `bioprune info MODEL_DIR`, in this order.

@@ -298,7 +298,7 @@ def load_masked_lm(model_dir: str | Path, *, device=None, dtype=None):
     from the weights file (see the module docstring); otherwise
     :class:`~bioprune.errors.InputError` names the file and the tensors.
     """
-    from transformers.utils import logging as hf_logging
+    from bioprune.models.hf import quiet_transformers
 
     model_dir = _model_dir(model_dir)
     config = read_model_config(model_dir)
@@ -315,26 +315,17 @@ def load_masked_lm(model_dir: str | Path, *, device=None, dtype=None):
     files = weights_files(model_dir)
     _check_header(files, config, model_dir / "config.json")
     model_cls = _architecture_class(config.model_type, 1)
-    verbosity = hf_logging.get_verbosity()
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with reading(files[0], "model weights"):
-            # ignore_mismatched_sizes: report mis-shaped tensors in `info` (refused below)
-            # instead of transformers' multi-line RuntimeError.
-            model, info = model_cls.from_pretrained(
-                model_dir,
-                config=config,
-                dtype=dtype,
-                use_safetensors=True,
-                output_loading_info=True,
-                ignore_mismatched_sizes=True,
-            )
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
+    with quiet_transformers(), reading(files[0], "model weights"):
+        # ignore_mismatched_sizes: report mis-shaped tensors in `info` (refused below)
+        # instead of transformers' multi-line RuntimeError.
+        model, info = model_cls.from_pretrained(
+            model_dir,
+            config=config,
+            dtype=dtype,
+            use_safetensors=True,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
+        )
     _check_loading_info(files[0] if len(files) == 1 else model_dir / WEIGHTS_INDEX, info)
     model.eval()
     if device is not None:

@@ -39,6 +39,7 @@ __all__ = [
     "init_model",
     "load_model_alphabet",
     "max_residues",
+    "new_model",
 ]
 
 #: Longest framed input every preset accepts: 1,022 residues + <cls> + <eos>.
@@ -150,6 +151,25 @@ def build_model(preset: str | ModelPreset, alphabet: str | Alphabet, *, dropout:
     return AutoModelForMaskedLM.from_config(config)
 
 
+def new_model(
+    preset: str | ModelPreset,
+    alphabet: str | Alphabet = "rna",
+    seed: int = 0,
+    *,
+    dropout: float = 0.0,
+):
+    """A randomly initialised masked LM of a preset; the weights depend only on the arguments.
+
+    Torch's global random state is seeded with ``seed`` for the build and
+    restored afterwards, so the caller's random stream is left as it was.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(preset, alphabet, dropout=dropout)
+
+
 def max_residues(config) -> int:
     """Longest sequence (residues) a model accepts, from its config."""
     if getattr(config, "position_embedding_type", "absolute") == "rotary":
@@ -217,16 +237,13 @@ def init_model(
     Returns a summary with the parameter count. The weights depend only on
     ``(preset, alphabet, seed, dropout)``.
     """
-    import torch
-    from transformers.utils import logging as hf_logging
+    from bioprune.models.hf import quiet_transformers
 
-    hf_logging.disable_progress_bar()  # the command prints its own one-line summary
     p = get_preset(preset)
     a = get_alphabet(alphabet)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"--dropout {dropout} must lie in [0, 1)")
-    torch.manual_seed(seed)
-    model = build_model(p, a, dropout=dropout)
+    model = new_model(p, a, seed, dropout=dropout)
     n_params = count_parameters(model)
     info = {
         "preset": asdict(p),
@@ -236,7 +253,11 @@ def init_model(
         "parameters": n_params,
         **artifacts.provenance(),
     }
-    with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
+    # quiet: the command prints its own one-line summary
+    with (
+        quiet_transformers(errors_only=False),
+        artifacts.atomic_dir(out, overwrite=overwrite) as tmp,
+    ):
         model.save_pretrained(tmp)
         save_alphabet(tmp, a)
         artifacts.write_json(tmp / "bioprune_init.json", info)

@@ -68,10 +68,9 @@ def plot_curve(
     (the rate of steps ``1..len(lr)``) draws the schedule exactly; without it
     the curve rows' rates are joined.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The Figure API with an explicit Agg canvas: no pyplot, no global backend switch.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     train = [(r["step"], r["train_loss"]) for r in rows if r.get("train_loss") is not None]
     val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
@@ -79,9 +78,9 @@ def plot_curve(
         lr = list(enumerate(lr, start=1))
     else:
         lr = [(r["step"], r["lr"]) for r in rows if r.get("lr") is not None]
-    fig, (ax_loss, ax_lr) = plt.subplots(
-        2, 1, figsize=(7, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
+    fig = Figure(figsize=(7, 5.5))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_lr = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     if train:
         ax_loss.plot(*zip(*train, strict=True), lw=1.2, label="train (masked-token mean)")
     if val:
@@ -105,8 +104,5 @@ def plot_curve(
     ax_lr.grid(alpha=0.3)
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     fig.tight_layout()
-    try:
-        with artifacts.atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
+    with artifacts.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)

@@ -26,9 +26,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, overwrite: boo
     ``exported_from``). The checkpoint is read without unpickling code.
     """
     from transformers import EsmConfig, EsmForMaskedLM
-    from transformers.utils import logging as hf_logging
 
     from bioprune.data.alphabet import get_alphabet
+    from bioprune.models.hf import quiet_transformers
     from bioprune.models.presets import save_alphabet
     from bioprune.training.curve import write_curve_csv
     from bioprune.training.recipe import CHECKPOINT_FILE, load_checkpoint_payload
@@ -76,15 +76,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, overwrite: boo
         "exported_checkpoint_checksum": artifacts.file_checksum(path),
         **artifacts.provenance(),
     }
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with artifacts.atomic_dir(out, overwrite=overwrite) as tmp:
-            model.save_pretrained(tmp)
-            save_alphabet(tmp, alphabet)
-            write_curve_csv(tmp / artifacts.MODEL_CURVE_CSV, curve)
-            artifacts.write_json(tmp / artifacts.MODEL_TRAINING, info)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    with (
+        quiet_transformers(errors_only=False),
+        artifacts.atomic_dir(out, overwrite=overwrite) as tmp,
+    ):
+        model.save_pretrained(tmp)
+        save_alphabet(tmp, alphabet)
+        write_curve_csv(tmp / artifacts.MODEL_CURVE_CSV, curve)
+        artifacts.write_json(tmp / artifacts.MODEL_TRAINING, info)
     return info

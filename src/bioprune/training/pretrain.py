@@ -13,16 +13,20 @@ checkpoint) and saves the model directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bioprune import artifacts
-from bioprune.training.recipe import TrainingConfig
+from bioprune.errors import ConfigError
+from bioprune.progress import ProgressCallback
+from bioprune.training.recipe import TrainingConfig, own_rng
 
-__all__ = ["PretrainConfig", "pretrain", "selection_indices"]
+__all__ = ["PretrainConfig", "pretrain", "pretrain_model", "selection_indices"]
 
 
 @dataclass
@@ -47,11 +51,11 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if (self.preset is None) == (self.init is None):
-            raise ValueError("give exactly one of --preset NAME and --init MODEL_DIR")
+            raise ConfigError("preset", "give exactly one of --preset NAME and --init MODEL_DIR")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1) (got {self.dropout})")
+            raise ConfigError("dropout", f"must lie in [0, 1) (got {self.dropout})")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction must lie in [0, 1) (got {self.val_fraction})")
+            raise ConfigError("val_fraction", f"must lie in [0, 1) (got {self.val_fraction})")
 
 
 def selection_indices(selection: str | Path, corpus) -> tuple[np.ndarray, dict[str, Any]]:
@@ -135,42 +139,82 @@ def _check_selection_corpus(selection: Path, corpus) -> None:
         )
 
 
-def _build_model(config: PretrainConfig, corpus):
+def _preset_model(preset: str, alphabet, dropout: float, seed: int):
+    """A preset initialised after ``torch.manual_seed(seed)``, and its record.
+
+    Called inside :func:`~bioprune.training.recipe.own_rng`, so the caller's global
+    stream is restored afterwards while training continues from this seeded state
+    (as it always has).
+    """
     import torch
 
-    from bioprune.models.loading import check_model_fits_corpus, load_masked_lm
-    from bioprune.models.presets import build_model, count_parameters
+    from bioprune.models.presets import build_model
 
-    if config.preset is not None:
-        torch.manual_seed(config.training.seed)
-        model = build_model(config.preset, corpus.alphabet, dropout=config.dropout)
-        source = {
-            "preset": config.preset,
-            "dropout": config.dropout,
-            "init_seed": config.training.seed,
+    torch.manual_seed(seed)
+    model = build_model(preset, alphabet, dropout=dropout)
+    return model, {"preset": preset, "dropout": dropout, "init_seed": seed}, alphabet
+
+
+def _init_model(init: Path):
+    from bioprune.models.loading import load_masked_lm
+
+    model, alphabet = load_masked_lm(init)
+    return model, {"init": str(init), "init_checksum": artifacts.model_checksum(init)}, alphabet
+
+
+def _train_pretrain(
+    tc: TrainingConfig,
+    corpus,
+    indices: np.ndarray,
+    data: dict[str, Any],
+    make_model: Callable[[], tuple[Any, dict[str, Any], Any]],
+    *,
+    val_fraction: float,
+    out: Path | None,
+    should_stop=None,
+    progress: ProgressCallback | None = None,
+):
+    """Split, build the model (``make_model``), run the recipe; returns ``(model, record)``."""
+    from bioprune.models.loading import check_model_fits_corpus
+    from bioprune.models.presets import count_parameters
+    from bioprune.training.batches import validation_split
+    from bioprune.training.recipe import MaskedLMRecipe, run_recipe
+
+    train_idx, val_idx = validation_split(indices, val_fraction, tc.seed)
+    with own_rng(tc.device):
+        model, source, alphabet = make_model()
+        check_model_fits_corpus(model, alphabet, corpus, source.get("preset") or source.get("init"))
+        data = {**data, **source, "parameters": count_parameters(model)}
+        extra = {
+            **tc.extra,
+            "val_fraction": val_fraction,
+            "validation_masks": "mask_draw(seed, index, draw=0), fixed across evaluations",
+            "command": "pretrain",
         }
-        alphabet = corpus.alphabet
-    else:
-        model, alphabet = load_masked_lm(config.init)
-        source = {"init": str(config.init), "init_checksum": artifacts.model_checksum(config.init)}
-    check_model_fits_corpus(model, alphabet, corpus, config.preset or config.init)
-    source["parameters"] = count_parameters(model)
-    return model, source
+        make = partial(
+            MaskedLMRecipe, replace(tc, extra=extra), model, corpus, train_idx, val_idx, out,
+            recipe="pretrain", data_fingerprint=data, progress=progress,
+        )  # fmt: skip
+        record = run_recipe(
+            make, tc.device, should_stop=should_stop,
+            extra_files={artifacts.MODEL_VALIDATION: val_idx},
+        )  # fmt: skip
+    return model, record
 
 
-def pretrain(config: PretrainConfig, *, should_stop=None, console=None) -> dict[str, Any]:
+def pretrain(
+    config: PretrainConfig, *, should_stop=None, progress: ProgressCallback | None = None
+) -> dict[str, Any]:
     """Train a masked LM on ``config.corpus`` (or its selection); write ``config.out``.
 
     Returns the ``training.json`` record. Under ``torchrun`` every rank calls
     this; rank 0 writes the outputs. ``should_stop`` (a callable, see
     :meth:`MaskedLMRecipe.train`) stops the run at the next step boundary with a
-    checkpoint and a usable model (``stopped_by`` in the record); ``console`` is
-    the rich console progress goes to.
+    checkpoint and a usable model (``stopped_by`` in the record); ``progress``
+    receives :class:`~bioprune.training.progress.TrainingEvent` objects.
     """
     from bioprune.data.corpus import Corpus
-    from bioprune.runtime import start_process
-    from bioprune.training.batches import validation_split
-    from bioprune.training.recipe import MaskedLMRecipe, check_training_output
+    from bioprune.training.recipe import check_training_output
 
     tc = config.training
     artifacts.check_not_input(config.out, (config.corpus, config.selection, config.init))
@@ -182,26 +226,87 @@ def pretrain(config: PretrainConfig, *, should_stop=None, console=None) -> dict[
         data.update(sel_info)
     else:
         indices = np.arange(len(corpus), dtype=np.int64)
-    train_idx, val_idx = validation_split(indices, config.val_fraction, tc.seed)
-    model, source = _build_model(config, corpus)
-    data.update(source)
-    tc.extra = {
-        **tc.extra,
-        "val_fraction": config.val_fraction,
-        "validation_masks": "mask_draw(seed, index, draw=0), fixed across evaluations",
-        "command": "pretrain",
-    }
-    env = start_process(tc.device)
-    run = None
-    try:
-        run = MaskedLMRecipe(
-            tc, model, corpus, train_idx, val_idx, config.out,
-            recipe="pretrain", data_fingerprint=data, env=env,
-        )  # fmt: skip
-        run.setup()
-        run.train(should_stop, console=console)
-        return run.save({artifacts.MODEL_VALIDATION: val_idx})
-    finally:
-        if run is not None:
-            run.close()
-        env.close()
+    if config.preset is not None:
+        make_model = partial(_preset_model, config.preset, corpus.alphabet, config.dropout, tc.seed)
+    else:
+        make_model = partial(_init_model, config.init)
+    _, record = _train_pretrain(
+        config.training, corpus, indices, data, make_model, val_fraction=config.val_fraction,
+        out=config.out, should_stop=should_stop, progress=progress,
+    )  # fmt: skip
+    return record
+
+
+def pretrain_model(
+    corpus,
+    *,
+    model=None,
+    preset: str = "tiny",
+    dropout: float = 0.0,
+    indices: np.ndarray | None = None,
+    val_fraction: float = 0.02,
+    steps: int | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    warmup_steps: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    training: TrainingConfig | None = None,
+    should_stop: Callable[[], bool | str | None] | None = None,
+    progress: ProgressCallback | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+):
+    """Pretrain a masked LM on a corpus in memory; returns the trained model (eval mode).
+
+    The same recipe as ``bioprune pretrain`` (same weights for the same seed):
+    ``model`` is trained in place, or, without one, ``preset`` is initialised
+    from ``seed``. ``indices`` restricts training to those corpus examples (a
+    selection); a seeded ``val_fraction`` of them is held out for validation.
+    ``steps``, ``epochs``, ``lr``, ``warmup_steps``, ``batch_size``, ``seed`` and
+    ``device`` override the matching fields of ``training`` (default: the
+    paper's :class:`~bioprune.training.recipe.TrainingConfig`), which is never
+    modified. Files are written only with ``out`` (a model directory, as the
+    command writes; ``overwrite`` replaces one). The caller's torch random state
+    is restored afterwards. The run's ``training.json`` record is on the
+    returned model as ``model.bioprune_training``. Examples: docs/training.md
+    ("From Python") and docs/api.md (run as doctests).
+    """
+    from bioprune.training.recipe import check_training_output
+
+    given = {
+        "max_steps": steps, "epochs": epochs, "lr": lr, "warmup_steps": warmup_steps,
+        "batch_size": batch_size, "seed": seed, "device": device,
+    }  # fmt: skip
+    tc = replace(training or TrainingConfig(), **{k: v for k, v in given.items() if v is not None})
+    if out is not None:
+        out = Path(out)
+        check_training_output(out, overwrite, resume=False)
+        tc = replace(tc, overwrite=overwrite, resume=False)
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError("val_fraction", f"must lie in [0, 1) (got {val_fraction})")
+    if indices is None:
+        indices = np.arange(len(corpus), dtype=np.int64)
+    data = corpus_record(corpus)
+    if model is None:
+        make_model = partial(_preset_model, preset, corpus.alphabet, dropout, tc.seed)
+    else:
+        make_model = partial(_given_model, model, corpus.alphabet)
+    model, record = _train_pretrain(
+        tc, corpus, np.sort(np.asarray(indices, dtype=np.int64)), data, make_model,
+        val_fraction=val_fraction, out=out, should_stop=should_stop, progress=progress,
+    )  # fmt: skip
+    model.eval()
+    model.bioprune_training = record
+    return model
+
+
+def corpus_record(corpus) -> dict[str, Any]:
+    """Where a corpus came from, for ``training.json``: its directory or ``"in memory"``."""
+    path = getattr(corpus, "path", None)
+    return {"corpus": str(path) if path else "in memory", "corpus_checksum": corpus.checksum}
+
+
+def _given_model(model, alphabet):
+    return model, {"model": f"{type(model).__name__} given in memory"}, alphabet

@@ -1,117 +1,41 @@
-"""Training progress on stderr: a rich bar on a terminal, plain lines in a log.
+"""What a training run reports while it runs (it draws nothing itself).
 
-Steps done of planned, loss, tokens/s, elapsed and ETA. Which of the two is
-shown follows :func:`bioprune.progress.progress_style`.
+:class:`~bioprune.training.recipe.MaskedLMRecipe` calls its ``progress``
+callback with :class:`TrainingEvent` objects, a
+:class:`~bioprune.progress.ProgressEvent` with the few extra fields a training
+bar needs; ``bioprune.cli.train_progress`` turns them into the CLI's bar or
+lines. Notices (``kind="notice"``) are also logged on the ``bioprune.training``
+logger.
+
+>>> event = TrainingEvent("pretrain", 3, 10, loss=2.5, tokens=1200, seconds=2.0)
+>>> event.kind, event.unit, isinstance(event, ProgressEvent)
+('step', 'step', True)
 """
 
 from __future__ import annotations
 
-from bioprune.progress import DEFAULT_EVERY_S, ProgressLines, progress_style
+from dataclasses import dataclass
 
-__all__ = ["TrainingProgress"]
+from bioprune.progress import ProgressEvent
+
+__all__ = ["TRAINING_EVENT_KINDS", "TrainingEvent"]
+
+#: ``notice``: a one-line message (``message``); ``start``: the loop begins at
+#: step ``done`` of ``total``; ``step``: an optimizer step finished; ``end``: the loop ended.
+TRAINING_EVENT_KINDS = ("notice", "start", "step", "end")
 
 
-class TrainingProgress:
-    """Context manager; ``update`` after every optimizer step. Disabled -> does nothing.
+@dataclass(frozen=True)
+class TrainingEvent(ProgressEvent):
+    """A :class:`~bioprune.progress.ProgressEvent` of a training run.
 
-    Parameters
-    ----------
-    total : planned optimizer steps.
-    done : steps taken before this session (a resumed run).
-    tokens : tokens seen before this session.
-    enabled : show anything at all (``every_s`` overrides a false value).
-    title : name at the start of the bar or line.
-    every_s : plain lines every ``every_s`` seconds instead of the bar.
-    console : rich console to draw on (default: a new one on stderr).
+    ``done`` is the optimizer step (absolute, a resumed run's first event
+    carries the steps before it), ``total`` the planned steps, ``tokens`` the
+    tokens trained on in this session and ``seconds`` this session's training
+    time. ``force`` asks a rate-limited display to show this event (a
+    validation or the last step); ``message`` is the note (``val loss ...``).
     """
 
-    def __init__(
-        self,
-        total: int,
-        done: int,
-        tokens: int,
-        enabled: bool,
-        title: str,
-        *,
-        every_s: float | None = None,
-        console=None,
-    ):
-        from rich.console import Console
-
-        self._tokens0 = tokens  # tokens seen before this session (a resumed run)
-        self.total, self.done, self.title = total, done, title
-        self.console = console or Console(stderr=True)
-        self.style = progress_style(enabled, every_s, self.console.is_terminal)
-        self.enabled = self.style != "off"
-        self._progress = None
-        self._lines = None
-        if self.style == "lines":
-            self._lines = ProgressLines(
-                title,
-                total,
-                "step",
-                lambda line: self.console.print(
-                    line, markup=False, highlight=False, soft_wrap=True
-                ),
-                every_s=DEFAULT_EVERY_S if every_s is None else every_s,
-                done=done,
-            )
-
-    def __enter__(self) -> TrainingProgress:
-        if self.style != "bar":
-            return self
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[rate]} tok/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
-        self._progress.__enter__()
-        self._task = self._progress.add_task(
-            self.title, total=self.total, completed=self.done, loss="-", rate="-"
-        )
-        return self
-
-    def update(
-        self,
-        step: int,
-        loss: float | None,
-        tokens: int,
-        seconds: float,
-        *,
-        note: str = "",
-        force: bool = False,
-    ) -> None:
-        """Show ``step``; the rate is the tokens of this session over its wall time."""
-        if self._lines is not None:
-            self._lines.update(
-                step, tokens=tokens - self._tokens0, loss=loss, note=note, force=force
-            )
-        if self._progress is None:
-            return
-        rate = (tokens - self._tokens0) / seconds if seconds > 0 else 0.0
-        self._progress.update(
-            self._task,
-            completed=step,
-            loss=f"{loss:.4f}" if loss is not None else "-",
-            rate=f"{rate:,.0f}",
-        )
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+    kind: str = "step"
+    seconds: float = 0.0
+    force: bool = False

@@ -44,8 +44,8 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,9 @@ import numpy as np
 from bioprune import artifacts
 from bioprune.data.batching import collate_masked
 from bioprune.data.masking import IGNORE_INDEX, mask_draw
+from bioprune.progress import ProgressCallback
 from bioprune.training.batches import epoch_batches, micro_batches
+from bioprune.training.progress import TrainingEvent
 from bioprune.training.schedule import SCHEDULES
 
 __all__ = [
@@ -65,9 +67,10 @@ __all__ = [
     "check_training_output",
     "checkpoint_dir",
     "load_checkpoint_payload",
+    "run_recipe",
 ]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.training")
 
 #: Crash-test hook: when set to ``N``, the process SIGKILLs itself right after
 #: optimizer step ``N`` (used by the resume-equivalence test; harmless otherwise).
@@ -208,26 +211,29 @@ class TrainingConfig:
     """Recipe-specific settings recorded in training.json (not validated here)."""
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.lr > 0, f"learning rate must be > 0 (got {self.lr})"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0 (got {self.weight_decay})"),
-            (self.warmup_steps >= 0, f"warmup steps must be >= 0 (got {self.warmup_steps})"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
-            (self.batch_size >= 1, f"batch size must be >= 1 (got {self.batch_size})"),
-            (self.grad_accum >= 1, f"gradient accumulation must be >= 1 (got {self.grad_accum})"),
-            (self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
-            (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
-            (self.max_tokens is None or self.max_tokens >= 1, "--max-tokens must be >= 1"),
-            (self.max_time_s is None or self.max_time_s > 0, "--max-time must be > 0"),
-            (self.seed >= 0, f"seed must be >= 0 (got {self.seed})"),
-            (self.eval_every >= 0, "--eval-every must be >= 0"),
-            (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
-            (self.log_every >= 1, "--log-every must be >= 1"),
-            (self.dtype in {"auto", "float32", "bfloat16"}, "--dtype: auto, float32 or bfloat16"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`~bioprune.errors.ConfigError` naming the first invalid field."""
+        from bioprune.errors import ConfigError
+
+        at_least = {
+            "weight_decay": 0, "warmup_steps": 0, "batch_size": 1, "grad_accum": 1, "epochs": 1,
+            "max_steps": 1, "max_tokens": 1, "seed": 0, "eval_every": 0, "checkpoint_every": 0,
+            "log_every": 1,
+        }  # fmt: skip
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ConfigError(name, f"must be >= {low} (got {value})")
+        for name in ("lr", "max_time_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(name, f"must be > 0 (got {value})")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError("schedule", f"must be one of {', '.join(SCHEDULES)}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError("dtype", "must be auto, float32 or bfloat16")
 
     def hyperparameters(self) -> dict[str, Any]:
         """Everything that shapes the trajectory, and the budget (recorded in training.json)."""
@@ -276,10 +282,15 @@ class MaskedLMRecipe:
     corpus : :class:`~bioprune.data.corpus.Corpus`.
     train_indices, val_indices : corpus indices (int64 arrays).
     out : the output model directory; the checkpoint lives in ``OUT.ckpt``.
+        ``None`` trains in memory: no checkpoint, lock or live curve, and
+        :meth:`save` may not be called.
     recipe : name recorded in ``training.json`` ("pretrain" or "adapt").
     data_fingerprint : checksums of the inputs (corpus, selection, init model),
         recorded and compared on resume.
     env : :class:`~bioprune.runtime.Process` of this process.
+    progress : called with a :class:`~bioprune.training.progress.TrainingEvent`
+        at the start, after every optimizer step and at the end (rank 0 only),
+        and with the run's notices; the recipe itself draws nothing.
     """
 
     def __init__(
@@ -289,11 +300,12 @@ class MaskedLMRecipe:
         corpus,
         train_indices: np.ndarray,
         val_indices: np.ndarray,
-        out: str | Path,
+        out: str | Path | None,
         *,
         recipe: str,
         data_fingerprint: dict[str, Any],
         env,
+        progress: ProgressCallback | None = None,
     ):
         self.config = config
         self.model = model
@@ -301,12 +313,14 @@ class MaskedLMRecipe:
         self.alphabet = corpus.alphabet
         self.train_indices = np.asarray(train_indices, dtype=np.int64)
         self.val_indices = np.asarray(val_indices, dtype=np.int64)
-        self.out = Path(out)
-        self.ckpt_dir = checkpoint_dir(self.out)
+        self.out = Path(out) if out is not None else None
+        self.ckpt_dir = checkpoint_dir(self.out) if self.out is not None else None
         self.recipe = recipe
         self.data_fingerprint = dict(data_fingerprint)
         self.env = env
+        self.progress = progress if env.is_main else None
         self.state = TrainState()
+        self._session = (time.perf_counter(), 0.0, 0)  # clock, wall_s and tokens at the start
         if len(self.train_indices) == 0:
             raise ValueError("no training examples: the selection or subset is empty")
 
@@ -363,13 +377,15 @@ class MaskedLMRecipe:
         self.scheduler = lambda_lr(self.optimizer, c.warmup_steps, c.schedule, self.planned_steps)
         self.autocast_dtype = autocast_dtype(c.dtype, self.device)
         self.framed_lengths = self.corpus.lengths + 2
+        if self.ckpt_dir is None:
+            return
         ckpt = self.ckpt_dir / CHECKPOINT_FILE
         self._lock()
         if c.resume and ckpt.is_file():
             self.load_checkpoint(ckpt)
-            self._say(f"resuming from {ckpt} at step {self.state.step}")
+            self._notice(f"resuming from {ckpt} at step {self.state.step}")
         elif c.resume:
-            self._say(f"no checkpoint in {self.ckpt_dir}; starting from step 0")
+            self._notice(f"no checkpoint in {self.ckpt_dir}; starting from step 0")
         elif ckpt.is_file() and not c.overwrite:
             raise FileExistsError(
                 f"{self.ckpt_dir} holds a checkpoint of an earlier run; pass --resume to "
@@ -381,6 +397,7 @@ class MaskedLMRecipe:
         same output fails at once instead of racing this one for the checkpoint."""
         if not self.env.is_main or getattr(self, "_lock_fh", None) is not None:
             return
+        assert self.ckpt_dir is not None
         try:
             import fcntl
         except ImportError:  # not POSIX: no lock
@@ -416,14 +433,26 @@ class MaskedLMRecipe:
             shutil.rmtree(self.ckpt_dir, ignore_errors=True)
         fh.close()
 
-    def _say(self, message: str) -> None:
-        if self.env.is_main and self.config.show_progress:
-            console = getattr(self, "_console", None)
-            if console is None:
-                from rich.console import Console
+    def _notice(self, message: str) -> None:
+        """A one-line notice: passed to the progress callback (the CLI prints it with the
+        progress, so not under ``--no-progress``) and logged at debug level."""
+        if self.env.is_main:
+            log.debug("%s", message)
+        self._emit("notice", message)
 
-                console = Console(stderr=True)
-            console.print(message, highlight=False, markup=False, soft_wrap=True)
+    def _emit(self, kind: str, message: str = "", *, force: bool = False) -> None:
+        """Report to the progress callback (rank 0; nothing without a callback)."""
+        if self.progress is None:
+            return
+        st = self.state
+        _, wall_before, tokens_before = self._session
+        self.progress(
+            TrainingEvent(
+                self.recipe, st.step, self.planned_steps, message,
+                loss=st.last_train_loss, tokens=st.tokens - tokens_before, kind=kind,
+                seconds=st.wall_s - wall_before, force=force,
+            )
+        )  # fmt: skip
 
     def _autocast(self):
         import torch
@@ -433,99 +462,86 @@ class MaskedLMRecipe:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     # ------------------------------------------------------------------- train
-    def train(
-        self,
-        should_stop: Callable[[], bool | str | None] | None = None,
-        *,
-        console=None,
-    ) -> TrainState:
+    def train(self, should_stop: Callable[[], bool | str | None] | None = None) -> TrainState:
         """Run until the epochs or a budget are spent, or until stopped; returns the state.
 
-        Parameters
-        ----------
-        should_stop : called after every optimizer step; a true value stops the
-            run at that step boundary (a string is the reason recorded as
-            ``stopped_by``, ``True`` records ``"request"``). The CLI sets it from
-            SIGINT/SIGTERM; the recipe itself installs no signal handlers.
-        console : rich console for the progress bar or lines (default: stderr).
+        ``should_stop`` is called after every optimizer step; a true value stops
+        the run at that step boundary (a string is the reason recorded as
+        ``stopped_by``, ``True`` records ``"request"``). The CLI sets it from
+        SIGINT/SIGTERM; the recipe itself installs no signal handlers.
 
         A stopped run (``should_stop`` or ``max_time_s``) writes its checkpoint
         before returning; :meth:`save` then writes a usable model and keeps it.
         """
-        from bioprune.training.progress import TrainingProgress
-
         c, st = self.config, self.state
-        self._console = console
-        kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
+        self._kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
         self._open_live_curve()
-        self._say(
+        self._notice(
             f"{self.recipe}: {self.planned_steps:,} planned steps ({c.epochs} epoch(s) x "
             f"{self.batches_per_epoch:,} batches of {self.global_batch}"
             + (f", stopping after {c.max_time_s:,.0f} s" if c.max_time_s else "")
-            + f"); curve so far in {self.ckpt_dir / LIVE_CURVE}"
+            + ")"
+            + (f"; curve so far in {self.ckpt_dir / LIVE_CURVE}" if self.ckpt_dir else "")
         )
         if st.step == 0 and len(self.val_indices):
             self._record_validation()
-        start = time.perf_counter()
-        wall_before = st.wall_s
-        progress = TrainingProgress(
-            total=self.planned_steps,
-            done=st.step,
-            tokens=st.tokens,
-            enabled=c.show_progress and self.env.is_main,
-            title=self.recipe,
-            every_s=c.progress_every_s if self.env.is_main else None,
-            console=console,
-        )
-        with progress:
-            while not st.done and st.epoch < c.epochs:
-                batches = epoch_batches(
-                    self.train_indices,
-                    self.framed_lengths[self.train_indices],
-                    batch_size=self.global_batch,
-                    seed=c.seed,
-                    epoch=st.epoch,
-                )
-                while st.batch < len(batches):
-                    loss = self.train_step(batches[st.batch], st.epoch)
-                    st.batch += 1
-                    if st.batch == len(batches):
-                        st.epoch, st.batch = st.epoch + 1, 0
-                    st.wall_s = wall_before + time.perf_counter() - start
-                    st.done = self._budget_spent()
-                    interrupted = None if st.done else self._interruption(should_stop)
-                    stopping = st.done or interrupted is not None
-                    epoch_end = st.batch == 0
-                    self._log(loss, force=stopping or epoch_end)
-                    validated = len(self.val_indices) and (
-                        (c.eval_every and st.step % c.eval_every == 0) or epoch_end or stopping
-                    )
-                    if validated:
-                        self._record_validation()
-                    self._flush_live_curve()
-                    progress.update(
-                        st.step,
-                        st.last_train_loss,
-                        st.tokens,
-                        st.wall_s - wall_before,
-                        note=self._progress_note() if validated else "",
-                        force=bool(validated) or stopping,
-                    )
-                    if interrupted is not None or (st.done and c.keep_checkpoint):
-                        self.save_checkpoint()
-                    elif c.checkpoint_every and st.step % c.checkpoint_every == 0 and not st.done:
-                        self.save_checkpoint()
-                    if interrupted is not None:
-                        st.stop_reason, st.done = interrupted, True
-                        log.info("%s stopped by %s at step %d", self.recipe, interrupted, st.step)
-                    if kill_after and st.step == kill_after:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    if st.done or epoch_end:
-                        break
-            if not st.stop_reason:
-                st.stop_reason = "epochs"
+        self._session = (time.perf_counter(), st.wall_s, st.tokens)
+        self._emit("start")
+        while not st.done and st.epoch < c.epochs:
+            self._run_epoch(should_stop)
+        if not st.stop_reason:
+            st.stop_reason = "epochs"
+        self._emit("end")
         st.done = True
         return st
+
+    def _run_epoch(self, should_stop) -> None:
+        """The batches left in the current epoch, until it ends or the run stops."""
+        st = self.state
+        batches = epoch_batches(
+            self.train_indices,
+            self.framed_lengths[self.train_indices],
+            batch_size=self.global_batch,
+            seed=self.config.seed,
+            epoch=st.epoch,
+        )
+        while st.batch < len(batches):
+            loss = self.train_step(batches[st.batch], st.epoch)
+            st.batch += 1
+            if st.batch == len(batches):
+                st.epoch, st.batch = st.epoch + 1, 0
+            if self._after_step(loss, should_stop) or st.batch == 0:
+                return
+
+    def _after_step(self, loss: float, should_stop) -> bool:
+        """Budget and stop checks, curve, validation, progress, checkpoint; True: stop."""
+        c, st = self.config, self.state
+        start, wall_before, _ = self._session
+        st.wall_s = wall_before + time.perf_counter() - start
+        st.done = self._budget_spent()
+        interrupted = None if st.done else self._interruption(should_stop)
+        stopping = st.done or interrupted is not None
+        epoch_end = st.batch == 0
+        self._log(loss, force=stopping or epoch_end)
+        validated = bool(len(self.val_indices)) and bool(
+            (c.eval_every and st.step % c.eval_every == 0) or epoch_end or stopping
+        )
+        if validated:
+            self._record_validation()
+        self._flush_live_curve()
+        note = self._progress_note() if validated else ""
+        self._emit("step", note, force=validated or stopping)
+        if self.ckpt_dir is not None:
+            if interrupted is not None or (st.done and c.keep_checkpoint):
+                self.save_checkpoint()
+            elif c.checkpoint_every and st.step % c.checkpoint_every == 0 and not st.done:
+                self.save_checkpoint()
+        if interrupted is not None:
+            st.stop_reason, st.done = interrupted, True
+            log.debug("%s stopped by %s at step %d", self.recipe, interrupted, st.step)
+        if self._kill_after and st.step == self._kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return st.done
 
     def _interruption(self, should_stop) -> str | None:
         """``"time"``, the stop request's reason, or None; the same on every rank."""
@@ -553,7 +569,7 @@ class MaskedLMRecipe:
         from bioprune.training.curve import write_curve_csv
 
         self._curve_written = len(self.state.curve)
-        if self.env.is_main:
+        if self.env.is_main and self.ckpt_dir is not None:
             write_curve_csv(self.ckpt_dir / LIVE_CURVE, self.state.curve)
 
     def _flush_live_curve(self) -> None:
@@ -561,7 +577,7 @@ class MaskedLMRecipe:
         from bioprune.training.curve import append_curve_rows
 
         rows = self.state.curve[self._curve_written :]
-        if rows and self.env.is_main:
+        if rows and self.env.is_main and self.ckpt_dir is not None:
             append_curve_rows(self.ckpt_dir / LIVE_CURVE, rows)
         self._curve_written = len(self.state.curve)
 
@@ -869,7 +885,7 @@ class MaskedLMRecipe:
             "epochs_completed": st.epoch,
             "stopped_by": st.stop_reason,
             "checkpoint": str(self.ckpt_dir / CHECKPOINT_FILE)
-            if self._keeps_checkpoint()
+            if self.ckpt_dir is not None and self._keeps_checkpoint()
             else None,
             "examples_seen": st.examples,
             "tokens_seen": st.tokens,
@@ -905,6 +921,8 @@ class MaskedLMRecipe:
         """
         import shutil
 
+        if self.out is None:
+            raise ValueError("this run trains in memory (out=None): there is no directory to save")
         info = {
             **self.summary(),
             **self.config.extra,
@@ -914,15 +932,10 @@ class MaskedLMRecipe:
             self.out, self.config.overwrite, self.config.resume
         )
         if self.env.is_main:
-            from transformers.utils import logging as hf_logging
+            from bioprune.models.hf import quiet_transformers
 
-            bars = hf_logging.is_progress_bar_enabled()
-            hf_logging.disable_progress_bar()  # our own summary line says it was written
-            try:
+            with quiet_transformers(errors_only=False):  # our own summary line says it was written
                 self._write_model_dir(replace, info, extra_files)
-            finally:
-                if bars:  # leave the library's global switch as we found it
-                    hf_logging.enable_progress_bar()
             if not self._keeps_checkpoint():
                 shutil.rmtree(self.ckpt_dir, ignore_errors=True)
         self.env.barrier()
@@ -946,6 +959,53 @@ class MaskedLMRecipe:
                 lr=self._lr_per_step(),
             )
             artifacts.write_json(tmp / artifacts.MODEL_TRAINING, info)
+
+
+@contextmanager
+def own_rng(device: str) -> Iterator[None]:
+    """Torch's global random state (CPU, and the current GPU's) restored on exit.
+
+    Training draws dropout masks from it (and a preset is initialised from a
+    seeded state inside it); the caller's stream is left as it was.
+    """
+    import torch
+
+    cuda = device != "cpu" and torch.cuda.is_available()
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if cuda else []):
+        yield
+
+
+def run_recipe(
+    make: Callable[..., MaskedLMRecipe],
+    device: str,
+    *,
+    extra_files: dict[str, np.ndarray] | None = None,
+    should_stop: Callable[[], bool | str | None] | None = None,
+) -> dict[str, Any]:
+    """Set up, train and (with an output) save one run: what ``pretrain`` and ``adapt`` share.
+
+    ``make(env=...)`` builds the :class:`MaskedLMRecipe` (a ``functools.partial``
+    of it with everything but ``env``) once the process environment of
+    ``device`` is set up. Returns the ``training.json`` record (for a run in
+    memory, ``out=None``: its summary, nothing written). The model is trained in
+    place. Under ``torchrun`` every rank calls this; rank 0 writes the outputs.
+    """
+    from bioprune.runtime import start_process
+
+    env = start_process(device)
+    run = None
+    try:
+        with own_rng(device):
+            run = make(env=env)
+            run.setup()
+            run.train(should_stop)
+        if run.out is None:
+            return {**run.summary(), **run.config.extra}
+        return run.save(extra_files)
+    finally:
+        if run is not None:
+            run.close()
+        env.close()
 
 
 def _plain(obj):

@@ -28,7 +28,7 @@ from bioprune.models.convert.safe_load import load_checkpoint
 
 __all__ = ["CONVERSION_FILE", "FORMATS", "convert_checkpoint", "detect_format", "read_source"]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.models")
 
 CONVERSION_FILE = "conversion.json"
 
@@ -151,5 +151,5 @@ def convert_checkpoint(
         model.save_pretrained(tmp)
         save_alphabet(tmp, converted.alphabet)
         artifacts.write_json(tmp / CONVERSION_FILE, info)
-    log.info("converted %s (%s) to %s", source_path, converted.source_format, out)
+    log.debug("converted %s (%s) to %s", source_path, converted.source_format, out)
     return info

@@ -18,9 +18,19 @@ from typing import Any
 from bioprune.data.alphabet import Alphabet
 from bioprune.errors import InputError
 
-__all__ = ["Converted", "Source", "build_model", "tensor_list"]
+__all__ = [
+    "Converted",
+    "DirectoryFormat",
+    "Source",
+    "build_model",
+    "directory_model_type",
+    "directory_source",
+    "esm_config_from_hf",
+    "pickle_source",
+    "tensor_list",
+]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.models")
 
 #: How many tensor names a message lists before "and N more".
 SHOWN = 8
@@ -114,6 +124,26 @@ def build_model(converted: Converted, where: Path):
     return model.eval()
 
 
+def pickle_source(path: Path, trust: bool) -> Source:
+    """A source that is one pickled checkpoint, read by the restricted unpickler."""
+    from bioprune.models.convert.safe_load import load_checkpoint
+
+    return Source(path, "pickle", load_checkpoint(path, trust=trust), trust)
+
+
+def directory_model_type(source: Source) -> str | None:
+    """The ``model_type`` of a directory source's ``config.json``; None when unreadable."""
+    import json
+
+    if source.kind != "directory":
+        return None
+    try:
+        raw = json.loads((source.path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return raw.get("model_type") if isinstance(raw, dict) else None
+
+
 def directory_source(path: Path, trust: bool, fmt: str) -> Source:
     """A source that is a HF-style model directory (config.json + weights)."""
     from bioprune.errors import InputError
@@ -121,6 +151,41 @@ def directory_source(path: Path, trust: bool, fmt: str) -> Source:
     if not path.is_dir():
         raise InputError(path, f"{fmt} expects a directory (config.json + weights)")
     return Source(path, "directory", None, trust)
+
+
+def esm_config_from_hf(raw: dict, alphabet: Alphabet, *, position: str, ln_before: bool):
+    """The ``EsmConfig`` of a HF-style ``config.json`` dict (ESM-2 or RNA-FM port)."""
+    from bioprune.models.convert.esm_family import esm_config
+
+    config = esm_config(
+        alphabet,
+        hidden=int(raw["hidden_size"]),
+        layers=int(raw["num_hidden_layers"]),
+        heads=int(raw["num_attention_heads"]),
+        ffn=int(raw["intermediate_size"]),
+        position=position,
+        max_positions=int(raw["max_position_embeddings"]),
+        ln_before=ln_before,
+        token_dropout=bool(raw.get("token_dropout", False)),
+    )
+    config.layer_norm_eps = float(raw.get("layer_norm_eps", 1e-12))
+    return config
+
+
+class DirectoryFormat:
+    """Base of the formats read from a HF-style directory whose ``config.json`` names
+    ``model_type``: recognising and opening one is the same for all of them."""
+
+    name: str
+    model_type: str
+
+    @classmethod
+    def matches(cls, source: Source) -> bool:
+        return directory_model_type(source) == cls.model_type
+
+    @classmethod
+    def load(cls, path: Path, trust: bool) -> Source:
+        return directory_source(path, trust, cls.name)
 
 
 def directory_config(path: Path, model_type: str) -> tuple[Path, dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bioprune.data.alphabet import get_alphabet
 from bioprune.errors import InputError
-from bioprune.models.convert.base import Converted, Source
+from bioprune.models.convert.base import Converted, Source, pickle_source
 from bioprune.models.convert.fairseq import (
     add_zero_contact_head,
     map_fairseq_state,
@@ -79,6 +79,11 @@ def _shapes(state: dict, where: Path, alphabet) -> dict:
     return {"hidden": int(emb.shape[1]), "layers": len(layers), "ffn": int(fc1.shape[0])}
 
 
+def _sizes(shapes: dict, heads: int) -> dict[str, int]:
+    """``esm_config``'s size arguments from the tensors' shapes and the head count."""
+    return {k: shapes[k] for k in ("hidden", "layers", "ffn")} | {"heads": heads}
+
+
 def _check(where: Path, what: str, from_args, from_shapes) -> None:
     if from_args is not None and int(from_args) != int(from_shapes):
         raise InputError(
@@ -112,9 +117,7 @@ class RnaFm:
         emb = [v for k, v in obj["model"].items() if k.endswith("embed_tokens.weight")]
         return bool(emb) and emb[0].shape[0] == len(get_alphabet("rna"))
 
-    @staticmethod
-    def load(path: Path, trust: bool) -> Source:
-        return Source(path, "pickle", load_checkpoint(path, trust=trust), trust)
+    load = staticmethod(pickle_source)
 
     @staticmethod
     def convert(source: Source) -> Converted:
@@ -147,10 +150,7 @@ class RnaFm:
         token_dropout = bool(_arg(args, "token_dropout", default=False))
         config = esm_config(
             alphabet,
-            hidden=shapes["hidden"],
-            layers=shapes["layers"],
-            heads=heads,
-            ffn=shapes["ffn"],
+            **_sizes(shapes, heads),
             position="absolute",
             max_positions=int(pos.shape[0]),
             ln_before="emb_layer_norm_before.weight" in state,
@@ -201,9 +201,7 @@ class FairEsm:
             and "cfg" in obj
         )
 
-    @staticmethod
-    def load(path: Path, trust: bool) -> Source:
-        return Source(path, "pickle", load_checkpoint(path, trust=trust), trust)
+    load = staticmethod(pickle_source)
 
     @staticmethod
     def convert(source: Source) -> Converted:
@@ -237,10 +235,7 @@ class FairEsm:
         token_dropout = True if td is None else bool(td)
         config = esm_config(
             alphabet,
-            hidden=shapes["hidden"],
-            layers=shapes["layers"],
-            heads=heads,
-            ffn=shapes["ffn"],
+            **_sizes(shapes, heads),
             position="rotary",
             max_positions=1026,
             ln_before=False,

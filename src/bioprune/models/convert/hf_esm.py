@@ -16,8 +16,13 @@ import torch
 
 from bioprune.data.alphabet import get_alphabet
 from bioprune.errors import InputError, reading
-from bioprune.models.convert.base import Converted, Source, directory_config, directory_source
-from bioprune.models.convert.esm_family import esm_config
+from bioprune.models.convert.base import (
+    Converted,
+    DirectoryFormat,
+    Source,
+    directory_config,
+    esm_config_from_hf,
+)
 from bioprune.models.convert.safe_load import load_checkpoint
 
 __all__ = ["HfEsm", "read_directory_weights"]
@@ -49,23 +54,10 @@ def read_directory_weights(path: Path, trust: bool) -> tuple[dict, Path]:
     raise InputError(path, "no model.safetensors or pytorch_model.bin")
 
 
-class HfEsm:
+class HfEsm(DirectoryFormat):
     name = "hf-esm"
+    model_type = "esm"
     description = "HuggingFace ESM-2 directory (facebook/esm2_*: config.json + weights)"
-
-    @staticmethod
-    def matches(source: Source) -> bool:
-        if source.kind != "directory":
-            return False
-        cfg = source.path / "config.json"
-        try:
-            return json.loads(cfg.read_text()).get("model_type") == "esm"
-        except (OSError, ValueError, AttributeError):
-            return False
-
-    @staticmethod
-    def load(path: Path, trust: bool) -> Source:
-        return directory_source(path, trust, "hf-esm")
 
     @staticmethod
     def convert(source: Source) -> Converted:
@@ -81,22 +73,15 @@ class HfEsm:
                 raise InputError(vocab, "token list differs from ESM-2's 33 tokens in order")
         if raw.get("vocab_size") != len(alphabet):
             raise InputError(cfg_path, f"vocab_size {raw.get('vocab_size')} is not ESM-2's 33")
-        position = raw.get("position_embedding_type", "absolute")
         state, weights = read_directory_weights(path, source.trusted)
-        layers, hidden = int(raw["num_hidden_layers"]), int(raw["hidden_size"])
-        heads = int(raw["num_attention_heads"])
-        config = esm_config(
+        config = esm_config_from_hf(
+            raw,
             alphabet,
-            hidden=hidden,
-            layers=layers,
-            heads=heads,
-            ffn=int(raw["intermediate_size"]),
-            position=position,
-            max_positions=int(raw["max_position_embeddings"]),
+            position=raw.get("position_embedding_type", "absolute"),
             ln_before=bool(raw.get("emb_layer_norm_before", False)),
-            token_dropout=bool(raw.get("token_dropout", False)),
         )
-        config.layer_norm_eps = float(raw.get("layer_norm_eps", 1e-12))
+        layers, hidden = config.num_hidden_layers, config.hidden_size
+        heads = config.num_attention_heads
         hf: dict[str, torch.Tensor] = {}
         mapping: dict[str, str] = {}
         dropped: dict[str, str] = {}

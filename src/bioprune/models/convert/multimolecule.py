@@ -20,15 +20,19 @@ port was made from it). Convert the original ``RNA-FM_pretrained.pth`` with
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from bioprune.data.alphabet import get_alphabet
 from bioprune.errors import InputError
-from bioprune.models.convert.base import Converted, Source, directory_config, directory_source
-from bioprune.models.convert.esm_family import esm_config
+from bioprune.models.convert.base import (
+    Converted,
+    DirectoryFormat,
+    Source,
+    directory_config,
+    esm_config_from_hf,
+)
 from bioprune.models.convert.fairseq import add_zero_contact_head
 from bioprune.models.convert.hf_esm import read_directory_weights
 
@@ -69,36 +73,16 @@ def _mm_name(token: str) -> str:
     return "<null>" if token.startswith("<null_") else token
 
 
-class MultiMolecule:
+class MultiMolecule(DirectoryFormat):
     name = "multimolecule"
+    model_type = "rnafm"
     description = "multimolecule's RNA-FM port (RnaFmForMaskedLM directory; not exact on <null_k>)"
-
-    @staticmethod
-    def matches(source: Source) -> bool:
-        if source.kind != "directory":
-            return False
-        try:
-            raw = json.loads((source.path / "config.json").read_text())
-        except (OSError, ValueError):
-            return False
-        return isinstance(raw, dict) and raw.get("model_type") == "rnafm"
-
-    @staticmethod
-    def load(path: Path, trust: bool) -> Source:
-        return directory_source(path, trust, "multimolecule")
 
     @staticmethod
     def convert(source: Source) -> Converted:
         path = source.path
         cfg_path, raw = directory_config(path, "rnafm")
-        if raw.get("codon"):
-            raise InputError(
-                cfg_path, "a codon (mRNA-FM) model: its 3-mer vocabulary is not supported"
-            )
-        if raw.get("position_embedding_type", "absolute") != "absolute":
-            raise InputError(cfg_path, "RNA-FM has learned absolute positions")
-        if raw.get("hidden_act", "gelu") != "gelu":
-            raise InputError(cfg_path, f"hidden_act {raw.get('hidden_act')!r} is not gelu")
+        _check_config(cfg_path, raw)
         vocab_path = path / "vocab.txt"
         vocab = (
             [t for t in vocab_path.read_text().splitlines() if t.strip()]
@@ -115,83 +99,97 @@ class MultiMolecule:
         missing = [t for t in alphabet.tokens if _mm_name(t) not in vocab]
         if missing:
             raise InputError(vocab_path, f"lacks RNA-FM token(s) {missing}")
+        config = esm_config_from_hf(
+            raw, alphabet, position="absolute", ln_before=bool(raw.get("embed_norm", True))
+        )
+        layers, heads = config.num_hidden_layers, config.num_attention_heads
+        hf, mapping, dropped = _map_layers(state, weights)
         rows = torch.tensor([vocab.index(_mm_name(t)) for t in alphabet.tokens])
-        layers = int(raw["num_hidden_layers"])
-        heads = int(raw["num_attention_heads"])
-        config = esm_config(
-            alphabet,
-            hidden=int(raw["hidden_size"]),
-            layers=layers,
-            heads=heads,
-            ffn=int(raw["intermediate_size"]),
-            position="absolute",
-            max_positions=int(raw["max_position_embeddings"]),
-            ln_before=bool(raw.get("embed_norm", True)),
-            token_dropout=bool(raw.get("token_dropout", False)),
-        )
-        config.layer_norm_eps = float(raw.get("layer_norm_eps", 1e-12))
-        hf: dict[str, torch.Tensor] = {}
-        mapping: dict[str, str] = {}
-        dropped: dict[str, str] = {}
+        _map_vocabulary_rows(hf, mapping, state, rows, weights)
         notes: list[str] = []
-        unknown = []
-        dec_bias = state.get("lm_head.bias", state.get("lm_head.decoder.bias"))
-        for name, t in state.items():
-            if name in _TOP_MAP:
-                hf[_TOP_MAP[name]] = t
-                mapping[_TOP_MAP[name]] = name
-            elif name.startswith("model.encoder.layer."):
-                _, _, _, i, rest = name.split(".", 4)
-                mod, _, kind = rest.rpartition(".")
-                if mod not in _LAYER_MAP:
-                    unknown.append(name)
-                    continue
-                target = f"esm.encoder.layer.{i}.{_LAYER_MAP[mod]}.{kind}"
-                hf[target] = t
-                mapping[target] = name
-            elif name in ("model.embeddings.word_embeddings.weight", "lm_head.bias",
-                          "lm_head.decoder.weight", "lm_head.decoder.bias"):  # fmt: skip
-                continue  # vocabulary rows, below
-            elif name.startswith(("ss_head.", "contact_head.", "model.pooler.")):
-                dropped[name] = "not part of the masked LM"
-            else:
-                unknown.append(name)
-        if unknown:
-            raise InputError(weights, f"tensor(s) with no counterpart in RNA-FM: {unknown[:8]}")
-        dec = state.get("lm_head.decoder.weight")
-        if dec is not None and not torch.equal(dec, emb):
-            raise InputError(weights, "lm_head.decoder.weight is not tied to the word embedding")
-        if dec_bias is None:
-            raise InputError(weights, "no lm_head.bias")
-        other = state.get("lm_head.decoder.bias")
-        if other is not None and not torch.equal(other, dec_bias):
-            raise InputError(weights, "lm_head.bias and lm_head.decoder.bias differ")
-        hf["esm.embeddings.word_embeddings.weight"] = emb[rows]
-        hf["lm_head.decoder.weight"] = hf["esm.embeddings.word_embeddings.weight"]
-        hf["lm_head.bias"] = dec_bias[rows]
-        how = "rows re-ordered into RNA-FM's token order by name"
-        mapping["esm.embeddings.word_embeddings.weight"] = (
-            f"model.embeddings.word_embeddings ({how})"
-        )
-        mapping["lm_head.decoder.weight"] = "tied to the word embedding"
-        mapping["lm_head.bias"] = f"lm_head.bias ({how})"
         add_zero_contact_head(hf, mapping, notes, layers, heads)
-        extra = [t for t in vocab if t not in {_mm_name(x) for x in alphabet.tokens}]
-        nulls = [t for t in alphabet.tokens if t.startswith("<null_")]
-        inexact = [
-            f"{', '.join(nulls)}: RNA-FM's four rows were merged into multimolecule's one "
-            "<null> row, which all four take here (their embeddings, decoder rows and output "
-            "biases are equal; the original's differ), so the logits of those output columns "
-            "are not the original's",
-            f"multimolecule-only token(s) {' '.join(extra)} dropped (not in RNA-FM's vocabulary)",
-            "convert the original RNA-FM_pretrained.pth with --from rnafm for a model that is "
-            "exact on every token",
-        ]
         notes.append(
             f"token ids remapped from multimolecule's {len(vocab)}-token vocabulary "
             "(<pad> = 0) to RNA-FM's 25 (<pad> = 1), by token name"
         )
-        info = {"layers": layers, "hidden": int(raw["hidden_size"]), "heads": heads,
+        info = {"layers": layers, "hidden": config.hidden_size, "heads": heads,
                 "vocabulary": vocab, "weights": weights.name}  # fmt: skip
         return Converted("multimolecule", config, hf, alphabet, mapping, dropped, notes,
-                         inexact, info)  # fmt: skip
+                         _inexact(vocab, alphabet), info)  # fmt: skip
+
+
+def _check_config(cfg_path: Path, raw: dict) -> None:
+    """Refuse the RNA-FM variants this converter cannot represent exactly."""
+    if raw.get("codon"):
+        raise InputError(cfg_path, "a codon (mRNA-FM) model: its 3-mer vocabulary is not supported")
+    if raw.get("position_embedding_type", "absolute") != "absolute":
+        raise InputError(cfg_path, "RNA-FM has learned absolute positions")
+    if raw.get("hidden_act", "gelu") != "gelu":
+        raise InputError(cfg_path, f"hidden_act {raw.get('hidden_act')!r} is not gelu")
+
+
+def _map_layers(state: dict, weights: Path) -> tuple[dict, dict[str, str], dict[str, str]]:
+    """``(hf tensors, target -> source name, dropped -> why)`` of every non-vocabulary tensor."""
+    hf: dict[str, torch.Tensor] = {}
+    mapping: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    unknown = []
+    for name, t in state.items():
+        if name in _TOP_MAP:
+            hf[_TOP_MAP[name]] = t
+            mapping[_TOP_MAP[name]] = name
+        elif name.startswith("model.encoder.layer."):
+            _, _, _, i, rest = name.split(".", 4)
+            mod, _, kind = rest.rpartition(".")
+            if mod not in _LAYER_MAP:
+                unknown.append(name)
+                continue
+            target = f"esm.encoder.layer.{i}.{_LAYER_MAP[mod]}.{kind}"
+            hf[target] = t
+            mapping[target] = name
+        elif name in ("model.embeddings.word_embeddings.weight", "lm_head.bias",
+                      "lm_head.decoder.weight", "lm_head.decoder.bias"):  # fmt: skip
+            continue  # vocabulary rows: _map_vocabulary_rows
+        elif name.startswith(("ss_head.", "contact_head.", "model.pooler.")):
+            dropped[name] = "not part of the masked LM"
+        else:
+            unknown.append(name)
+    if unknown:
+        raise InputError(weights, f"tensor(s) with no counterpart in RNA-FM: {unknown[:8]}")
+    return hf, mapping, dropped
+
+
+def _map_vocabulary_rows(hf: dict, mapping: dict, state: dict, rows, weights: Path) -> None:
+    """Word embedding, tied decoder and output bias, rows re-ordered into RNA-FM's tokens."""
+    emb = state["model.embeddings.word_embeddings.weight"]
+    dec = state.get("lm_head.decoder.weight")
+    if dec is not None and not torch.equal(dec, emb):
+        raise InputError(weights, "lm_head.decoder.weight is not tied to the word embedding")
+    dec_bias = state.get("lm_head.bias", state.get("lm_head.decoder.bias"))
+    if dec_bias is None:
+        raise InputError(weights, "no lm_head.bias")
+    other = state.get("lm_head.decoder.bias")
+    if other is not None and not torch.equal(other, dec_bias):
+        raise InputError(weights, "lm_head.bias and lm_head.decoder.bias differ")
+    hf["esm.embeddings.word_embeddings.weight"] = emb[rows]
+    hf["lm_head.decoder.weight"] = hf["esm.embeddings.word_embeddings.weight"]
+    hf["lm_head.bias"] = dec_bias[rows]
+    how = "rows re-ordered into RNA-FM's token order by name"
+    mapping["esm.embeddings.word_embeddings.weight"] = f"model.embeddings.word_embeddings ({how})"
+    mapping["lm_head.decoder.weight"] = "tied to the word embedding"
+    mapping["lm_head.bias"] = f"lm_head.bias ({how})"
+
+
+def _inexact(vocab: list[str], alphabet) -> list[str]:
+    """What the conversion cannot reproduce exactly (the merged <null> rows)."""
+    extra = [t for t in vocab if t not in {_mm_name(x) for x in alphabet.tokens}]
+    nulls = [t for t in alphabet.tokens if t.startswith("<null_")]
+    return [
+        f"{', '.join(nulls)}: RNA-FM's four rows were merged into multimolecule's one "
+        "<null> row, which all four take here (their embeddings, decoder rows and output "
+        "biases are equal; the original's differ), so the logits of those output columns "
+        "are not the original's",
+        f"multimolecule-only token(s) {' '.join(extra)} dropped (not in RNA-FM's vocabulary)",
+        "convert the original RNA-FM_pretrained.pth with --from rnafm for a model that is "
+        "exact on every token",
+    ]

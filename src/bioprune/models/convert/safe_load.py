@@ -21,7 +21,7 @@ from bioprune.errors import InputError, UnsafeFileError, reading
 
 __all__ = ["ALLOWED_GLOBALS", "load_checkpoint"]
 
-log = logging.getLogger("bioprune")
+log = logging.getLogger("bioprune.models")
 
 #: The only non-tensor globals a checkpoint may hold (fully qualified name -> class).
 ALLOWED_GLOBALS: dict[str, type] = {"argparse.Namespace": argparse.Namespace}
