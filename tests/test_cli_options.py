@@ -25,7 +25,7 @@ from tests.hostile import assert_one_line_error
 SNAPSHOTS = Path(__file__).parent / "data" / "cli_options"
 #: The commands whose options come from a dataclass.
 CONVERTED = (
-    "select", "inspect", "info", "prepare", "report", "study", "evaluate", "plan",
+    "select", "inspect", "info", "plan", "evaluate", "prepare", "report", "study",
     "pretrain", "adapt", "init", "export", "convert",
 )  # fmt: skip
 
