@@ -143,8 +143,12 @@ def test_arguments_are_checked(model, tiny_corpus):
     with pytest.raises(ConfigError) as err:
         diagonal_fisher(model, tiny_corpus, subset=np.array([], dtype=np.int64))
     assert err.value.param == "subset"
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError) as err:
         diagonal_fisher(model, tiny_corpus, subset=4, mask_draw=2)  # misspelt: refused
+    assert err.value.param == "mask_draw"
+    with pytest.raises(ConfigError) as err:
+        self_influence(model, tiny_corpus, Fisher({}, {}, {}), batch_token=64)
+    assert err.value.param == "batch_token"
     fisher = Fisher({}, {}, {"mask_seed": 0, "mask_draws": 1})
     with pytest.raises(ConfigError) as err:
         self_influence(model, tiny_corpus, fisher, reduction="max")

@@ -21,9 +21,9 @@ through optional ``progress=`` callbacks (:class:`ProgressEvent`).
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
+
+from bioprune._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -72,14 +72,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bioprune' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

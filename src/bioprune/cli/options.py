@@ -107,8 +107,16 @@ def is_options(annotation: object) -> bool:
 
 
 def cli_fields(cls: type) -> Iterator[dataclasses.Field]:
-    """The fields of ``cls`` that are on the command line (init fields without ``cli=False``)."""
-    for f in dataclasses.fields(cls):
+    """The fields of ``cls`` that are on the command line (init fields without ``cli=False``).
+
+    In field order, except that a class attribute ``cli_order`` (field names) puts those
+    fields first, in its order: a config inheriting shared options from a base class
+    still lists its own required options first in ``--help``.
+    """
+    fields = list(dataclasses.fields(cls))
+    order = {name: i for i, name in enumerate(getattr(cls, "cli_order", ()))}
+    fields.sort(key=lambda f: order.get(f.name, len(order)))  # stable: the rest keep theirs
+    for f in fields:
         unknown = set(f.metadata) - KEYS
         if unknown:
             raise TypeError(f"{cls.__name__}.{f.name}: unknown option metadata {sorted(unknown)}")

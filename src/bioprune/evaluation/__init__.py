@@ -18,8 +18,7 @@ Names are imported on first use, so ``import bioprune.evaluation`` stays light.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from bioprune._lazy import lazy_exports
 
 __all__ = [
     "EvaluationResult",
@@ -42,11 +41,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'bioprune.evaluation' has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from bioprune import artifacts
 from bioprune.data.subsets import random_subset
 from bioprune.errors import ConfigError
 from bioprune.influence import runs
+from bioprune.influence.config import IN_MEMORY_OPTIONS, FisherConfig, pass_options
 from bioprune.influence.fisher_file import FISHER_FORMAT, INLINE_SUBSET_MAX, Fisher, load_fisher
 from bioprune.progress import ProgressCallback
 
@@ -51,68 +51,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DAMPING_RULE = "lambda_p = damping * mean(F over p's tensor)"
-#: exact: the diagonal Fisher only; factored: also rank-one factors of 1/(F + lambda).
-FISHER_MODES = ("exact", "factored")
 #: The former name of :class:`Fisher` (what :func:`load_fisher` returns).
 FisherData = Fisher
-
-
-@dataclass
-class FisherConfig:
-    """Arguments of ``bioprune fisher`` (validated by :func:`compute_fisher`)."""
-
-    model: Path
-    corpus: Path
-    out: Path
-    subset_size: str | None = None  # count or fraction of the corpus
-    subset_from: Path | None = None  # .npy / text of indices, or an adapt model directory
-    seed: int = 0  # subset draw and mask draws
-    mask_draws: int = 1
-    params: str = "all"
-    damping: float = 1e-3
-    batch_tokens: int = 8192
-    max_batch_size: int | None = None
-    part_batches: int = 16
-    device: str = "auto"
-    dtype: str = "float32"
-    on_nonfinite: str = "stop"
-    save_masks: Path | None = None
-    resume: bool = False
-    overwrite: bool = False
-    checkpoint_seconds: float = 300.0
-    max_chunk_elements: int | None = None  # per-example gradient chunk; None: by device
-    progress: bool = True
-    progress_every_s: float | None = None  # plain progress lines every S s (None: bar on a TTY)
-    fisher_mode: str = "exact"  # factored: also fit u v^T ~ 1/(F + lambda) per weight matrix
-
-    def validate(self) -> None:
-        if (self.subset_size is None) == (self.subset_from is None):
-            raise ConfigError("subset_size", "give exactly one of --subset-size and --subset-from")
-        check_pass_arguments(
-            mask_draws=self.mask_draws,
-            seed=self.seed,
-            on_nonfinite=self.on_nonfinite,
-            batch_tokens=self.batch_tokens,
-            fisher_mode=self.fisher_mode,
-        )
-        if not self.damping > 0:
-            raise ConfigError("damping", f"must be > 0 (got {self.damping})")
-
-
-def check_pass_arguments(
-    *, mask_draws: int | None, seed: int | None, on_nonfinite: str, batch_tokens: int, fisher_mode
-) -> None:
-    """The checks ``fisher`` and ``score`` share (``None``: take the Fisher's value)."""
-    if fisher_mode not in FISHER_MODES:
-        raise ConfigError("fisher_mode", f"{fisher_mode!r}: choose exact or factored")
-    if mask_draws is not None and mask_draws < 1:
-        raise ConfigError("mask_draws", f"must be >= 1 (got {mask_draws})")
-    if seed is not None and seed < 0:
-        raise ConfigError("seed", f"must be >= 0 (got {seed})")
-    if on_nonfinite not in ("stop", "skip"):
-        raise ConfigError("on_nonfinite", f"{on_nonfinite!r}: choose stop or skip")
-    if batch_tokens < 1:
-        raise ConfigError("batch_tokens", f"must be >= 1 (got {batch_tokens})")
 
 
 @dataclass
@@ -373,16 +313,12 @@ def diagonal_fisher(
     corpus,
     *,
     subset=None,
-    seed: int = 0,
-    mask_draws: int = 1,
-    params: str = "all",
-    damping: float = 1e-3,
-    batch_tokens: int = 8192,
-    max_batch_size: int | None = None,
-    on_nonfinite: str = "stop",
-    fisher_mode: str = "exact",
-    dtype: str = "float32",
+    seed: int = FisherConfig.seed,
+    mask_draws: int = FisherConfig.mask_draws,
+    params: str = FisherConfig.params,
+    damping: float = FisherConfig.damping,
     progress: ProgressCallback | None = None,
+    **options,
 ) -> Fisher:
     """The diagonal Fisher (eq. 9) of ``model`` over a subset of ``corpus``, in memory.
 
@@ -393,29 +329,27 @@ def diagonal_fisher(
     ``progress`` receives :class:`~bioprune.progress.ProgressEvent` s. Writes
     nothing; :meth:`Fisher.save` writes the file ``bioprune fisher`` writes.
     The same computation as ``bioprune fisher`` with the same arguments.
+    ``options``: ``batch_tokens``, ``max_batch_size``, ``on_nonfinite``, ``fisher_mode``,
+    ``dtype``, as the CLI's options of those names (defaults: ``PassConfig``'s); any
+    other keyword is a :class:`~bioprune.errors.ConfigError`.
     """
     from bioprune.influence.engine import plan_parts
 
-    check_pass_arguments(
-        mask_draws=mask_draws,
-        seed=seed,
-        on_nonfinite=on_nonfinite,
-        batch_tokens=batch_tokens,
-        fisher_mode=fisher_mode,
-    )
+    opts = pass_options(options)
+    opts.check_pass(mask_draws, seed)
     if not damping > 0:
         raise ConfigError("damping", f"must be > 0 (got {damping})")
     indices = _subset_of(corpus, subset, seed)
     with in_memory_pass(
-        model, corpus, seed=seed, draws=mask_draws, dtype=dtype, on_nonfinite=on_nonfinite
+        model, corpus, seed=seed, draws=mask_draws, dtype=opts.dtype, on_nonfinite=opts.on_nonfinite
     ) as (grad, proc):
         selection = _select(grad, params)
         grad.names = selection.names
         parts = plan_parts(
-            corpus, indices, batch_tokens=batch_tokens, max_batch_size=max_batch_size,
+            corpus, indices, batch_tokens=opts.batch_tokens, max_batch_size=opts.max_batch_size,
             part_batches=1,
         )  # fmt: skip
-        job = _FisherJob(grad, selection, indices, parts, damping, fisher_mode, proc)
+        job = _FisherJob(grad, selection, indices, parts, damping, opts.fisher_mode, proc)
         sums = job.new_sums()
         report = runs.StageProgress("fisher", len(indices), progress)
         _sum_parts(job, sums, list(range(len(parts))), report, lambda count: None)
@@ -430,11 +364,7 @@ def diagonal_fisher(
         "mask_draws": mask_draws,
         "params": params,
         "damping": damping,
-        "batch_tokens": batch_tokens,
-        "max_batch_size": max_batch_size,
-        "on_nonfinite": on_nonfinite,
-        "fisher_mode": fisher_mode,
-        "dtype": dtype,
+        **{name: getattr(opts, name) for name in IN_MEMORY_OPTIONS},
     }
     return result
 
@@ -513,34 +443,17 @@ def compute_fisher(cfg: FisherConfig, progress: ProgressCallback | None = None) 
 
     Messages go to the ``bioprune.influence`` logger (rank 0), progress to ``progress``.
     """
-    from bioprune.runtime import process_group
-
-    cfg.validate()
-    artifacts.check_output_dir(
-        cfg.out, cfg.overwrite, inputs=(cfg.corpus, cfg.model, cfg.subset_from)
-    )
-    out = Path(cfg.out)
-    with process_group(cfg.device) as proc:
-        job, model_sum = _fisher_job(cfg, proc)
-        parts_dir = runs.parts_dir_of(out)
-        try:
-            _lock = runs.prepare_parts_dir(
-                parts_dir, _run_key(cfg, job, model_sum), cfg.resume, proc
-            )
-            sums, todo, after_part = _resumable_sums(cfg, job, parts_dir)
-            total = sum(len(b) for j in todo for b in job.parts[j])
-            report = runs.StageProgress("fisher", total, progress if proc.is_main else None)
-            _sum_parts(job, sums, todo, report, after_part)
-            fisher, stats = _finish(job, sums, report)
-            if proc.is_main:
-                _write(cfg, job, fisher, model_sum)
-                shutil.rmtree(parts_dir, ignore_errors=True)
-            proc.barrier()
-        except BaseException:
-            if proc.is_main:
-                runs.discard_if_empty(parts_dir)
-            raise
-    return _result(out, job, fisher, stats, report.elapsed)
+    inputs = (cfg.corpus, cfg.model, cfg.subset_from)
+    with runs.resumable_run(cfg, inputs, _fisher_job, _run_key) as run:
+        job = run.job
+        sums, todo, after_part = _resumable_sums(cfg, job, run.parts_dir)
+        total = sum(len(b) for j in todo for b in job.parts[j])
+        report = runs.StageProgress("fisher", total, progress if run.proc.is_main else None)
+        _sum_parts(job, sums, todo, report, after_part)
+        fisher, stats = _finish(job, sums, report)
+        if run.proc.is_main:
+            _write(cfg, job, fisher, run.model_sum)
+    return _result(Path(cfg.out), job, fisher, stats, report.elapsed)
 
 
 def _fisher_job(cfg: FisherConfig, proc) -> tuple[_FisherJob, str]:

@@ -31,7 +31,9 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +156,46 @@ def _check_same_run(parts_dir: Path, key_path: Path, run_key: dict) -> None:
         + (" and thread count (OMP_NUM_THREADS)" if values else "")
         + " or delete the directory"
     )
+
+
+@dataclass
+class Run:
+    """A file-based run in progress: this process, the stage's job, the model's checksum
+    and the work directory of its parts."""
+
+    proc: object
+    job: object
+    model_sum: str
+    parts_dir: Path
+
+
+@contextmanager
+def resumable_run(cfg, inputs: tuple, make_job, run_key) -> Iterator[Run]:
+    """The frame ``fisher`` and ``score`` share: validate ``cfg``, check ``cfg.out``
+    against ``inputs``, join the process group, ``make_job(cfg, proc) -> (job,
+    model_sum)``, open the parts directory (locked, checked against ``run_key(cfg, job,
+    model_sum)`` on ``--resume``) and yield the :class:`Run`. On success rank 0 removes
+    the parts directory and every rank waits; on failure an empty one is removed and a
+    resumable one kept.
+    """
+    from bioprune.runtime import process_group
+
+    cfg.validate()
+    artifacts.check_output_dir(cfg.out, cfg.overwrite, inputs=inputs)
+    with process_group(cfg.device) as proc:
+        job, model_sum = make_job(cfg, proc)
+        parts_dir = parts_dir_of(Path(cfg.out))
+        try:
+            lock = prepare_parts_dir(parts_dir, run_key(cfg, job, model_sum), cfg.resume, proc)
+            yield Run(proc, job, model_sum, parts_dir)
+            if proc.is_main:
+                shutil.rmtree(parts_dir, ignore_errors=True)
+            proc.barrier()
+            del lock  # held until here: a second run on the same output is refused
+        except BaseException:
+            if proc.is_main:
+                discard_if_empty(parts_dir)
+            raise
 
 
 def prepare_parts_dir(parts_dir: Path, run_key: dict, resume: bool, proc):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,8 @@ import numpy as np
 from bioprune import artifacts
 from bioprune.errors import ConfigError
 from bioprune.influence import runs
-from bioprune.influence.fisher import check_pass_arguments, in_memory_pass, load_fisher
+from bioprune.influence.config import ScoreConfig, pass_options
+from bioprune.influence.fisher import in_memory_pass, load_fisher
 from bioprune.progress import ProgressCallback
 
 __all__ = [
@@ -66,41 +66,6 @@ FACTORED_SCORE_DEFINITION = (
 )
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 _PART_COLUMNS = ("index", "score", "loss", "nonfinite")
-
-
-@dataclass
-class ScoreConfig:
-    """Arguments of ``bioprune score``."""
-
-    model: Path
-    corpus: Path
-    fisher: Path
-    out: Path
-    mask_draws: int | None = None  # default: the Fisher's
-    seed: int | None = None  # default: the Fisher's mask seed
-    params: str | None = None  # default: every tensor of the Fisher file
-    batch_tokens: int = 8192
-    max_batch_size: int | None = None
-    part_batches: int = 16
-    device: str = "auto"
-    dtype: str = "float32"
-    on_nonfinite: str = "stop"
-    save_masks: Path | None = None
-    resume: bool = False
-    overwrite: bool = False
-    max_chunk_elements: int | None = None  # per-example gradient chunk; None: by device
-    progress: bool = True
-    progress_every_s: float | None = None  # plain progress lines every S s (None: bar on a TTY)
-    fisher_mode: str = "exact"  # factored: u v^T weights per matrix, Gram-form norms
-
-    def validate(self) -> None:
-        check_pass_arguments(
-            mask_draws=self.mask_draws,
-            seed=self.seed,
-            on_nonfinite=self.on_nonfinite,
-            batch_tokens=self.batch_tokens,
-            fisher_mode=self.fisher_mode,
-        )
 
 
 @dataclass
@@ -342,12 +307,8 @@ def self_influence(
     mask_draws: int | None = None,
     params: str | None = None,
     reduction: str = "mean",
-    batch_tokens: int = 8192,
-    max_batch_size: int | None = None,
-    on_nonfinite: str = "stop",
-    fisher_mode: str = "exact",
-    dtype: str = "float32",
     progress: ProgressCallback | None = None,
+    **options,
 ) -> Scores:
     """Self-influence (eq. 11) of every example of ``corpus`` under ``model``, in memory.
 
@@ -358,15 +319,13 @@ def self_influence(
     positions (eq. 11), ``"sum"`` (scores x n_masked^2) or ``"per-masked"`` (x n_masked),
     as ``bioprune select --reduction`` rescales them. Writes nothing;
     :meth:`Scores.save` writes the file ``bioprune score`` writes, and with the same
-    arguments the scores are the same.
+    arguments the scores are the same. ``options``: ``batch_tokens``, ``max_batch_size``,
+    ``on_nonfinite``, ``fisher_mode``, ``dtype``, as the CLI's options of those names
+    (defaults: ``PassConfig``'s); any other keyword is a
+    :class:`~bioprune.errors.ConfigError`.
     """
-    check_pass_arguments(
-        mask_draws=mask_draws,
-        seed=seed,
-        on_nonfinite=on_nonfinite,
-        batch_tokens=batch_tokens,
-        fisher_mode=fisher_mode,
-    )
+    opts = pass_options(options)
+    opts.check_pass(mask_draws, seed)
     from bioprune.influence.engine import LOSS_REDUCTIONS
 
     if reduction not in LOSS_REDUCTIONS:
@@ -374,12 +333,16 @@ def self_influence(
     seed = int(fisher.meta["mask_seed"]) if seed is None else seed
     draws = int(fisher.meta["mask_draws"]) if mask_draws is None else mask_draws
     with in_memory_pass(
-        model, corpus, seed=seed, draws=draws, dtype=dtype, on_nonfinite=on_nonfinite
+        model, corpus, seed=seed, draws=draws, dtype=opts.dtype, on_nonfinite=opts.on_nonfinite
     ) as (grad, proc):
         grad.loss_reduction = reduction
-        plan = {"batch_tokens": batch_tokens, "max_batch_size": max_batch_size, "part_batches": 1}
+        plan = {
+            "batch_tokens": opts.batch_tokens,
+            "max_batch_size": opts.max_batch_size,
+            "part_batches": 1,
+        }
         job = _score_job(
-            grad, fisher, params=params, fisher_mode=fisher_mode, where="the Fisher",
+            grad, fisher, params=params, fisher_mode=opts.fisher_mode, where="the Fisher",
             plan=plan, proc=proc,
         )  # fmt: skip
         cols = {k: [] for k in _PART_COLUMNS}
@@ -391,9 +354,11 @@ def self_influence(
 
         _score_parts(job, list(range(len(job.parts))), report, collect)
     score, loss, flags = _in_order(cols, len(corpus))
-    meta = _scores_meta(job, flags, on_nonfinite)
+    meta = _scores_meta(job, flags, opts.on_nonfinite)
     meta["config"] = {"function": "self_influence", "reduction": reduction, "params": params}
-    meta["config"].update(batch_tokens=batch_tokens, max_batch_size=max_batch_size, dtype=dtype)
+    meta["config"].update(
+        batch_tokens=opts.batch_tokens, max_batch_size=opts.max_batch_size, dtype=opts.dtype
+    )
     lengths = np.asarray(corpus.lengths, dtype=np.int64)
     return Scores(
         ids=np.asarray(corpus.ids()), score=score, loss=loss, length=lengths, metadata=meta
@@ -417,36 +382,22 @@ def compute_scores(cfg: ScoreConfig, progress: ProgressCallback | None = None) -
 
     Messages go to the ``bioprune.influence`` logger (rank 0), progress to ``progress``.
     """
-    from bioprune.runtime import process_group
-
-    cfg.validate()
-    artifacts.check_output_dir(cfg.out, cfg.overwrite, inputs=(cfg.corpus, cfg.model, cfg.fisher))
-    out = Path(cfg.out)
-    with process_group(cfg.device) as proc:
-        job, model_sum = _file_score_job(cfg, proc)
-        parts_dir = runs.parts_dir_of(out)
-        try:
-            _lock = runs.prepare_parts_dir(
-                parts_dir, _run_key(cfg, job, model_sum), cfg.resume, proc
-            )
-            todo = _todo(cfg, job, parts_dir)
-            total = sum(len(b) for j in todo for b in job.parts[j])
-            report = runs.StageProgress("score", total, progress if proc.is_main else None)
-            _score_parts(job, todo, report, _part_writer(parts_dir))
-            tokens, processed = proc.sum_int(report.tokens), proc.sum_int(report.examples)
-            proc.barrier()
-            quantiles, n_nonfinite = {}, 0
-            if proc.is_main:
-                quantiles, n_nonfinite = _write(cfg, job, parts_dir)
-                shutil.rmtree(parts_dir, ignore_errors=True)
-            proc.barrier()
-        except BaseException:
-            if proc.is_main:
-                runs.discard_if_empty(parts_dir)
-            raise
+    inputs = (cfg.corpus, cfg.model, cfg.fisher)
+    with runs.resumable_run(cfg, inputs, _file_score_job, _run_key) as run:
+        job, proc = run.job, run.proc
+        todo = _todo(cfg, job, run.parts_dir)
+        total = sum(len(b) for j in todo for b in job.parts[j])
+        report = runs.StageProgress("score", total, progress if proc.is_main else None)
+        _score_parts(job, todo, report, _part_writer(run.parts_dir))
+        tokens, processed = proc.sum_int(report.tokens), proc.sum_int(report.examples)
+        proc.barrier()
+        quantiles, n_nonfinite = {}, 0
+        if proc.is_main:
+            quantiles, n_nonfinite = _write(cfg, job, run.parts_dir)
     return ScoreResult(
-        path=out, examples=len(job.grad.corpus), nonfinite=n_nonfinite, seconds=report.elapsed,
-        tokens=tokens, quantiles=quantiles, names=job.grad.names, processed=processed,
+        path=Path(cfg.out), examples=len(job.grad.corpus), nonfinite=n_nonfinite,
+        seconds=report.elapsed, tokens=tokens, quantiles=quantiles, names=job.grad.names,
+        processed=processed,
     )  # fmt: skip
 
 

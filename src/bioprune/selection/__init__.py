@@ -43,8 +43,7 @@ which parses budgets with :mod:`bioprune.selection.budget`) stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bioprune._lazy import lazy_exports
 
 __all__ = [
     "STRATEGIES",
@@ -80,13 +79,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, {k: "." + v for k, v in _WHERE.items()}, globals())
