@@ -6,6 +6,7 @@ import inspect
 import json
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -37,7 +38,8 @@ def test_every_public_name_resolves(name):
     value = getattr(bioprune, name)
     assert value is getattr(bioprune, name)  # cached after the first access
     assert name in dir(bioprune)
-    if inspect.isclass(value) or inspect.isfunction(value):
+    alias = typing.get_origin(value) is not None  # ProgressCallback = Callable[...]
+    if (inspect.isclass(value) or inspect.isfunction(value)) and not alias:
         assert inspect.getdoc(value), f"{name} has no docstring"
 
 

@@ -207,7 +207,8 @@ def test_inspect_adds_score_diagnostics_and_warns(tiny_corpus, tmp_path, capsys,
 @pytest.mark.parametrize("name", ["demo.yaml", "science.yaml"])
 def test_shipped_study_configs_validate(name):
     """Both shipped study configs validate; science.yaml shares demo.yaml's scoring (so a demo
-    run's scores serve it) and trains 3 pretraining seeds of `micro` coreset models."""
+    run's scores serve it) and trains 3 pretraining seeds of coreset models with the
+    reference's own recipe, probed linearly (docs/science.md section 3c)."""
     from importlib.resources import files
 
     from bioprune.workflow.config import load_study_config
@@ -218,5 +219,7 @@ def test_shipped_study_configs_validate(name):
         demo = load_study_config(files("bioprune") / "resources" / "study" / "demo.yaml")
         for key in ("corpus", "reference", "adaptation", "influence"):
             assert getattr(cfg, key) == getattr(demo, key), key
-        assert cfg.pretraining.preset == "micro" and len(cfg.pretraining.seeds) >= 3
+        assert cfg.pretraining.preset == "tiny" and len(cfg.pretraining.seeds) >= 3
+        assert cfg.pretraining.max_steps == demo.reference.pretrain.max_steps
+        assert len(cfg.budgets) == 2 and cfg.tasks[0].protocol == "frozen-linear"
         assert {"cci-length", "cci-cluster"} <= {m.method for m in cfg.methods}
