@@ -21,6 +21,7 @@ Torch is imported inside the methods that train or score, so reading a task
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -78,7 +79,7 @@ class Fit(Protocol):
     allowed: dict[str, list[np.ndarray]]  # canonical-pair masks per split, filled lazily
 
 
-class TaskKind:
+class TaskKind(ABC):
     """Base of every task kind; a subclass (or instance) fills in what differs.
 
     Attributes
@@ -106,9 +107,9 @@ class TaskKind:
     definitions: Mapping[str, str] = MappingProxyType({})
 
     # ---- reading -------------------------------------------------------------------
+    @abstractmethod
     def read(self, table: _Table, alphabet, max_length: int, classes) -> Split:
         """One split's validated examples (see :mod:`bioprune.evaluation.tasks`)."""
-        raise NotImplementedError(f"task kind {self.name!r} defines no reader")
 
     def classes(self, train: _Table) -> list[str] | None:
         """Class names taken from the training split (``None``: not categorical)."""
@@ -137,17 +138,18 @@ class TaskKind:
             dim *= 2
         return SequenceHead(dim, len(classes) if classes is not None else 1, mlp)
 
+    @abstractmethod
     def loss(self, fit: Fit, out, split: Split, idx: np.ndarray):
-        raise NotImplementedError
+        """The training loss of the head's batch output ``out`` on examples ``idx``."""
 
     # ---- scoring -------------------------------------------------------------------
     def collect(self, out, split: Split, idx: np.ndarray) -> list:
         """The head's batch output ``out`` as the items :meth:`score` reads."""
         return [out.cpu().numpy()]
 
+    @abstractmethod
     def score(self, fit: Fit, outs: list, split: Split, threshold: float) -> dict[str, float]:
         """Every metric of :attr:`metrics` on ``split`` from :meth:`collect`'s items."""
-        raise NotImplementedError
 
     def choose_threshold(self, fit: Fit, outs: list, split: Split) -> float:
         """The decision cut to score with (logit); only kinds that tune one override it."""
@@ -171,12 +173,13 @@ class _SequenceLevel(TaskKind):
 
         return read_sequence_level(table, alphabet, max_length, classes, self)
 
+    @abstractmethod
     def target(self, table, k: int, row: dict[str, str], index: dict[str, int]) -> Any:
         """Row ``k``'s target (a class index, a value, a multi-hot vector)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stack(self, targets: list) -> np.ndarray:
-        raise NotImplementedError
+        """The targets of a split as one array."""
 
 
 class Classification(_SequenceLevel):
@@ -392,8 +395,9 @@ class _PairKind(TaskKind):
         return torch.where(known, values, torch.zeros_like(values)), known
 
     def cell_values(self, fit: Fit, arr):
-        """The training target of each cell of an (L, L) map tensor ``arr``."""
-        raise NotImplementedError
+        """The training target of each cell of an (L, L) map tensor ``arr``: for a binary map
+        (base pairs, contacts) 1 where the cell is positive; real-valued maps override it."""
+        return (arr > 0).float()
 
     def pair_targets(self, fit: Fit, split: Split, idx: np.ndarray, width: int):
         """(B, L, L) targets and the mask of cells that count: ``i < j`` inside each sequence,
@@ -552,9 +556,6 @@ class ContactMap(_PairKind):
     columns = ("sequence", "contact_map")
     metrics = (*_CONTACT, "scored_sequences", *(f"{m}_beacon" for m in _CONTACT))
     primary = ("precision_L", True)
-
-    def cell_values(self, fit, arr):
-        return (arr > 0).float()
 
     def score(self, fit, outs, split, threshold):
         probs = [1.0 / (1.0 + np.exp(-(logit + logit.T) / 2.0)) for logit in outs]  # BEACON's
